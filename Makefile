@@ -1,0 +1,53 @@
+# llm-operator: the doors are `make demo`, `make test` and `make lint`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The local cluster's tools (kube-apiserver, etcd, kubectl, helm, grpcurl) are built once and cached here.
+export LLMOP_CACHE ?= $(HOME)/.cache/llm-operator
+export PYTHONPATH := $(CURDIR)/hack$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: help setup gen lint test unit integration e2e demo cluster-up cluster-down bench clean
+
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+setup: ## Install everything a fresh machine needs (idempotent; seconds when warm).
+	@bash hack/setup.sh
+
+gen: ## Regenerate the gRPC stubs from runtime/proto.
+	@$(PY) hack/gen_proto.py
+
+lint: setup ## ruff, mypy --strict and the import contracts.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy operator/llm_operator runtime/llm_runtime hack tests
+	$(VENV)/bin/lint-imports
+
+test: setup ## Every test: unit, integration and e2e (starts the local cluster itself).
+	$(PY) -m pytest -m "unit or integration or e2e" tests
+
+unit: setup ## Unit tests only (no cluster).
+	$(PY) -m pytest -m unit tests
+
+integration: setup ## Integration tests (local cluster).
+	$(PY) -m pytest -m integration tests
+
+e2e: setup ## End-to-end tests (local cluster, runtime pods, SmolLM2).
+	$(PY) -m pytest -m e2e tests
+
+demo: setup ## The main job end to end on the local cluster.
+	@bash hack/demo.sh
+
+cluster-up: setup ## Start the local cluster (idempotent).
+	$(PY) -m localcluster up
+
+cluster-down: ## Stop the local cluster and remove everything it created.
+	$(PY) -m localcluster down
+
+bench: setup ## Runtime benchmark: continuous batching vs a naive server.
+	$(PY) hack/bench/runtime_bench.py
+
+clean: ## Remove the virtualenv and build outputs (not the tool cache).
+	rm -rf $(VENV) build *.egg-info
