@@ -1,0 +1,68 @@
+"""Names and labels every child shares: one place, so selectors and builders cannot disagree."""
+
+from __future__ import annotations
+
+from llm_operator import GROUP, spec
+
+LABEL_DEPLOYMENT = f"{GROUP}/deployment"
+LABEL_REVISION = f"{GROUP}/revision"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+METRICS_PORT = 9090
+MODEL_MOUNT = "/models"
+SOURCE_MOUNT = "/mnt/source"
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """Labels that select a deployment's runtime pods; never change for the object's lifetime."""
+    return {"app.kubernetes.io/instance": name, LABEL_DEPLOYMENT: name}
+
+
+def common_labels(name: str) -> dict[str, str]:
+    """Labels on every child, so `kubectl get all -l app.kubernetes.io/instance=NAME` finds them."""
+    return {
+        **selector_labels(name),
+        "app.kubernetes.io/name": "llm-runtime",
+        "app.kubernetes.io/part-of": "llm-operator",
+        "app.kubernetes.io/managed-by": "llm-operator",
+    }
+
+
+def selector_string(name: str) -> str:
+    """The pod selector as a string, the form the scale subresource and HPAs read."""
+    return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(name).items()))
+
+
+def headless_name(name: str) -> str:
+    """The headless Service: one DNS A record per ready pod, for client-side round_robin."""
+    return f"{name}-headless"
+
+
+def service_account_name(name: str) -> str:
+    return f"{name}-runtime"
+
+
+def endpoint(d: spec.LLMDeployment) -> str:
+    """The in-cluster gRPC address of the ClusterIP Service."""
+    return f"{d.owner.name}.{d.owner.namespace}.svc:{d.spec.service.port}"
+
+
+def owner_reference(owner: spec.Owner) -> dict[str, object]:
+    """Makes the custom resource own a child, so deleting it cascades through the GC."""
+    return {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "LLMDeployment",
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def child_metadata(d: spec.LLMDeployment, *, name: str, component: str) -> dict[str, object]:
+    """metadata for a child object: its name, the common labels and the owner reference."""
+    return {
+        "name": name,
+        "namespace": d.owner.namespace,
+        "labels": {**common_labels(d.owner.name), LABEL_COMPONENT: component},
+        "ownerReferences": [owner_reference(d.owner)],
+    }

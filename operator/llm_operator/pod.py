@@ -1,0 +1,262 @@
+"""The runtime pod template (pure): init container fetches the model, main container serves it.
+
+The revision is a hash of the template before the revision is stamped into it, so it changes
+exactly when something that defines the pods changes (image, model, limits, env, scheduling...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+from llm_operator import naming, spec
+
+# Environment the runtime reads (`llm-runtime serve --help` documents each). Metric labels come
+# from LLM_MODEL_NAME / LLM_MODEL_REVISION.
+ENV_MODEL_NAME = "LLM_MODEL_NAME"
+ENV_MODEL_REVISION = "LLM_MODEL_REVISION"
+RUNTIME_USER = 65532
+PROBE_PERIOD_SECONDS = 5
+TLS_MOUNT = "/etc/llm-runtime/tls"
+TOKEN_MOUNT = "/etc/llm-runtime/token"
+RUNTIME_CONTAINER = "runtime"
+FETCH_CONTAINER = "fetch"
+
+
+def fetch_uri(source: str) -> str:
+    """The URI `llm-runtime fetch` reads: pvc://claim/path becomes a path under the claim's mount."""
+    if source.startswith("pvc://"):
+        _claim, _, path = source.removeprefix("pvc://").partition("/")
+        return f"{naming.SOURCE_MOUNT}/{path}"
+    return source
+
+
+def source_claim(source: str) -> str | None:
+    """The PersistentVolumeClaim a pvc:// source names, else None."""
+    if not source.startswith("pvc://"):
+        return None
+    return source.removeprefix("pvc://").partition("/")[0]
+
+
+def model_dir(model: spec.ModelSpec) -> str:
+    """Where the fetched model lives; keyed by source and format so a shared cache never mixes."""
+    key = hashlib.sha256(f"{model.source}|{model.format}".encode()).hexdigest()[:12]
+    return f"{naming.MODEL_MOUNT}/{key}"
+
+
+def _volumes(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
+    model: dict[str, Any] = (
+        {"persistentVolumeClaim": {"claimName": s.model.cache_claim_name}}
+        if s.model.cache_claim_name
+        else {"emptyDir": {}}
+    )
+    volumes: list[dict[str, Any]] = [
+        {"name": "model", **model},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    claim = source_claim(s.model.source)
+    if claim:
+        volumes.append(
+            {"name": "source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+    if s.security.tls_secret_name:
+        volumes.append({"name": "tls", "secret": {"secretName": s.security.tls_secret_name}})
+    if s.security.auth_token_secret_name:
+        secret = {"secretName": s.security.auth_token_secret_name}
+        volumes.append({"name": "token", "secret": secret})
+    return volumes
+
+
+def _security_context() -> dict[str, Any]:
+    """Non-root, read-only root filesystem, no capabilities: the runtime needs none."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUNTIME_USER,
+        "runAsGroup": RUNTIME_USER,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _base_env(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
+    """Environment both containers share: a writable HOME and caches on the model volume."""
+    return [
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "HF_HOME", "value": f"{naming.MODEL_MOUNT}/.hf"},
+        {"name": ENV_MODEL_NAME, "value": s.model.name},
+    ]
+
+
+def _fetch_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
+    mounts: list[dict[str, Any]] = [
+        {"name": "model", "mountPath": naming.MODEL_MOUNT},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if source_claim(s.model.source):
+        mounts.append({"name": "source", "mountPath": naming.SOURCE_MOUNT, "readOnly": True})
+    return {
+        "name": FETCH_CONTAINER,
+        "image": image,
+        "imagePullPolicy": s.runtime.image_pull_policy,
+        "args": ["fetch", fetch_uri(s.model.source), model_dir(s.model)],
+        "env": _base_env(s),
+        "volumeMounts": mounts,
+        "securityContext": _security_context(),
+    }
+
+
+def runtime_env(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
+    """The serve container's settings as LLM_RUNTIME_* variables, then the user's own env."""
+    limits = s.runtime.limits
+    values: dict[str, str] = {
+        "LLM_RUNTIME_MODEL": model_dir(s.model),
+        "LLM_RUNTIME_FORMAT": s.model.format,
+        "LLM_RUNTIME_DTYPE": s.model.dtype,
+        "LLM_RUNTIME_PORT": str(s.service.port),
+        "LLM_RUNTIME_METRICS_PORT": str(naming.METRICS_PORT),
+        "LLM_RUNTIME_MAX_BATCH_SIZE": str(limits.max_batch_size),
+        "LLM_RUNTIME_MAX_WAITING": str(limits.max_waiting),
+        "LLM_RUNTIME_MAX_INPUT_TOKENS": str(limits.max_input_tokens),
+        "LLM_RUNTIME_MAX_NEW_TOKENS": str(limits.max_new_tokens),
+        "LLM_RUNTIME_GRACE_SECONDS": str(s.drain_grace_period_seconds),
+    }
+    if s.security.tls_secret_name:
+        values["LLM_RUNTIME_TLS_CERT"] = f"{TLS_MOUNT}/tls.crt"
+        values["LLM_RUNTIME_TLS_KEY"] = f"{TLS_MOUNT}/tls.key"
+    if s.security.auth_token_secret_name:
+        values["LLM_RUNTIME_TOKEN_FILE"] = f"{TOKEN_MOUNT}/token"
+    env = _base_env(s) + [{"name": k, "value": v} for k, v in values.items()]
+    user = [e.model_dump(by_alias=True, exclude_none=True) for e in s.runtime.env]
+    return env + user
+
+
+def _probe_action(s: spec.LLMDeploymentSpec) -> dict[str, Any]:
+    """gRPC health (grpc.health.v1) says whether the model can serve; kubelet's gRPC probe has
+    no TLS, so with TLS on the probe falls back to a TCP check of the port."""
+    if s.security.tls_secret_name:
+        return {"tcpSocket": {"port": "grpc"}}
+    return {"grpc": {"port": s.service.port, "service": ""}}
+
+
+def probes(s: spec.LLMDeploymentSpec) -> dict[str, dict[str, Any]]:
+    """Startup covers the whole fetch-and-load budget; readiness and liveness take over after."""
+    action = _probe_action(s)
+    startup_failures = max(1, math.ceil(s.startup_budget_seconds / PROBE_PERIOD_SECONDS))
+    return {
+        "startupProbe": {
+            **action,
+            "periodSeconds": PROBE_PERIOD_SECONDS,
+            "failureThreshold": startup_failures,
+            "timeoutSeconds": 3,
+        },
+        "readinessProbe": {
+            **action,
+            "periodSeconds": PROBE_PERIOD_SECONDS,
+            "failureThreshold": 2,
+            "timeoutSeconds": 3,
+        },
+        "livenessProbe": {
+            **action,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+            "timeoutSeconds": 5,
+        },
+    }
+
+
+def _runtime_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
+    mounts: list[dict[str, Any]] = [
+        {"name": "model", "mountPath": naming.MODEL_MOUNT},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if s.security.tls_secret_name:
+        mounts.append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
+    if s.security.auth_token_secret_name:
+        mounts.append({"name": "token", "mountPath": TOKEN_MOUNT, "readOnly": True})
+    resources = s.runtime.resources.model_dump(exclude_defaults=True)
+    return {
+        "name": RUNTIME_CONTAINER,
+        "image": image,
+        "imagePullPolicy": s.runtime.image_pull_policy,
+        "args": ["serve", *s.runtime.args],
+        "env": runtime_env(s),
+        "ports": [
+            {"name": "grpc", "containerPort": s.service.port, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": naming.METRICS_PORT, "protocol": "TCP"},
+        ],
+        "resources": resources,
+        "volumeMounts": mounts,
+        "securityContext": _security_context(),
+        **probes(s),
+    }
+
+
+def _scheduling(s: spec.SchedulingSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if s.node_selector:
+        out["nodeSelector"] = dict(s.node_selector)
+    if s.tolerations:
+        out["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in s.tolerations]
+    if s.affinity:
+        out["affinity"] = s.affinity
+    if s.priority_class_name:
+        out["priorityClassName"] = s.priority_class_name
+    return out
+
+
+def unstamped_template(d: spec.LLMDeployment, *, image: str) -> dict[str, Any]:
+    """The pod template before the revision is known (the revision hashes this)."""
+    s = d.spec
+    return {
+        "metadata": {"labels": naming.common_labels(d.owner.name)},
+        "spec": {
+            "serviceAccountName": naming.service_account_name(d.owner.name),
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": s.drain_grace_period_seconds + 5,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": RUNTIME_USER,
+                "runAsGroup": RUNTIME_USER,
+                "fsGroup": RUNTIME_USER,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "initContainers": [_fetch_container(s, image)],
+            "containers": [_runtime_container(s, image)],
+            "volumes": _volumes(s),
+            **_scheduling(s.scheduling),
+        },
+    }
+
+
+def revision_of(template: dict[str, Any]) -> str:
+    """A short stable hash of a pod template (canonical JSON, sorted keys)."""
+    canonical = json.dumps(template, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+def stamp(template: dict[str, Any], revision: str) -> dict[str, Any]:
+    """The template with its revision as a pod label and as LLM_MODEL_REVISION (metric label)."""
+    meta = template["metadata"]
+    labels = {**meta["labels"], naming.LABEL_REVISION: revision}
+    spec_ = template["spec"]
+    containers = [
+        {**c, "env": [*c["env"], {"name": ENV_MODEL_REVISION, "value": revision}]}
+        for c in spec_["containers"]
+    ]
+    return {
+        **template,
+        "metadata": {**meta, "labels": labels},
+        "spec": {**spec_, "containers": containers},
+    }
+
+
+def pod_template(d: spec.LLMDeployment, *, image: str) -> tuple[dict[str, Any], str]:
+    """The stamped pod template and its revision."""
+    template = unstamped_template(d, image=image)
+    revision = revision_of(template)
+    return stamp(template, revision), revision

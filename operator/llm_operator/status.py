@@ -1,0 +1,169 @@
+"""Status rules (pure): observed children -> phase, conditions and the fields `kubectl get` shows.
+
+The phase is always derived from what the pods and the Deployment say now, never remembered, so it
+stays truthful after operator restarts. lastTransitionTime only moves when a condition's status does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from llm_operator.observe import DeploymentView, Failure, PodView
+
+Phase = Literal["Pending", "Loading", "Ready", "Progressing", "Degraded", "Failed"]
+WARNING_PHASES = frozenset({"Degraded", "Failed"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """Everything the rules look at for one LLMDeployment."""
+
+    generation: int
+    desired: int
+    revision: str
+    deployment: DeploymentView | None
+    pods: tuple[PodView, ...]
+    apply_error: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The phase with the reason and message that explain it."""
+
+    phase: Phase
+    reason: str
+    message: str
+
+
+def _first_failure(pods: Sequence[PodView]) -> tuple[PodView, Failure] | None:
+    for p in pods:
+        if p.failure is not None:
+            return p, p.failure
+    return None
+
+
+def _rolled_out(o: Observed, live: Sequence[PodView]) -> bool:
+    d = o.deployment
+    if d is None or d.observed_generation < d.generation:
+        return False
+    current_ready = sum(1 for p in live if p.ready and p.revision == o.revision)
+    return current_ready >= o.desired and len(live) == o.desired
+
+
+def verdict(o: Observed) -> Verdict:
+    """The phase rules, in order of precedence (the first that matches wins)."""
+    if o.apply_error:
+        return Verdict("Failed", "ApplyFailed", o.apply_error)
+    if o.deployment is None:
+        return Verdict("Pending", "Creating", "the runtime Deployment does not exist yet")
+    live = [p for p in o.pods if not p.terminating]
+    ready = sum(1 for p in live if p.ready)
+    failing = _first_failure(live)
+    if failing:
+        pod, f = failing
+        return Verdict("Degraded", f.reason, f"pod {pod.name} container {f.container}: {f.message}")
+    if _rolled_out(o, live):
+        return Verdict("Ready", "ReplicasReady", f"{ready}/{o.desired} replicas serve the model")
+    unschedulable = [p for p in live if p.unschedulable_message]
+    if ready == 0 and o.desired > 0:
+        if unschedulable:
+            return Verdict("Pending", "Unschedulable", unschedulable[0].unschedulable_message)
+        if any(p.scheduled for p in live):
+            return Verdict("Loading", "LoadingModel", "fetching and loading the model")
+        return Verdict("Pending", "WaitingForPods", "no runtime pod is scheduled yet")
+    return Verdict(
+        "Progressing", "RollingOut", f"{ready}/{o.desired} replicas ready, rollout in progress"
+    )
+
+
+def _cond(kind: str, on: bool, reason: str, message: str) -> dict[str, Any]:
+    return {"type": kind, "status": "True" if on else "False", "reason": reason, "message": message}
+
+
+def conditions_for(v: Verdict, *, ready: int, desired: int) -> list[dict[str, Any]]:
+    """Available, Progressing, Degraded (without times; `with_times` adds them)."""
+    available = ready > 0 or desired == 0
+    moving = v.phase in ("Pending", "Loading", "Progressing")
+    bad = v.phase in WARNING_PHASES
+    return [
+        _cond(
+            "Available",
+            available,
+            "ReplicasReady" if available else v.reason,
+            f"{ready}/{desired} replicas ready",
+        ),
+        _cond("Progressing", moving, v.reason if moving else "RolloutComplete", v.message),
+        _cond("Degraded", bad, v.reason if bad else "AsExpected", v.message if bad else ""),
+    ]
+
+
+def with_times(
+    conds: Sequence[Mapping[str, Any]],
+    *,
+    previous: Sequence[Mapping[str, Any]],
+    generation: int,
+    now: str,
+) -> list[dict[str, Any]]:
+    """Adds observedGeneration and lastTransitionTime, keeping the old time when status is same."""
+    old = {c.get("type"): c for c in previous}
+    out = []
+    for c in conds:
+        before = old.get(c["type"])
+        same = before is not None and before.get("status") == c["status"]
+        stamp = str(before.get("lastTransitionTime")) if same and before else now
+        out.append({**c, "observedGeneration": generation, "lastTransitionTime": stamp})
+    return out
+
+
+def status_body(
+    o: Observed,
+    *,
+    selector: str,
+    endpoint: str,
+    previous: Mapping[str, Any],
+    now: str,
+) -> dict[str, Any]:
+    """The whole .status the operator writes."""
+    v = verdict(o)
+    live = [p for p in o.pods if not p.terminating]
+    ready = sum(1 for p in live if p.ready)
+    conds = conditions_for(v, ready=ready, desired=o.desired)
+    return {
+        "phase": v.phase,
+        "conditions": with_times(
+            conds, previous=previous.get("conditions") or [], generation=o.generation, now=now
+        ),
+        "observedGeneration": o.generation,
+        "replicas": len(live),
+        "readyReplicas": ready,
+        "ready": f"{ready}/{o.desired}",
+        "currentRevision": o.revision,
+        "selector": selector,
+        "endpoint": endpoint,
+        "lastError": v.message if v.phase in WARNING_PHASES else "",
+    }
+
+
+def changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether writing `new` would change anything the status shows."""
+    return any(previous.get(k) != v for k, v in new.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class Transition:
+    """An Event to post when the phase changes."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+def transition(previous_phase: str | None, v: Verdict) -> Transition | None:
+    """One Event per phase change; Warning with the failure's reason for Degraded and Failed."""
+    if previous_phase == v.phase:
+        return None
+    warn = v.phase in WARNING_PHASES
+    message = f"phase {previous_phase or 'None'} -> {v.phase}: {v.message}"
+    return Transition("Warning" if warn else "Normal", v.reason if warn else v.phase, message)
