@@ -1,0 +1,71 @@
+"""`python -m localcluster up|down|status|env`: the local cluster's command line.
+
+`up` is idempotent (a running cluster is only verified), `down` leaves no process, network
+namespace, link, mount or address behind and wipes etcd, `env` prints shell exports for
+kubectl, helm and grpcurl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from localcluster import controlplane, cp_cluster, cp_layout
+from localcluster.cp_layout import Layout
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
+    parser.add_argument(
+        "command", choices=("up", "down", "status", "env"), help="what to do with the cluster"
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="cluster state folder (default: $LLMOP_CLUSTER_DIR or ~/.cache/llm-operator/cluster)",
+    )
+    parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait per step")
+    return parser
+
+
+def _up(layout: Layout, bindir: Path, timeout: float) -> int:
+    result = cp_cluster.up(layout, bindir=bindir, timeout=timeout)
+    node = result.node or "none (the node agent module localcluster.node is not there yet)"
+    print(f"cluster up in {result.seconds:.1f}s; Ready node: {node}")
+    print(f"kubeconfig: {layout.kubeconfig} (also the current context of ~/.kube/config)")
+    print('use it:   eval "$(PYTHONPATH=hack .venv/bin/python -m localcluster env)"')
+    print("          kubectl get nodes;  make cluster-down  # stop and remove everything")
+    return 0
+
+
+def _status(layout: Layout) -> int:
+    found = cp_cluster.status(layout)
+    for name, ok in found.items():
+        print(f"{name:<24} {'yes' if ok else 'no'}")
+    return 0 if all(found.values()) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    layout = Layout(args.state_dir or cp_layout.default_state_dir())
+    bindir = cp_layout.bin_dir()
+    try:
+        if args.command == "up":
+            return _up(layout, bindir, args.timeout)
+        if args.command == "down":
+            stopped = cp_cluster.down(layout, bindir=bindir)
+            print(f"cluster down; stopped: {', '.join(stopped) or 'nothing was running'}")
+            return 0
+        if args.command == "status":
+            return _status(layout)
+        sys.stdout.write(cp_cluster.env_lines(layout, bindir=bindir))
+        return 0
+    except (controlplane.StartError, cp_cluster.CleanupError) as err:
+        print(f"localcluster {args.command}: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
