@@ -38,6 +38,7 @@ class CheckResult:
     limit: float | None = None
     stable: float | None = None
     at: datetime | None = None  # when the failing signal happened (startup checks)
+    pod: str | None = None  # the pod this result is about (smoke checks)
 
 
 @dataclass(frozen=True)
@@ -272,3 +273,10 @@ def summary(results: Sequence[CheckResult]) -> str:
     """One line for status.lastVerdictMessage: failures first, then the rest."""
     ordered = sorted(results, key=lambda r: (r.verdict is not Verdict.FAILED, r.check))
     return "; ".join(r.message for r in ordered) or "no checks configured"
+
+
+def smoke_passed_pods(results: Iterable[CheckResult]) -> frozenset[str]:
+    """Pods whose every smoke result in `results` passed (they need not be smoked again)."""
+    smoke = [r for r in results if r.check == "smoke" and r.pod is not None]
+    failed = {r.pod for r in smoke if r.verdict is not Verdict.PASSED}
+    return frozenset(r.pod for r in smoke if r.pod is not None and r.pod not in failed)

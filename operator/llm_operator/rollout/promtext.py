@@ -83,6 +83,19 @@ def delta(previous: Scrape, current: Scrape) -> Scrape:
     return Scrape({k: v - previous.samples.get(k, 0.0) for k, v in current.samples.items()})
 
 
+def window_delta(
+    previous: Scrape | None, current: Scrape, *, started_in_window: bool
+) -> Scrape | None:
+    """A pod's delta for the window, or None when it cannot be known yet.
+
+    Without a previous scrape the delta is known only if the process started inside the window
+    (its counters began at zero then); otherwise this scrape becomes the pod's baseline.
+    """
+    if previous is not None:
+        return delta(previous, current)
+    return current if started_in_window else None
+
+
 def aggregate(scrapes: Iterable[Scrape]) -> Scrape:
     """Sums series with equal name and labels across pods (PromQL `sum by (all labels)`)."""
     total: dict[SeriesKey, float] = {}

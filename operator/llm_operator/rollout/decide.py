@@ -1,0 +1,353 @@
+"""The canary state machine: `decide(observed, status, spec, now) -> Decision`. Pure.
+
+Order of precedence on every call: manual commands, then a change of the desired revision, then
+startup failures (abort at once), then the current phase's own progress (readiness, analysis,
+pauses, promotion, draining). The returned status is the whole new state; write it to the CR and
+converge the children to `plan.workloads(decision.status, replicas)`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from llm_operator.rollout import analysis, inputs, plan
+from llm_operator.rollout.analysis import CheckResult, Verdict
+from llm_operator.rollout.state import (
+    ANNOTATION_PREFIX,
+    IN_FLIGHT,
+    Command,
+    CommandKind,
+    Phase,
+    Rollback,
+    RolloutStatus,
+)
+
+POLL_SECONDS = 2.0  # how soon to look again while something is in flight
+
+
+class Action(enum.StrEnum):
+    WAIT = "Wait"  # nothing changed (the status may still carry new analysis bookkeeping)
+    ADOPT = "Adopt"  # first revision ever: it is the stable, no canary
+    START = "StartCanary"  # a new revision goes out (as canary, or recreated)
+    REVERT = "Revert"  # the spec went back to the stable revision: drop the canary
+    ADVANCE = "Advance"  # next canary step
+    HOLD = "Hold"  # paused at a step until a manual promote
+    PROMOTE = "Promote"  # scale the canary to full beside the stable
+    PROMOTED = "Promoted"  # the canary is the stable; the old revision drains
+    DRAINED = "Drained"  # the old revision is gone
+    ROLLBACK = "Rollback"  # canary removed, its revision rejected
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the handler saw this tick; everything else comes from the status."""
+
+    desired_revision: str  # the revision the current spec asks for
+    canary_ready: int = 0  # Ready pods of status.canary_revision
+    old_pods: int = 0  # pods (any state) of revisions other than stable and canary
+    startup: CheckResult | None = None  # startup.check_startup over the canary's pods
+    analysis: tuple[CheckResult, ...] | None = None  # a closed window's metric + smoke results
+    commands: tuple[Command, ...] = ()  # state.pending_commands(annotations, status)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    status: RolloutStatus
+    message: str
+    event: Event | None = None
+    verdict: Verdict | None = None  # the verdict of the analysis applied this call, if any
+    requeue_after: float | None = None  # seconds; None: only a change needs a new look
+
+
+def _steps(spec: inputs.RolloutSpec) -> tuple[inputs.Step, ...]:
+    return spec.steps or (inputs.Step(weight=100, pause_seconds=0.0),)
+
+
+def _done(
+    action: Action,
+    status: RolloutStatus,
+    message: str,
+    *,
+    event: Event | None = None,
+    verdict: Verdict | None = None,
+) -> Decision:
+    busy = status.phase in IN_FLIGHT or status.phase is Phase.DRAINING
+    requeue = POLL_SECONDS if busy else None
+    return Decision(action, status, message, event, verdict, requeue)
+
+
+def _consume(status: RolloutStatus, commands: tuple[Command, ...]) -> RolloutStatus:
+    if not commands:
+        return status
+    handled = dict(status.handled_commands) | {c.kind.value: c.token for c in commands}
+    return status.evolve(handled_commands=handled)
+
+
+def _start(
+    status: RolloutStatus, spec: inputs.RolloutSpec, revision: str, now: datetime, why: str
+) -> Decision:
+    """A new revision goes out: Canary at the first step, or Recreate at full size."""
+    recreate = spec.strategy is inputs.Strategy.RECREATE
+    weight = 100 if recreate else _steps(spec)[0].weight
+    new = status.evolve(
+        phase=Phase.RECREATING if recreate else Phase.CANARY,
+        canary_revision=revision,
+        old_revision=None,
+        step=0,
+        weight=weight,
+        step_started_at=now,
+        step_ready_at=None,
+        step_passes=0,
+        failures=0,
+        inconclusives=0,
+        last_analysis_at=None,
+        last_verdict="",
+        last_message="",
+        smoked_pods=(),
+        rejected_revision=None,
+        message="recreate: old pods stop before new ones start"
+        if recreate
+        else plan.weight_message(weight, spec.replicas),
+    )
+    text = f"{why}: revision {revision} replaces {status.stable_revision} ({new.message})"
+    return _done(Action.START, new, text, event=Event("Normal", "RolloutStarted", text))
+
+
+def _rollback(status: RolloutStatus, cause: CheckResult, now: datetime, note: str = "") -> Decision:
+    """Canary out, stable at full, the revision remembered as rejected (no flapping)."""
+    rejected = status.canary_revision or ""
+    stable = status.stable_revision or ""
+    message = cause.message + note
+    new = status.evolve(
+        phase=Phase.ROLLED_BACK,
+        canary_revision=None,
+        rejected_revision=rejected,
+        step=0,
+        weight=0,
+        step_ready_at=None,
+        step_passes=0,
+        last_verdict=str(Verdict.FAILED),
+        last_message=message,
+        rollback=Rollback(rejected, stable, cause.reason, message, now),
+        message=f"rolled back to {stable}; {rejected} rejected until the spec changes",
+    )
+    text = f"revision {rejected} rolled back to {stable}: {cause.reason}: {message}"
+    return _done(Action.ROLLBACK, new, text, event=Event("Warning", "RolloutRolledBack", text))
+
+
+def _promote(status: RolloutStatus, spec: inputs.RolloutSpec, why: str) -> Decision:
+    """Canary to full size beside the full stable; the stable steps aside once it is Ready."""
+    new = status.evolve(
+        phase=Phase.PROMOTING,
+        weight=100,
+        message=f"promoting: {spec.replicas} canary pods beside {spec.replicas} stable",
+    )
+    text = f"promoting revision {status.canary_revision}: {why}"
+    return _done(Action.PROMOTE, new, text, event=Event("Normal", "RolloutPromoting", text))
+
+
+def _advance(status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime, why: str) -> Decision:
+    """The next step, or promotion after the last one."""
+    steps = _steps(spec)
+    nxt = status.step + 1
+    if nxt >= len(steps):
+        return _promote(status, spec, why)
+    weight = steps[nxt].weight
+    new = status.evolve(
+        phase=Phase.CANARY,
+        step=nxt,
+        weight=weight,
+        step_started_at=now,
+        step_ready_at=None,
+        step_passes=0,
+        message=plan.weight_message(weight, spec.replicas),
+    )
+    text = f"step {nxt + 1}/{len(steps)}: {new.message} ({why})"
+    return _done(Action.ADVANCE, new, text, event=Event("Normal", "RolloutStep", text))
+
+
+def _command(
+    observed: Observed, status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime
+) -> Decision | None:
+    """The highest-priority command that applies to the current phase; the rest are consumed."""
+    for cmd in observed.commands:
+        by = f"annotation {ANNOTATION_PREFIX}{cmd.kind.value}={cmd.token}"
+        if cmd.kind is CommandKind.ABORT and status.phase in IN_FLIGHT:
+            cause = CheckResult("manual", Verdict.FAILED, "ManualAbort", f"aborted by {by}")
+            return _rollback(status, cause, now)
+        if (
+            cmd.kind is CommandKind.RETRY
+            and status.phase is Phase.ROLLED_BACK
+            and status.rejected_revision == observed.desired_revision
+        ):
+            return _start(status, spec, observed.desired_revision, now, f"retry by {by}")
+        if status.phase is Phase.RECREATING and cmd.kind in (
+            CommandKind.PROMOTE,
+            CommandKind.PROMOTE_FULL,
+        ):
+            return _promoted(status, f"promoted by {by}")
+        if cmd.kind is CommandKind.PROMOTE_FULL and status.phase in (Phase.CANARY, Phase.PAUSED):
+            return _promote(status, spec, f"promoted by {by}")
+        if cmd.kind is CommandKind.PROMOTE and status.phase in (Phase.CANARY, Phase.PAUSED):
+            return _advance(status, spec, now, f"promoted by {by}")
+    return None
+
+
+def _revision(
+    observed: Observed, status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime
+) -> Decision | None:
+    """React to the spec: first revision, a new one, a revert, or the rejected one again."""
+    desired = observed.desired_revision
+    if status.stable_revision is None:
+        new = status.evolve(phase=Phase.STABLE, stable_revision=desired, message="")
+        return _done(Action.ADOPT, new, f"revision {desired} is the first, so the stable")
+    if desired == status.canary_revision and status.phase in IN_FLIGHT:
+        return None
+    if desired == status.stable_revision:
+        if status.phase not in IN_FLIGHT and status.phase is not Phase.ROLLED_BACK:
+            return None
+        new = status.evolve(
+            phase=Phase.STABLE, canary_revision=None, rejected_revision=None, weight=0, message=""
+        )
+        text = f"spec is back at the stable revision {desired}: nothing to roll out"
+        return _done(Action.REVERT, new, text, event=Event("Normal", "RolloutReverted", text))
+    if desired == status.rejected_revision:
+        return None
+    why = "spec changed" if status.phase not in IN_FLIGHT else "spec changed mid-rollout"
+    return _start(status, spec, desired, now, why)
+
+
+def _promoted(status: RolloutStatus, why: str) -> Decision:
+    """The canary is the stable now; the previous stable drains (already 0 after Recreate)."""
+    recreated = status.phase is Phase.RECREATING
+    new = status.evolve(
+        phase=Phase.STABLE if recreated else Phase.DRAINING,
+        stable_revision=status.canary_revision,
+        canary_revision=None,
+        old_revision=None if recreated else status.stable_revision,
+        weight=0,
+        step=0,
+        last_verdict="Promoted",
+        message="" if recreated else f"draining {status.stable_revision}",
+    )
+    text = f"revision {status.canary_revision} promoted to stable: {why}"
+    return _done(Action.PROMOTED, new, text, event=Event("Normal", "RolloutPromoted", text))
+
+
+def _effective(verdict: Verdict, spec: inputs.RolloutSpec, recreate: bool) -> Verdict:
+    """What an inconclusive analysis counts as. Recreate has nothing to hold back to: pass."""
+    if verdict is not Verdict.INCONCLUSIVE:
+        return verdict
+    policy = spec.analysis.inconclusive
+    if recreate or policy is inputs.InconclusivePolicy.PASS:
+        return Verdict.PASSED
+    if policy is inputs.InconclusivePolicy.ROLLBACK:
+        return Verdict.FAILED
+    return Verdict.INCONCLUSIVE
+
+
+def apply_analysis(
+    status: RolloutStatus,
+    results: tuple[CheckResult, ...],
+    spec: inputs.RolloutSpec,
+    now: datetime,
+) -> Decision:
+    """Book one closed window: count passes, failures (against failureLimit), inconclusives."""
+    verdict = analysis.overall(results)
+    effective = _effective(verdict, spec, status.phase is Phase.RECREATING)
+    smoked = set(status.smoked_pods) | analysis.smoke_passed_pods(results)
+    new = status.evolve(
+        last_analysis_at=now,
+        last_verdict=str(verdict),
+        last_message=analysis.summary(results),
+        smoked_pods=tuple(sorted(smoked)),
+    )
+    if effective is Verdict.FAILED:
+        new = new.evolve(failures=new.failures + 1)
+        limit = spec.analysis.failure_limit
+        if new.failures > limit:
+            cause = analysis.first_failure(results) or next(
+                r for r in results if r.verdict is Verdict.INCONCLUSIVE
+            )
+            return _rollback(new, cause, now, f" (failed analyses {new.failures} > limit {limit})")
+    elif effective is Verdict.PASSED and new.step_ready_at is not None:
+        new = new.evolve(step_passes=new.step_passes + 1)
+    elif effective is Verdict.INCONCLUSIVE:
+        new = new.evolve(inconclusives=new.inconclusives + 1)
+    return _done(Action.WAIT, new, f"analysis {verdict}: {new.last_message}", verdict=verdict)
+
+
+def _progress(
+    observed: Observed, status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime
+) -> Decision:
+    """Readiness, then the window's analysis, then the step's pause or the promotion."""
+    if status.phase is Phase.PROMOTING:
+        if observed.canary_ready >= spec.replicas:
+            return _promoted(status, f"{observed.canary_ready}/{spec.replicas} pods Ready")
+        return _done(Action.WAIT, status, "promoting: waiting for the canary at full size")
+    if status.phase is Phase.DRAINING:
+        if observed.old_pods == 0:
+            new = status.evolve(phase=Phase.STABLE, old_revision=None, message="")
+            return _done(Action.DRAINED, new, f"revision {status.old_revision} drained")
+        return _done(Action.WAIT, status, f"draining: {observed.old_pods} old pods left")
+    if status.phase not in (Phase.CANARY, Phase.PAUSED, Phase.RECREATING):
+        return _done(Action.WAIT, status, f"{status.phase}: nothing to do")
+    if status.step_ready_at is None and observed.canary_ready >= plan.planned_canary(
+        status, spec.replicas
+    ):
+        status = status.evolve(step_ready_at=now)
+    decision = _done(Action.WAIT, status, "waiting for the canary's pods")
+    if observed.analysis is not None:
+        decision = apply_analysis(status, observed.analysis, spec, now)
+        if decision.action is Action.ROLLBACK:
+            return decision
+    return _gate(decision, spec, now)
+
+
+def _gate(decision: Decision, spec: inputs.RolloutSpec, now: datetime) -> Decision:
+    """Leave the step once it is Ready, has passed an analysis, and its pause is over."""
+    status = decision.status
+    if status.step_ready_at is None or status.step_passes < 1:
+        return decision
+    if status.phase is Phase.RECREATING:
+        return _promoted(status, "Ready and analysis passed")
+    pause = _steps(spec)[status.step].pause_seconds
+    if pause is None:
+        if status.phase is Phase.PAUSED:
+            return decision
+        new = status.evolve(phase=Phase.PAUSED)
+        text = f"step {status.step + 1} passed; paused until {ANNOTATION_PREFIX}promote"
+        return _done(
+            Action.HOLD,
+            new,
+            text,
+            event=Event("Normal", "RolloutPaused", text),
+            verdict=decision.verdict,
+        )
+    if now >= status.step_ready_at + timedelta(seconds=pause):
+        return _advance(status, spec, now, f"step {status.step + 1} passed its analysis and pause")
+    return decision
+
+
+def decide(
+    observed: Observed, status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime
+) -> Decision:
+    """The next move. Pure: same inputs, same decision; all state in and out through status."""
+    status = _consume(status, observed.commands)
+    decision = _command(observed, status, spec, now) or _revision(observed, status, spec, now)
+    if decision is not None:
+        return decision
+    startup = observed.startup
+    if status.phase in IN_FLIGHT and startup is not None and startup.verdict is Verdict.FAILED:
+        return _rollback(status, startup, now)
+    return _progress(observed, status, spec, now)
