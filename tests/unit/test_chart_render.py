@@ -1,0 +1,354 @@
+"""Render the chart with `helm template` for each scenario under `ci/` and check what a cluster
+admin would review: least-privilege RBAC, a locked-down pod, working probes, peering for two
+replicas, and the optional ServiceMonitor. Runs the real helm binary; no cluster needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "llm-operator"
+SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
+RELEASE, NAMESPACE = "llmop", "llm-operator-system"
+KUBE_VERSION = "1.37.2"
+
+Doc = dict[str, Any]
+
+
+@functools.cache
+def helm() -> str:
+    """The helm binary built by hack/tools/build.sh (or $HELM, for a helm of your own)."""
+    if "HELM" in os.environ:
+        return os.environ["HELM"]
+    out = subprocess.run(
+        ["bash", str(ROOT / "hack/tools/build.sh"), "--print-bindir"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    path = Path(out.stdout.strip()) / "helm"
+    assert path.is_file(), f"{path} is missing: run `make setup` (hack/tools/build.sh builds it)"
+    return str(path)
+
+
+def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run helm against the chart with the local cluster's Kubernetes version."""
+    return subprocess.run(
+        [helm(), *args, "--kube-version", KUBE_VERSION], capture_output=True, text=True, check=False
+    )
+
+
+@functools.cache
+def render(scenario: str, *sets: str) -> tuple[Doc, ...]:
+    """All objects `helm template` renders for a scenario values file plus `--set` overrides."""
+    set_args = [arg for s in sets for arg in ("--set", s)]
+    proc = run_helm(
+        "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+        "-f", str(CHART / "ci" / scenario), *set_args,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return tuple(doc for doc in yaml.safe_load_all(proc.stdout) if doc)
+
+
+def of_kind(docs: tuple[Doc, ...], kind: str) -> list[Doc]:
+    """The rendered objects of one kind."""
+    return [d for d in docs if d["kind"] == kind]
+
+
+def only(docs: tuple[Doc, ...], kind: str) -> Doc:
+    """The single rendered object of one kind."""
+    found = of_kind(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def grants(rules: list[Doc]) -> dict[tuple[str, str], set[str]]:
+    """Flatten RBAC rules into {(apiGroup, resource): verbs} (resourceNames-limited rules apart)."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        if rule.get("resourceNames"):
+            continue
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault((group, resource), set()).update(rule["verbs"])
+    return out
+
+
+def named_grants(rules: list[Doc]) -> dict[tuple[str, str], tuple[set[str], set[str]]]:
+    """{(apiGroup, resource): (verbs, resourceNames)} for rules limited to named objects."""
+    return {
+        (group, resource): (set(rule["verbs"]), set(rule["resourceNames"]))
+        for rule in rules
+        if rule.get("resourceNames")
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+
+
+def env_of(container: Doc) -> dict[str, Doc]:
+    """The container's env entries by name."""
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def operator_container(docs: tuple[Doc, ...]) -> Doc:
+    """The operator container of the rendered Deployment."""
+    containers = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["operator"]
+    result: Doc = containers[0]
+    return result
+
+
+CHILD_VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
+# What the operator may do to namespaced resources, and nothing more (operator/RBAC-NEEDS.md).
+NAMESPACED_GRANTS = {
+    ("llm-operator.io", "llmdeployments"): {"get", "list", "watch", "patch", "update"},
+    ("llm-operator.io", "llmdeployments/status"): {"get", "patch", "update"},
+    ("llm-operator.io", "llmdeployments/finalizers"): {"update"},
+    ("apps", "deployments"): CHILD_VERBS,
+    ("", "services"): CHILD_VERBS,
+    ("", "serviceaccounts"): CHILD_VERBS,
+    ("policy", "poddisruptionbudgets"): CHILD_VERBS,
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+
+
+def test_scenarios_exist_for_defaults_ha_and_namespaced_installs() -> None:
+    assert {"default-values.yaml", "ha-values.yaml", "namespaced-values.yaml"} <= set(SCENARIOS)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_helm_lint_is_clean(scenario: str) -> None:
+    proc = run_helm("lint", "--strict", str(CHART), "-f", str(CHART / "ci" / scenario))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+
+
+def test_default_install_renders_a_clusterwide_operator_without_servicemonitor() -> None:
+    docs = render("default-values.yaml")
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(
+        [
+            "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
+            "ClusterKopfPeering",
+        ]
+    )  # fmt: skip
+    assert not of_kind(docs, "ServiceMonitor")
+    assert only(docs, "Deployment")["spec"]["replicas"] == 1
+
+
+def test_clusterwide_rbac_grants_exactly_what_the_operator_needs() -> None:
+    rules = only(render("default-values.yaml"), "ClusterRole")["rules"]
+    assert grants(rules) == {
+        **NAMESPACED_GRANTS,
+        **CRD_READ,
+        ("kopf.dev", "clusterkopfpeerings"): {"list", "watch"},
+    }
+    assert named_grants(rules) == {
+        ("kopf.dev", "clusterkopfpeerings"): ({"get", "patch"}, {"llmop-llm-operator"}),
+    }
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_rbac_has_no_wildcards_secrets_or_escalation(scenario: str) -> None:
+    docs = render(scenario)
+    for role in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], (role["metadata"]["name"], rule)
+            assert not {"secrets", "configmaps", "nodes"} & set(rule["resources"]), rule
+            assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"])
+
+
+def test_rbac_binds_only_the_operator_service_account() -> None:
+    docs = render("namespaced-values.yaml")
+    sa = only(docs, "ServiceAccount")["metadata"]["name"]
+    bindings = of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding")
+    assert len(bindings) == 3
+    for binding in bindings:
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}
+        ]
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == sa
+
+
+def test_namespaced_install_uses_a_role_per_namespace_and_reads_only_at_cluster_scope() -> None:
+    docs = render("namespaced-values.yaml")
+    cluster_rules = only(docs, "ClusterRole")["rules"]
+    assert grants(cluster_rules) == {**CRD_READ, ("", "namespaces"): {"list", "watch"}}
+    assert not named_grants(cluster_rules)
+    roles = {r["metadata"]["namespace"]: r for r in of_kind(docs, "Role")}
+    assert sorted(roles) == ["team-a", "team-b"]
+    for role in roles.values():
+        assert grants(role["rules"]) == {
+            **NAMESPACED_GRANTS,
+            ("kopf.dev", "kopfpeerings"): {"list", "watch"},
+        }
+        assert named_grants(role["rules"]) == {
+            ("kopf.dev", "kopfpeerings"): ({"get", "patch"}, {"llm-operator-teams"}),
+        }
+    bindings = {b["metadata"]["namespace"]: b["roleRef"] for b in of_kind(docs, "RoleBinding")}
+    assert bindings == {
+        ns: {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "llmop-llm-operator"}
+        for ns in ("team-a", "team-b")
+    }
+    peerings = of_kind(docs, "KopfPeering")
+    assert sorted((p["metadata"]["namespace"], p["metadata"]["name"]) for p in peerings) == [
+        ("team-a", "llm-operator-teams"),
+        ("team-b", "llm-operator-teams"),
+    ]
+    assert not of_kind(docs, "ClusterKopfPeering")
+    assert env_of(operator_container(docs))["LLM_OPERATOR_NAMESPACES"]["value"] == "team-a,team-b"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_pod_runs_non_root_with_read_only_root_and_no_capabilities(scenario: str) -> None:
+    docs = render(scenario)
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert isinstance(pod["securityContext"]["runAsUser"], int)
+    assert pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    ctx = operator_container(docs)["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert not ctx.get("privileged", False)
+    mounts = {m["mountPath"]: m["name"] for m in operator_container(docs)["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]], "a read-only root needs a writable /tmp"
+
+
+def test_probes_hit_kopf_healthz_on_the_declared_health_port() -> None:
+    container = operator_container(render("default-values.yaml", "operator.healthPort=8181"))
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 9090, "health": 8181}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+        assert container[probe]["periodSeconds"] >= 1
+    env = env_of(container)
+    assert env["LLM_OPERATOR_HEALTH_PORT"]["value"] == "8181"
+    assert env["LLM_OPERATOR_METRICS_PORT"]["value"] == "9090"
+
+
+def test_operator_image_defaults_to_the_local_cluster_repository_and_app_version() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    container = operator_container(render("default-values.yaml"))
+    assert container["image"] == f"llm-operator/operator:{chart['appVersion']}"
+    env = env_of(container)
+    assert (
+        env["LLM_OPERATOR_RUNTIME_IMAGE"]["value"] == f"llm-operator/runtime:{chart['appVersion']}"
+    )
+    tagged = operator_container(render("default-values.yaml", "image.tag=dev"))
+    assert tagged["image"] == "llm-operator/operator:dev"
+
+
+def test_two_replicas_coordinate_through_their_own_peering_object() -> None:
+    docs = render("ha-values.yaml")
+    deployment = only(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    peering = only(docs, "ClusterKopfPeering")["metadata"]["name"]
+    env = env_of(operator_container(docs))
+    assert env["LLM_OPERATOR_PEERING_NAME"]["value"] == peering != "default"
+    # kopf names each replica in the peering status after POD_ID: distinct per pod.
+    assert env["POD_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    rules = only(docs, "ClusterRole")["rules"]
+    assert named_grants(rules)[("kopf.dev", "clusterkopfpeerings")] == ({"get", "patch"}, {peering})
+    anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_disabled_peering_runs_standalone_without_peering_objects() -> None:
+    docs = render("default-values.yaml", "operator.peering.enabled=false")
+    assert not of_kind(docs, "ClusterKopfPeering")
+    assert env_of(operator_container(docs))["LLM_OPERATOR_PEERING_NAME"]["value"] == ""
+
+
+def test_servicemonitor_when_enabled_scrapes_the_metrics_service() -> None:
+    docs = render("ha-values.yaml")
+    monitor = only(docs, "ServiceMonitor")
+    service = only(docs, "Service")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    pod_labels = only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+@pytest.mark.parametrize(
+    ("override", "complaint"),
+    [
+        ("replicaCount=-1", "replicaCount"),
+        ("operator.logLevel=verbose", "logLevel"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("operator.metricsPort=70000", "metricsPort"),
+        ("operator.watchNamespaces[0]=Not_A_Namespace", "watchNamespaces"),
+        ("unknownValue=1", "unknownValue"),
+    ],
+)
+def test_schema_refuses_bad_values_naming_them(override: str, complaint: str) -> None:
+    proc = run_helm("template", RELEASE, str(CHART), "--set", override)
+    assert proc.returncode != 0
+    assert complaint in proc.stderr
+
+
+def test_every_object_carries_the_common_labels() -> None:
+    for doc in render("namespaced-values.yaml"):
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == RELEASE, doc["kind"]
+        assert labels["app.kubernetes.io/part-of"] == "llm-operator", doc["kind"]
+        assert labels["app.kubernetes.io/managed-by"] == "Helm", doc["kind"]
+
+
+def value_keys(text: str) -> Iterator[tuple[tuple[str, ...], bool]]:
+    """Yield (key path, commented) for each `key:` line in a values.yaml; commented means the
+    line just above it (blank lines end a comment) is a `#` comment."""
+    stack: list[tuple[int, str]] = []
+    previous = ""
+    for line in text.splitlines():
+        match = re.match(r"^(\s*)([A-Za-z][A-Za-z0-9_]*):", line)
+        if match:
+            indent = len(match.group(1))
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            stack.append((indent, match.group(2)))
+            yield tuple(k for _, k in stack), previous.lstrip().startswith("#")
+        previous = line
+
+
+def schema_node(schema: Doc, path: tuple[str, ...]) -> Doc | None:
+    """The schema of a values path, or None inside free-form objects (their keys are data)."""
+    node = schema
+    for key in path:
+        if "properties" not in node:
+            return None
+        node = node["properties"][key]
+    return node
+
+
+def test_every_value_is_commented_and_described_in_the_schema() -> None:
+    schema = yaml.safe_load((CHART / "values.schema.json").read_text())
+    for path, commented in value_keys((CHART / "values.yaml").read_text()):
+        node = schema_node(schema, path)
+        if node is None:
+            continue
+        assert node.get("description"), f"{'.'.join(path)} has no description in the schema"
+        if "properties" not in node:
+            assert commented, f"{'.'.join(path)} has no comment in values.yaml"
