@@ -156,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in stale:
             print(f"out of date: {OUT_DIR.relative_to(ROOT) / name}", file=sys.stderr)
         if stale:
-            print("run `make gen` (python hack/gen_proto.py) and commit the result", file=sys.stderr)
+            print(
+                "run `make gen` (python hack/gen_proto.py) and commit the result", file=sys.stderr
+            )
         return 1 if stale else 0
     write(stubs, digest=digest)
     print(f"generated {len(stubs)} files into {OUT_DIR.relative_to(ROOT)}")

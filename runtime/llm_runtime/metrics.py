@@ -1,0 +1,207 @@
+"""Every Prometheus metric the runtime exports, declared in this one module.
+
+The names and labels are a contract: the operator's canary analysis and the dashboards query them
+(docs/metrics.md lists them). All carry `model` and `revision`, which the operator sets per pod
+through LLM_MODEL_NAME / LLM_MODEL_REVISION, so a stable and a canary revision can be compared.
+Gauges of the engine's state are read from `engine.stats()` at scrape time by a custom collector,
+so they are never stale and the engine never pushes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from llm_runtime import types
+
+LABELS = ("model", "revision")
+METHODS = ("Generate", "GenerateStream")
+# Codes pre-created at zero so `rate()` and ratios work before the first error happens.
+CODES = (
+    "OK",
+    "INVALID_ARGUMENT",
+    "RESOURCE_EXHAUSTED",
+    "DEADLINE_EXCEEDED",
+    "CANCELLED",
+    "UNAUTHENTICATED",
+    "UNAVAILABLE",
+    "INTERNAL",
+)
+
+_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320)
+_TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 60)
+_TPOT_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5)
+
+# Names of the gauges read from EngineStats at scrape time, with their help text.
+ENGINE_GAUGES = {
+    "llm_runtime_requests_running": "Requests in the running batch (prefilling or decoding).",
+    "llm_runtime_requests_waiting": "Requests queued for a slot in the running batch.",
+    "llm_runtime_batch_size": "Rows in the last decode step.",
+    "llm_runtime_kv_cache_usage_ratio": "Used fraction (0..1) of the KV-cache budget.",
+}
+
+
+def engine_gauge_values(stats: types.EngineStats) -> dict[str, float]:
+    """The value of each engine gauge in a stats snapshot."""
+    return {
+        "llm_runtime_requests_running": stats.running,
+        "llm_runtime_requests_waiting": stats.waiting,
+        "llm_runtime_batch_size": stats.batch_size,
+        "llm_runtime_kv_cache_usage_ratio": stats.kv_cache_usage,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    labels: tuple[str, str]
+    stats: Callable[[], types.EngineStats]
+
+
+class _EngineCollector(Collector):
+    """Reads `engine.stats()` on every scrape; empty families until a model is bound."""
+
+    def __init__(self) -> None:
+        self.source: _Source | None = None
+
+    def describe(self) -> Iterator[Metric]:
+        for name, doc in ENGINE_GAUGES.items():
+            yield GaugeMetricFamily(name, doc, labels=LABELS)
+
+    def collect(self) -> Iterator[Metric]:
+        source = self.source
+        values = engine_gauge_values(source.stats()) if source else {}
+        for name, doc in ENGINE_GAUGES.items():
+            family = GaugeMetricFamily(name, doc, labels=LABELS)
+            if source is not None:
+                family.add_metric(list(source.labels), values[name])
+            yield family
+
+
+@dataclasses.dataclass
+class RequestClock:
+    """Times one RPC: created when it arrives, `token()` on each event that carries tokens."""
+
+    method: str
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    first_token: float | None = None
+
+    def token(self) -> None:
+        if self.first_token is None:
+            self.first_token = time.perf_counter()
+
+
+def time_per_output_token(
+    *, first_token: float | None, end: float, completion_tokens: int
+) -> float | None:
+    """Mean decode time after the first token; None when fewer than two tokens were produced."""
+    if first_token is None or completion_tokens < 2:
+        return None
+    return (end - first_token) / (completion_tokens - 1)
+
+
+class RuntimeMetrics:
+    """The runtime's metric families in their own registry (one per server, so tests can run many)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "llm_runtime_requests",
+            "Finished generation RPCs by method and gRPC status code.",
+            [*LABELS, "method", "code"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "llm_runtime_request_duration_seconds",
+            "Time from a generation RPC's arrival to its last message, any status.",
+            LABELS,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "llm_runtime_time_to_first_token_seconds",
+            "Time from a generation RPC's arrival to its first generated token.",
+            LABELS,
+            buckets=_TTFT_BUCKETS,
+            registry=r,
+        )
+        self.tpot = Histogram(
+            "llm_runtime_time_per_output_token_seconds",
+            "Mean time between generated tokens after the first, per request.",
+            LABELS,
+            buckets=_TPOT_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "llm_runtime_prompt_tokens", "Prompt tokens of finished requests.", LABELS, registry=r
+        )
+        self.generation_tokens = Counter(
+            "llm_runtime_generation_tokens",
+            "Tokens generated, including those of requests cancelled midway.",
+            LABELS,
+            registry=r,
+        )
+        self.model_load = Gauge(
+            "llm_runtime_model_load_seconds",
+            "Seconds it took to load the model (read files, build, move to device).",
+            LABELS,
+            registry=r,
+        )
+        self._engine = _EngineCollector()
+        r.register(self._engine)
+
+    def for_model(
+        self,
+        *,
+        model: str,
+        revision: str,
+        load_seconds: float,
+        stats: Callable[[], types.EngineStats],
+    ) -> ModelMetrics:
+        """Bind the labels once the model is known and start exporting the engine's gauges."""
+        labels = (model, revision)
+        self.model_load.labels(*labels).set(load_seconds)
+        self._engine.source = _Source(labels=labels, stats=stats)
+        for method in METHODS:
+            for code in CODES:
+                self.requests.labels(*labels, method, code)
+        return ModelMetrics(self, labels)
+
+
+class ModelMetrics:
+    """The metric children of one model, as the servicer records them."""
+
+    def __init__(self, families: RuntimeMetrics, labels: tuple[str, str]) -> None:
+        self._f = families
+        self._labels = labels
+        self._duration = families.request_duration.labels(*labels)
+        self._ttft = families.ttft.labels(*labels)
+        self._tpot = families.tpot.labels(*labels)
+        self._prompt = families.prompt_tokens.labels(*labels)
+        self._generated = families.generation_tokens.labels(*labels)
+
+    def finish(
+        self, clock: RequestClock, *, code: str, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """Record one finished RPC, whatever its status."""
+        end = time.perf_counter()
+        self._f.requests.labels(*self._labels, clock.method, code).inc()
+        self._duration.observe(end - clock.started)
+        if clock.first_token is not None:
+            self._ttft.observe(clock.first_token - clock.started)
+        tpot = time_per_output_token(
+            first_token=clock.first_token, end=end, completion_tokens=completion_tokens
+        )
+        if tpot is not None:
+            self._tpot.observe(tpot)
+        self._prompt.inc(prompt_tokens)
+        self._generated.inc(completion_tokens)
+
+    def reject(self, *, method: str, code: str) -> None:
+        """Count an RPC refused before it reached the engine (auth, drain, loading)."""
+        self._f.requests.labels(*self._labels, method, code).inc()

@@ -1,0 +1,224 @@
+"""The runtime's process: gRPC (Runtime, Health, reflection) + the Prometheus endpoint + lifecycle.
+
+Lifecycle, as the kubelet and clients see it:
+1. start: both ports open at once; Health answers NOT_SERVING and Generate UNAVAILABLE while the
+   model loads (in a worker thread, so the event loop keeps answering probes).
+2. ready: the engine started and its warm-up generation succeeded -> Health SERVING.
+3. drain (SIGTERM/SIGINT): Health NOT_SERVING, new calls UNAVAILABLE, in-flight calls get
+   `grace_seconds` to finish (`server.stop(grace)` cancels the rest, which frees their slots),
+   the engine stops, the process exits 0. A model that fails to load exits 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+import prometheus_client
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from llm_runtime import auth, config, metrics, servicer, types
+from llm_runtime.api.v1 import runtime_pb2, runtime_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+RUNTIME_SERVICE: str = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"].full_name
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltEngine:
+    """An engine ready to `start()`, and how long loading its model took (a metric)."""
+
+    engine: types.Engine
+    load_seconds: float
+
+
+EngineFactory = Callable[[config.Settings], Awaitable[BuiltEngine]]
+
+
+async def load_engine(settings: config.Settings) -> BuiltEngine:
+    """Load the configured model off the event loop and wrap it in the batching engine."""
+    from llm_runtime import engine, models  # torch: imported only by a serving process
+    from llm_runtime.engine import limits as engine_limits
+    from llm_runtime.models import loading
+
+    path = settings.model or str(models.default_model_path())
+    loaded = await asyncio.to_thread(
+        loading.load_model, path, dtype=settings.dtype, device=settings.device
+    )
+    limits = engine_limits.EngineLimits(
+        max_batch_size=settings.max_batch_size,
+        max_waiting=settings.max_waiting,
+        max_input_tokens=settings.max_input_tokens,
+        max_new_tokens=settings.max_new_tokens,
+        prefill_token_budget=settings.prefill_token_budget,
+    )
+    return BuiltEngine(
+        engine=engine.BatchingEngine(loaded, limits), load_seconds=loaded.load_seconds
+    )
+
+
+def advertised_info(info: types.ModelInfo, settings: config.Settings) -> types.ModelInfo:
+    """The engine's ModelInfo with the operator's name/revision (LLM_MODEL_*) when set."""
+    return dataclasses.replace(
+        info,
+        name=settings.model_name or info.name,
+        revision=settings.model_revision or info.revision,
+    )
+
+
+def _read_tls(settings: config.Settings) -> grpc.ServerCredentials | None:
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    pair = (settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())
+    return grpc.ssl_server_credentials([pair])
+
+
+class RuntimeServer:
+    """One serving process's servers and state; `run()` drives it from signals."""
+
+    def __init__(
+        self, settings: config.Settings, *, engine_factory: EngineFactory = load_engine
+    ) -> None:
+        self.settings = settings
+        self.state = servicer.ServingState()
+        self.metrics = metrics.RuntimeMetrics()
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]  # stubs lack aio
+        self.grpc_port = 0
+        self.metrics_port = 0
+        self.load_failed = asyncio.Event()
+        self._factory = engine_factory
+        self._engine: types.Engine | None = None
+        self._ready = asyncio.Event()
+        self._load_task: asyncio.Task[None] | None = None
+        self._server: aio.Server | None = None
+        self._http: WSGIServer | None = None
+
+    async def start(self) -> None:
+        """Open both ports and start loading the model in the background."""
+        for service in ("", RUNTIME_SERVICE):
+            await self.health.set(service, _NOT_SERVING)
+        self._server = aio.server(interceptors=self._interceptors())
+        runtime_pb2_grpc.add_RuntimeServicer_to_server(
+            servicer.RuntimeServicer(self.state, log_payloads=self.settings.log_payloads),
+            self._server,
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        services = (RUNTIME_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(services, self._server)
+        address = f"{self.settings.host}:{self.settings.grpc_port}"
+        creds = _read_tls(self.settings)
+        self.grpc_port = (
+            self._server.add_secure_port(address, creds)
+            if creds
+            else self._server.add_insecure_port(address)
+        )
+        await self._server.start()
+        self._http, _ = prometheus_client.start_http_server(
+            self.settings.metrics_port, addr=self.settings.host, registry=self.metrics.registry
+        )
+        self.metrics_port = self._http.server_port
+        log.info(
+            "listening: grpc %s:%d (%s), metrics :%d/metrics",
+            self.settings.host,
+            self.grpc_port,
+            "tls" if creds else "plaintext",
+            self.metrics_port,
+        )
+        self._load_task = asyncio.create_task(self._load(), name="load-model")
+
+    def _interceptors(self) -> list[aio.ServerInterceptor[object, object]]:
+        if self.settings.auth_token_file is None:
+            return []
+        token = config.read_token(self.settings.auth_token_file)
+        return [auth.BearerTokenInterceptor(token, on_denied=self._count_denied)]
+
+    def _count_denied(self, method: str) -> None:
+        serving = self.state.serving
+        if serving is not None and method in metrics.METHODS:
+            serving.metrics.reject(method=method, code=grpc.StatusCode.UNAUTHENTICATED.name)
+
+    async def _load(self) -> None:
+        """Load, start (the engine warms up) and only then report SERVING."""
+        try:
+            built = await self._factory(self.settings)
+            self._engine = built.engine
+            await built.engine.start()
+        except Exception:
+            log.exception("the model failed to load or warm up; exiting")
+            self.load_failed.set()
+            return
+        info = advertised_info(built.engine.info, self.settings)
+        model_metrics = self.metrics.for_model(
+            model=info.name,
+            revision=info.revision,
+            load_seconds=built.load_seconds,
+            stats=built.engine.stats,
+        )
+        self.state.serving = servicer.Serving(engine=built.engine, metrics=model_metrics, info=info)
+        for service in ("", RUNTIME_SERVICE):
+            await self.health.set(service, _SERVING)
+        self._ready.set()
+        log.info(
+            "serving %s@%s (%s on %s, loaded in %.1fs)",
+            info.name,
+            info.revision,
+            info.dtype,
+            info.device,
+            built.load_seconds,
+        )
+
+    async def wait_ready(self) -> None:
+        """Return once SERVING; raise if the model failed to load."""
+        ready = asyncio.create_task(self._ready.wait())
+        failed = asyncio.create_task(self.load_failed.wait())
+        await asyncio.wait({ready, failed}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        failed.cancel()
+        if self.load_failed.is_set():
+            raise RuntimeError("the model failed to load; see the log")
+
+    async def drain(self) -> None:
+        """Stop taking work, let in-flight calls finish within the grace, then stop everything."""
+        log.info("draining: grace %.1fs", self.settings.grace_seconds)
+        self.state.draining = True
+        await self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(self.settings.grace_seconds)
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._load_task
+        if self._engine is not None:
+            await self._engine.stop()
+        if self._http is not None:
+            await asyncio.to_thread(self._http.shutdown)
+            self._http.server_close()
+        log.info("drained")
+
+
+async def run(settings: config.Settings, *, engine_factory: EngineFactory = load_engine) -> int:
+    """Serve until SIGTERM/SIGINT (exit 0 after draining) or a failed model load (exit 1)."""
+    server = RuntimeServer(settings, engine_factory=engine_factory)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    stopped = asyncio.create_task(stop.wait())
+    failed = asyncio.create_task(server.load_failed.wait())
+    await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    failed.cancel()
+    await server.drain()
+    return 1 if server.load_failed.is_set() else 0
