@@ -1,0 +1,157 @@
+"""`up`, a pod, `down`: the machine ends as it began.
+
+Runs last (marker `takes_cluster_down`): it stops the shared session cluster first, takes a
+snapshot of the host (network namespaces, links, mounts, cluster processes), brings a fresh
+cluster up, runs a pod that serves HTTP from its own network namespace, takes everything down and
+compares. It leaves the cluster down; the session fixture's own `down` is then a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from localcluster import cp_layout, cp_net
+from localcluster.cp_layout import Layout
+from localcluster.cp_testing import Cluster, localcluster_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.takes_cluster_down]
+
+# Warm binaries, two shared cores: the brief says < 20 s; allow headroom for a loaded machine.
+UP_BUDGET_S = 30.0
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    netns: frozenset[str]
+    links: frozenset[str]
+    mounts: frozenset[tuple[str, str, str]]
+    cluster_processes: frozenset[str]
+
+
+def _run(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
+def _netns() -> frozenset[str]:
+    return frozenset(line.split()[0] for line in _run("ip", "netns", "list").splitlines() if line)
+
+
+def _links() -> frozenset[str]:
+    """Link names from `ip -o link` (indexes and counters change, names are what leak)."""
+    return frozenset(
+        line.split(":")[1].strip().split("@")[0] for line in _run("ip", "-o", "link").splitlines()
+    )
+
+
+def _mounts() -> frozenset[tuple[str, str, str]]:
+    """(mount point, fs type, source) from /proc/self/mountinfo; mount ids change, these do not."""
+    found = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        sep = fields.index("-")
+        found.add((fields[4], fields[sep + 1], fields[sep + 2]))
+    return frozenset(found)
+
+
+def _cluster_processes(markers: tuple[str, ...]) -> frozenset[str]:
+    """Live processes that belong to a cluster: started from our tools or state folder, or
+    running in a network namespace other than the host's (every pod process does)."""
+    host_net = os.readlink("/proc/self/ns/net")
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            net = os.readlink(entry / "ns" / "net")
+        except OSError:
+            continue
+        if cmdline and (net != host_net or any(m in cmdline for m in markers)):
+            found.add(f"{entry.name} {cmdline.strip()}")
+    return frozenset(found)
+
+
+def snapshot(layout: Layout) -> HostSnapshot:
+    markers = (str(cp_layout.bin_dir()), str(layout.root), "localcluster.node")
+    return HostSnapshot(_netns(), _links(), _mounts(), _cluster_processes(markers))
+
+
+def _pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "containers": [
+                {
+                    "name": "web",
+                    "image": "python:3.11",
+                    "command": ["python3", "-m", "http.server", "8080"],
+                    "ports": [{"containerPort": 8080}],
+                }
+            ]
+        },
+    }
+
+
+def _wait_pod_ip(cluster: Cluster, ns: str, name: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    pod: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        pod = cluster.kubectl_json("get", "pod", "-n", ns, name)
+        status = pod.get("status", {})
+        if status.get("phase") == "Running" and status.get("podIP"):
+            return str(status["podIP"])
+        time.sleep(0.5)
+    raise AssertionError(f"pod never ran: {json.dumps(pod.get('status'), indent=1)}")
+
+
+def _http_get(url: str, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                return int(reply.status)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def test_up_pod_down_leaves_the_host_as_it_was(cluster: Cluster) -> None:
+    layout = cluster.layout
+    localcluster_cli("down", layout=layout)
+    before = snapshot(layout)
+    assert not cp_net.link_exists(), "down must remove the bridge"
+
+    began = time.monotonic()
+    localcluster_cli("up", layout=layout)
+    up_seconds = time.monotonic() - began
+    assert up_seconds < UP_BUDGET_S, f"warm up took {up_seconds:.1f}s"
+    assert cluster.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+    nodes = cluster.kubectl_json("get", "nodes")["items"]
+    assert [n["metadata"]["name"] for n in nodes] == [cp_layout.NODE_NAME]
+
+    ns = "lifecycle"
+    cluster.kubectl("create", "namespace", ns)
+    cluster.apply(_pod("web"), namespace=ns)
+    pod_ip = _wait_pod_ip(cluster, ns, "web")
+    assert _http_get(f"http://{pod_ip}:8080/") == 200
+    during = snapshot(layout)
+    assert during.netns - before.netns, "the pod should run in a network namespace of its own"
+
+    localcluster_cli("down", layout=layout)
+    after = snapshot(layout)
+    assert after.netns == before.netns
+    assert after.links == before.links
+    assert after.mounts == before.mounts
+    assert after.cluster_processes <= before.cluster_processes
+    assert not layout.etcd_data.exists(), "down wipes etcd so the next up starts fresh"
