@@ -1,0 +1,73 @@
+"""Runs inside `ip netns exec NS`: bind the pod's volumes, drop to runAsUser, exec the program.
+
+Standard library only and run by path (`python -I launch.py SPEC`), so it starts fast and does not
+depend on PYTHONPATH. `ip netns exec` already gave this process a private mount namespace (with
+/etc/hosts and /etc/resolv.conf bound from /etc/netns/NS), so the binds below stay inside the pod.
+Mount points must exist; the node creates missing ones before launching and removes them later.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+from typing import Any
+
+MS_RDONLY = 1
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(source: str | None, target: str, flags: int) -> None:
+    src = source.encode() if source is not None else None
+    if _libc.mount(src, target.encode(), None, flags, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
+
+
+def bind(source: str, target: str, *, read_only: bool) -> None:
+    """Bind source over target; a read-only bind needs a second, remounting call."""
+    _mount(source, target, MS_BIND | MS_REC)
+    if read_only:
+        _mount(None, target, MS_BIND | MS_REMOUNT | MS_RDONLY)
+
+
+def drop_privileges(spec: dict[str, Any]) -> None:
+    """setuid/setgid to the pod's numbers; no user needs to exist for this."""
+    uid, gid = spec.get("uid"), spec.get("gid")
+    if uid is None and gid is None:
+        return
+    groups = [int(g) for g in spec.get("groups", [])]
+    gid_value = int(gid) if gid is not None else int(uid if uid is not None else 0)
+    os.setgroups(groups)
+    os.setgid(gid_value)
+    if uid is not None:
+        os.setuid(int(uid))
+
+
+def main() -> None:
+    with open(sys.argv[1]) as handle:
+        spec: dict[str, Any] = json.load(handle)
+    for mount in spec.get("mounts", []):
+        bind(mount["source"], mount["target"], read_only=bool(mount.get("readOnly")))
+    drop_privileges(spec)
+    workdir = spec.get("workingDir") or "/"
+    try:
+        os.chdir(workdir)
+    except FileNotFoundError:
+        os.makedirs(workdir, exist_ok=True)
+        os.chdir(workdir)
+    argv: list[str] = spec["argv"]
+    os.execve(argv[0], argv, spec["env"])
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as exc:
+        print(f"process node: container failed to start: {exc}", file=sys.stderr, flush=True)
+        sys.exit(128)

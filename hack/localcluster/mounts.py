@@ -1,0 +1,197 @@
+"""Pod volumes as host folders, bound at their mount paths inside the pod's mount namespace.
+
+Deciding what each volume holds is pure (`volume_files`, `container_mounts`); writing the files
+and creating mount points are the only side effects. Kinds: emptyDir (a folder, mode 0777 like a
+kubelet's; medium Memory is a folder too), hostPath, configMap, secret, downwardAPI, projected
+(serviceAccountToken, configMap, secret, downwardAPI) and persistentVolumeClaim (the bound PV's
+hostPath; see `provision.py`). Files are written once when the pod starts; later edits to a
+ConfigMap or Secret are not propagated (a documented gap), the token is refreshed in place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from localcluster import containerspec
+
+FileMap = dict[str, tuple[str, int]]  # relative path -> (content, mode)
+TokenKey = tuple[str, int]  # (audience, expirationSeconds)
+DEFAULT_MODE = 0o644
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One bind: a host path shown at a path inside the pod."""
+
+    source: str
+    target: str
+    read_only: bool
+
+
+def _items(
+    data: Mapping[str, str], items: Iterable[Mapping[str, Any]] | None, mode: int
+) -> FileMap:
+    if not items:
+        return {key: (value, mode) for key, value in data.items()}
+    return {
+        i["path"]: (data[i["key"]], int(i.get("mode", mode))) for i in items if i["key"] in data
+    }
+
+
+def _object_files(
+    kind: str, source: Mapping[str, Any], objects: Mapping[containerspec.ObjectKey, Any], mode: int
+) -> FileMap:
+    name = source.get("secretName") or source["name"]
+    data = objects.get((kind, name))
+    if data is None:
+        if source.get("optional"):
+            return {}
+        raise containerspec.ConfigError(f"{kind} {name!r} not found")
+    return _items(data, source.get("items"), int(source.get("defaultMode", mode)))
+
+
+def _downward_files(
+    source: Mapping[str, Any], pod: Mapping[str, Any], *, pod_ip: str, host_ip: str, mode: int
+) -> FileMap:
+    files: FileMap = {}
+    for item in source.get("items", []):
+        if "fieldRef" in item:
+            path = item["fieldRef"]["fieldPath"]
+            value = containerspec.field_ref(pod, path, pod_ip=pod_ip, host_ip=host_ip)
+        else:
+            value = "0"
+        files[item["path"]] = (value, int(item.get("mode", mode)))
+    return files
+
+
+def token_requests(pod: Mapping[str, Any]) -> set[TokenKey]:
+    """The (audience, expiration) pairs of every serviceAccountToken projection in the pod."""
+    wanted: set[TokenKey] = set()
+    for volume in pod.get("spec", {}).get("volumes", []):
+        for source in volume.get("projected", {}).get("sources", []):
+            token = source.get("serviceAccountToken")
+            if token is not None:
+                wanted.add((token.get("audience", ""), int(token.get("expirationSeconds", 3600))))
+    return wanted
+
+
+def volume_files(
+    volume: Mapping[str, Any],
+    *,
+    pod: Mapping[str, Any],
+    objects: Mapping[containerspec.ObjectKey, Any],
+    tokens: Mapping[TokenKey, str],
+    pod_ip: str,
+    host_ip: str,
+) -> FileMap | None:
+    """The files a content volume holds, or None for folder volumes (emptyDir, hostPath, PVC)."""
+    if "configMap" in volume:
+        return _object_files("configmap", volume["configMap"], objects, DEFAULT_MODE)
+    if "secret" in volume:
+        return _object_files("secret", volume["secret"], objects, DEFAULT_MODE)
+    if "downwardAPI" in volume:
+        source = volume["downwardAPI"]
+        mode = int(source.get("defaultMode", DEFAULT_MODE))
+        return _downward_files(source, pod, pod_ip=pod_ip, host_ip=host_ip, mode=mode)
+    if "projected" not in volume:
+        return None
+    projected = volume["projected"]
+    mode = int(projected.get("defaultMode", DEFAULT_MODE))
+    files: FileMap = {}
+    for source in projected.get("sources", []):
+        if "serviceAccountToken" in source:
+            token = source["serviceAccountToken"]
+            key = (token.get("audience", ""), int(token.get("expirationSeconds", 3600)))
+            files[token["path"]] = (tokens[key], mode)
+        elif "configMap" in source:
+            files.update(_object_files("configmap", source["configMap"], objects, mode))
+        elif "secret" in source:
+            files.update(_object_files("secret", source["secret"], objects, mode))
+        elif "downwardAPI" in source:
+            files.update(
+                _downward_files(
+                    source["downwardAPI"], pod, pod_ip=pod_ip, host_ip=host_ip, mode=mode
+                )
+            )
+    return files
+
+
+def write_files(folder: Path, files: FileMap) -> None:
+    """Write a content volume's files (in place, so a bound folder sees refreshed tokens)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o755)
+    for rel, (content, mode) in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        path.chmod(mode)
+
+
+def folder_source(volume: Mapping[str, Any], *, pod_dir: Path, pvc_paths: Mapping[str, str]) -> str:
+    """The host folder behind a volume; content volumes live under the pod's folder."""
+    if "hostPath" in volume:
+        return str(volume["hostPath"]["path"])
+    if "persistentVolumeClaim" in volume:
+        return pvc_paths[volume["persistentVolumeClaim"]["claimName"]]
+    return str(pod_dir / "volumes" / volume["name"])
+
+
+def prepare_folder(volume: Mapping[str, Any], source: str) -> None:
+    """Create emptyDir and hostPath (DirectoryOrCreate/unset type) folders with open modes."""
+    if "emptyDir" in volume:
+        os.makedirs(source, exist_ok=True)
+        os.chmod(source, 0o777)
+    elif "hostPath" in volume and volume["hostPath"].get("type", "") in ("", "DirectoryOrCreate"):
+        os.makedirs(source, exist_ok=True)
+
+
+def container_mounts(container: Mapping[str, Any], sources: Mapping[str, str]) -> list[Mount]:
+    """The binds of one container, subPath applied, in the order given (parents first)."""
+    mounts = []
+    for vm in container.get("volumeMounts", []):
+        source = sources.get(vm["name"])
+        if source is None:
+            raise containerspec.ConfigError(f"volumeMount {vm['name']!r} names no volume")
+        if vm.get("subPath"):
+            source = os.path.join(source, vm["subPath"])
+        mounts.append(Mount(source, vm["mountPath"], bool(vm.get("readOnly", False))))
+    return sorted(mounts, key=lambda m: m.target.count("/"))
+
+
+def ensure_mountpoint(mount: Mount) -> list[str]:
+    """Create a missing mount point on the host and return what was created (for cleanup)."""
+    created: list[str] = []
+    target = Path(mount.target)
+    missing = []
+    probe = target
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    is_file = os.path.isfile(mount.source)
+    if is_file and not os.path.exists(mount.source):
+        return created
+    for path in reversed(missing):
+        if path == target and is_file:
+            path.touch()
+        else:
+            path.mkdir()
+        created.append(str(path))
+    if not os.path.exists(mount.source):
+        os.makedirs(mount.source, exist_ok=True)
+    return created
+
+
+def remove_created(paths: Iterable[str]) -> None:
+    """Remove mount points the node created, deepest first, only when still empty."""
+    for path in sorted(set(paths), key=lambda p: p.count("/"), reverse=True):
+        try:
+            if os.path.isdir(path):
+                os.rmdir(path)
+            elif os.path.isfile(path) and os.path.getsize(path) == 0:
+                os.unlink(path)
+        except OSError:
+            pass

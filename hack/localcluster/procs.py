@@ -1,0 +1,123 @@
+"""Container processes: started through `ip netns exec` + launch.py, stopped by process group.
+
+`ip netns exec` execs (no fork), so the Popen PID is the container's PID, and a new session
+makes the container's children one process group that SIGTERM/SIGKILL reach together.
+Logs go to one file per container and restart: DIR/logs/<container>/<restartCount>.log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+LAUNCHER = Path(__file__).with_name("launch.py")
+
+
+def log_path(pod_dir: Path, container: str, restart: int) -> Path:
+    """Where one run of a container writes stdout and stderr."""
+    return pod_dir / "logs" / container / f"{restart}.log"
+
+
+def exit_code(returncode: int) -> int:
+    """A shell-style exit code: death by signal N reads 128+N, as container runtimes report."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def launch_spec(
+    *,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    mounts: Sequence[Mapping[str, Any]],
+    working_dir: str | None,
+    uid: int | None,
+    gid: int | None,
+    groups: Sequence[int],
+) -> dict[str, Any]:
+    """The JSON document launch.py reads."""
+    return {
+        "argv": list(argv),
+        "env": dict(env),
+        "mounts": list(mounts),
+        "workingDir": working_dir,
+        "uid": uid,
+        "gid": gid,
+        "groups": list(groups),
+    }
+
+
+def _prepare(*, spec: Mapping[str, Any], spec_file: Path, log_file: Path) -> BinaryIO:
+    """Write the launch spec (root-only) and open the log for appending."""
+    spec_file.parent.mkdir(parents=True, exist_ok=True)
+    spec_file.write_text(json.dumps(spec))
+    spec_file.chmod(0o600)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    return open(log_file, "ab")
+
+
+async def spawn(
+    *, netns: str, spec: Mapping[str, Any], spec_file: Path, log_file: Path
+) -> asyncio.subprocess.Process:
+    """Start one container process in the pod's namespaces, output appended to log_file."""
+    log = await asyncio.to_thread(_prepare, spec=spec, spec_file=spec_file, log_file=log_file)
+    with log:
+        return await asyncio.create_subprocess_exec(
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-I",
+            str(LAUNCHER),
+            str(spec_file),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the container's process group (falls back to the PID); gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            os.kill(pid, sig)
+
+
+async def stop(proc: asyncio.subprocess.Process, *, grace: float) -> int:
+    """SIGTERM, wait up to grace seconds, then SIGKILL; returns the exit code."""
+    if proc.returncode is None:
+        signal_group(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=max(grace, 0.0))
+        except TimeoutError:
+            signal_group(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    # The group may outlive its leader; make sure nothing of the container stays.
+    signal_group(proc.pid, signal.SIGKILL)
+    return exit_code(proc.returncode or 0)
+
+
+def pids_in_netns(netns_files: Sequence[Path]) -> list[int]:
+    """Every process whose network namespace is one of the given /run/netns files."""
+    inodes = set()
+    for path in netns_files:
+        with contextlib.suppress(OSError):
+            inodes.add(os.stat(path).st_ino)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
+                found.append(int(entry))
+    return found
