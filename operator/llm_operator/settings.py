@@ -1,0 +1,68 @@
+"""Operator settings: read once from LLM_OPERATOR_* environment variables, typed, validated.
+
+`main` loads them before kopf starts and exits with a clear message when one is wrong (fail fast);
+handlers receive them through kopf's memo and never read the environment themselves.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PREFIX = "LLM_OPERATOR_"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Namespaces to watch, comma-separated; empty means every namespace (cluster-wide).
+    namespaces: tuple[str, ...] = ()
+    # The runtime image used when an LLMDeployment leaves spec.runtime.image empty.
+    runtime_image: str = Field(default="llm-operator/runtime:0.1.0", min_length=1)
+    # kopf peering object name: replicas that share it elect one active handler.
+    peering_name: str = Field(default="llm-operator", min_length=1)
+    # This replica's peering priority; unset draws a random one so two replicas never tie
+    # (kopf freezes every replica on a tie).
+    priority: int = Field(default_factory=lambda: random.randint(1, 2**30), ge=0)
+    # Run without peering (a single replica only; for development).
+    standalone: bool = False
+    # Port of the liveness endpoint (/healthz) kopf serves.
+    liveness_port: int = Field(default=8080, ge=1, le=65535)
+    # Port of the Prometheus /metrics endpoint.
+    metrics_port: int = Field(default=8081, ge=1, le=65535)
+    # How often each LLMDeployment's children are observed and its status refreshed.
+    status_interval_seconds: float = Field(default=5.0, gt=0)
+    # How often the children are re-applied to undo manual edits and deletions (drift).
+    drift_interval_seconds: float = Field(default=15.0, gt=0)
+    # Log format: json (one object per line) or plain.
+    log_format: Literal["json", "plain"] = "json"
+    # Verbose (debug) logging.
+    verbose: bool = False
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in value.split(",") if x.strip())
+
+
+def from_env(env: Mapping[str, str]) -> Settings:
+    """Settings from an environment mapping; raises SettingsError naming the bad variable."""
+    raw: dict[str, object] = {}
+    for name in Settings.model_fields:
+        value = env.get(PREFIX + name.upper())
+        if value is None or value == "":
+            continue
+        raw[name] = _split(value) if name == "namespaces" else value
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{PREFIX}{str(err['loc'][0]).upper()}: {err['msg']}" for err in e.errors()
+        )
+        raise SettingsError(problems) from e

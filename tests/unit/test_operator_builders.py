@@ -1,0 +1,235 @@
+"""Every child the operator applies, checked field by field without a cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from llm_operator import builders, naming, pod, spec
+
+pytestmark = pytest.mark.unit
+
+IMAGE = "llm-operator/runtime:test"
+
+
+def _d(**overrides: Any) -> spec.LLMDeployment:
+    body: dict[str, Any] = {
+        "metadata": {"name": "chat", "namespace": "team", "uid": "u-1", "generation": 3},
+        "spec": {"model": {"name": "smollm2", "source": "builtin://smollm2-135m-instruct"}},
+    }
+    body["spec"].update(overrides)
+    return spec.parse(body)
+
+
+def _runtime_container(d: spec.LLMDeployment) -> dict[str, Any]:
+    deploy, _ = builders.deployment(d, default_image=IMAGE)
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def _env(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def test_every_child_is_owned_labelled_and_namespaced() -> None:
+    d = _d()
+    for child in builders.desired(d, default_image=IMAGE).children:
+        meta = child["metadata"]
+        assert meta["namespace"] == "team"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "llm-operator"
+        assert meta["labels"][naming.LABEL_DEPLOYMENT] == "chat"
+        (ref,) = meta["ownerReferences"]
+        assert ref["uid"] == "u-1"
+        assert ref["kind"] == "LLMDeployment"
+        assert ref["controller"] is True
+
+
+def test_children_are_account_deployment_services_and_budget() -> None:
+    kinds = [
+        (c["kind"], c["metadata"]["name"])
+        for c in builders.desired(_d(), default_image=IMAGE).children
+    ]
+    assert kinds == [
+        ("ServiceAccount", "chat-runtime"),
+        ("Deployment", "chat"),
+        ("Service", "chat"),
+        ("Service", "chat-headless"),
+        ("PodDisruptionBudget", "chat"),
+    ]
+
+
+def test_deployment_replicas_selector_and_rolling_update_without_capacity_loss() -> None:
+    deploy, _ = builders.deployment(_d(replicas=3), default_image=IMAGE)
+    s = deploy["spec"]
+    assert s["replicas"] == 3
+    assert s["selector"]["matchLabels"] == naming.selector_labels("chat")
+    template_labels = s["template"]["metadata"]["labels"]
+    assert naming.selector_labels("chat").items() <= template_labels.items()
+    assert s["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def test_init_container_fetches_the_source_into_the_model_volume() -> None:
+    d = _d()
+    deploy, _ = builders.deployment(d, default_image=IMAGE)
+    pod_spec = deploy["spec"]["template"]["spec"]
+    (init,) = pod_spec["initContainers"]
+    assert init["args"] == ["fetch", "builtin://smollm2-135m-instruct", pod.model_dir(d.spec.model)]
+    assert init["image"] == IMAGE
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    assert volumes["model"] == {"name": "model", "emptyDir": {}}
+
+
+def test_cache_claim_replaces_the_empty_dir() -> None:
+    d = _d(model={"name": "m", "source": "hf://org/m@abc", "cacheClaimName": "model-cache"})
+    deploy, _ = builders.deployment(d, default_image=IMAGE)
+    volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["model"]["persistentVolumeClaim"] == {"claimName": "model-cache"}
+
+
+def test_pvc_source_is_mounted_read_only_and_fetched_as_a_path() -> None:
+    d = _d(model={"name": "m", "source": "pvc://weights/models/smol"})
+    deploy, _ = builders.deployment(d, default_image=IMAGE)
+    pod_spec = deploy["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    assert volumes["source"]["persistentVolumeClaim"] == {"claimName": "weights", "readOnly": True}
+    (init,) = pod_spec["initContainers"]
+    assert init["args"][1] == "/mnt/source/models/smol"
+    assert {"name": "source", "mountPath": "/mnt/source", "readOnly": True} in init["volumeMounts"]
+
+
+def test_model_dir_differs_per_source_so_a_shared_cache_never_mixes_models() -> None:
+    a = spec.ModelSpec(name="a", source="hf://o/a@1")
+    b = spec.ModelSpec(name="a", source="hf://o/a@2")
+    assert pod.model_dir(a) != pod.model_dir(b)
+    assert pod.model_dir(a).startswith("/models/")
+
+
+def test_serve_container_env_carries_model_name_revision_and_limits() -> None:
+    d = _d(
+        runtime={
+            "limits": {
+                "maxBatchSize": 4,
+                "maxWaiting": 9,
+                "maxInputTokens": 100,
+                "maxNewTokens": 50,
+            }
+        }
+    )
+    container = _runtime_container(d)
+    _, revision = builders.deployment(d, default_image=IMAGE)
+    env = _env(container)
+    assert container["args"] == ["serve"]
+    assert env["LLM_MODEL_NAME"] == "smollm2"
+    assert env["LLM_MODEL_REVISION"] == revision
+    assert env["LLM_RUNTIME_MAX_BATCH_SIZE"] == "4"
+    assert env["LLM_RUNTIME_MAX_WAITING"] == "9"
+    assert env["LLM_RUNTIME_MAX_INPUT_TOKENS"] == "100"
+    assert env["LLM_RUNTIME_MAX_NEW_TOKENS"] == "50"
+    assert env["LLM_RUNTIME_MODEL"] == pod.model_dir(d.spec.model)
+
+
+def test_user_env_and_args_come_after_the_operators_own() -> None:
+    d = _d(runtime={"env": [{"name": "X", "value": "1"}], "args": ["--verbose"]})
+    container = _runtime_container(d)
+    assert container["args"] == ["serve", "--verbose"]
+    assert container["env"][-2] == {"name": "X", "value": "1"}  # revision is stamped last
+
+
+def test_containers_are_non_root_read_only_without_capabilities() -> None:
+    deploy, _ = builders.deployment(_d(), default_image=IMAGE)
+    pod_spec = deploy["spec"]["template"]["spec"]
+    assert pod_spec["securityContext"]["runAsNonRoot"] is True
+    for c in [*pod_spec["initContainers"], *pod_spec["containers"]]:
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["allowPrivilegeEscalation"] is False
+        assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+    assert pod_spec["automountServiceAccountToken"] is False
+
+
+def test_grpc_probes_and_startup_budget() -> None:
+    container = _runtime_container(_d(startupBudgetSeconds=600))
+    assert container["startupProbe"]["grpc"] == {"port": 50051, "service": ""}
+    budget = (
+        container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"]
+    )
+    assert budget == 600
+    assert "grpc" in container["readinessProbe"]
+    assert "grpc" in container["livenessProbe"]
+
+
+def test_tls_mounts_the_secret_and_probes_fall_back_to_tcp() -> None:
+    container = _runtime_container(
+        _d(security={"tlsSecretName": "tls", "authTokenSecretName": "tok"})
+    )
+    env = _env(container)
+    assert env["LLM_RUNTIME_TLS_CERT"] == "/etc/llm-runtime/tls/tls.crt"
+    assert env["LLM_RUNTIME_TLS_KEY"] == "/etc/llm-runtime/tls/tls.key"
+    assert env["LLM_RUNTIME_TOKEN_FILE"] == "/etc/llm-runtime/token/token"
+    assert container["readinessProbe"]["tcpSocket"] == {"port": "grpc"}
+
+
+def test_resources_and_scheduling_pass_through() -> None:
+    d = _d(
+        runtime={"resources": {"limits": {"nvidia.com/gpu": 1, "memory": "4Gi"}}},
+        scheduling={
+            "nodeSelector": {"gpu": "h100"},
+            "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "priorityClassName": "serving",
+        },
+    )
+    deploy, _ = builders.deployment(d, default_image=IMAGE)
+    pod_spec = deploy["spec"]["template"]["spec"]
+    assert pod_spec["containers"][0]["resources"] == {
+        "limits": {"nvidia.com/gpu": 1, "memory": "4Gi"}
+    }
+    assert pod_spec["nodeSelector"] == {"gpu": "h100"}
+    assert pod_spec["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod_spec["priorityClassName"] == "serving"
+
+
+def test_drain_grace_sets_env_and_outlasts_it_in_termination_grace() -> None:
+    d = _d(drainGracePeriodSeconds=40)
+    deploy, _ = builders.deployment(d, default_image=IMAGE)
+    assert deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 45
+    assert _env(_runtime_container(d))["LLM_RUNTIME_GRACE_SECONDS"] == "40"
+
+
+def test_revision_changes_with_the_pods_and_not_with_replicas() -> None:
+    rev = builders.desired(_d(), default_image=IMAGE).revision
+    assert builders.desired(_d(replicas=5), default_image=IMAGE).revision == rev
+    assert builders.desired(_d(), default_image="other:1").revision != rev
+    limits = {"limits": {"maxBatchSize": 2}}
+    assert builders.desired(_d(runtime=limits), default_image=IMAGE).revision != rev
+    deploy, _ = builders.deployment(_d(), default_image=IMAGE)
+    assert deploy["spec"]["template"]["metadata"]["labels"][naming.LABEL_REVISION] == rev
+
+
+def test_spec_image_wins_over_the_default() -> None:
+    container = _runtime_container(_d(runtime={"image": "mine:2"}))
+    assert container["image"] == "mine:2"
+
+
+def test_services_select_the_pods_and_headless_has_no_cluster_ip() -> None:
+    d = _d(service={"port": 6000})
+    svc, headless = builders.service(d), builders.headless_service(d)
+    assert svc["spec"]["type"] == "ClusterIP"
+    assert headless["spec"]["clusterIP"] == "None"
+    for s in (svc, headless):
+        assert s["spec"]["selector"] == naming.selector_labels("chat")
+        assert s["spec"]["ports"][0]["port"] == 6000
+        assert s["spec"]["ports"][0]["targetPort"] == "grpc"
+
+
+def test_budget_allows_one_disruption_and_account_mounts_no_token() -> None:
+    d = _d()
+    assert builders.pod_disruption_budget(d)["spec"]["maxUnavailable"] == 1
+    assert builders.service_account(d)["automountServiceAccountToken"] is False
+
+
+def test_endpoint_and_selector_string() -> None:
+    assert naming.endpoint(_d()) == "chat.team.svc:50051"
+    assert naming.selector_string("chat") == (
+        "app.kubernetes.io/instance=chat,llm-operator.io/deployment=chat"
+    )

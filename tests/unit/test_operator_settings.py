@@ -1,0 +1,49 @@
+"""Settings load once from LLM_OPERATOR_* and fail fast naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+from llm_operator import settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_are_cluster_wide_with_peering_and_a_random_priority() -> None:
+    a, b = settings.from_env({}), settings.from_env({})
+    assert a.namespaces == ()
+    assert a.peering_name == "llm-operator"
+    assert not a.standalone
+    assert a.runtime_image.startswith("llm-operator/runtime:")
+    assert a.priority != b.priority  # two replicas never tie (kopf freezes on a tie)
+
+
+def test_values_are_parsed_and_typed() -> None:
+    s = settings.from_env(
+        {
+            "LLM_OPERATOR_NAMESPACES": "a, b",
+            "LLM_OPERATOR_PRIORITY": "5",
+            "LLM_OPERATOR_STANDALONE": "true",
+            "LLM_OPERATOR_STATUS_INTERVAL_SECONDS": "2.5",
+            "LLM_OPERATOR_LOG_FORMAT": "plain",
+            "UNRELATED": "x",
+        }
+    )
+    assert s.namespaces == ("a", "b")
+    assert s.priority == 5
+    assert s.standalone is True
+    assert s.status_interval_seconds == 2.5
+    assert s.log_format == "plain"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LLM_OPERATOR_METRICS_PORT", "70000"),
+        ("LLM_OPERATOR_LOG_FORMAT", "xml"),
+        ("LLM_OPERATOR_STATUS_INTERVAL_SECONDS", "0"),
+        ("LLM_OPERATOR_PRIORITY", "high"),
+    ],
+)
+def test_a_bad_value_fails_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(settings.SettingsError, match=name):
+        settings.from_env({name: value})

@@ -1,0 +1,184 @@
+"""The status rules: what users see in `kubectl get llmd` and in conditions and Events."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from llm_operator import status
+from llm_operator.observe import DeploymentView, Failure, PodView
+
+pytestmark = pytest.mark.unit
+
+REV = "abc123"
+NOW = "2026-11-29T01:00:00Z"
+
+
+def _pod(
+    name: str = "p1",
+    *,
+    ready: bool = False,
+    revision: str = REV,
+    scheduled: bool = True,
+    failure: Failure | None = None,
+    terminating: bool = False,
+    unschedulable: str = "",
+) -> PodView:
+    return PodView(
+        name=name,
+        revision=revision,
+        ready=ready,
+        terminating=terminating,
+        scheduled=scheduled,
+        unschedulable_message=unschedulable,
+        failure=failure,
+    )
+
+
+def _deploy(gen: int = 2, observed: int = 2) -> DeploymentView:
+    return DeploymentView(
+        generation=gen,
+        observed_generation=observed,
+        replicas=1,
+        updated_replicas=1,
+        ready_replicas=1,
+    )
+
+
+def _obs(
+    *pods: PodView,
+    desired: int = 1,
+    deployment: DeploymentView | None = None,
+    apply_error: str = "",
+) -> status.Observed:
+    return status.Observed(
+        generation=7,
+        desired=desired,
+        revision=REV,
+        deployment=deployment if deployment is not None else _deploy(),
+        pods=pods,
+        apply_error=apply_error,
+    )
+
+
+CRASH = Failure(
+    container="runtime", reason="CrashLoopBackOff", message="last exit code 1: no such file"
+)
+
+
+@pytest.mark.parametrize(
+    ("observed", "phase", "reason"),
+    [
+        (_obs(_pod(ready=True)), "Ready", "ReplicasReady"),
+        (_obs(_pod(ready=False)), "Loading", "LoadingModel"),
+        (_obs(_pod(scheduled=False)), "Pending", "WaitingForPods"),
+        (_obs(), "Pending", "WaitingForPods"),
+        (
+            _obs(_pod(scheduled=False, unschedulable="0/1 nodes: Insufficient nvidia.com/gpu")),
+            "Pending",
+            "Unschedulable",
+        ),
+        (_obs(_pod(failure=CRASH)), "Degraded", "CrashLoopBackOff"),
+        (
+            _obs(_pod("a", ready=True), _pod("b", failure=CRASH), desired=2),
+            "Degraded",
+            "CrashLoopBackOff",
+        ),
+        (_obs(_pod("a", ready=True), _pod("b"), desired=2), "Progressing", "RollingOut"),
+        (
+            _obs(_pod("a", ready=True, revision="old"), _pod("b"), desired=1),
+            "Progressing",
+            "RollingOut",
+        ),
+        (_obs(_pod(ready=True, revision="old")), "Progressing", "RollingOut"),
+        (_obs(desired=0), "Ready", "ReplicasReady"),
+        (_obs(_pod(ready=True), desired=0), "Progressing", "RollingOut"),
+        (
+            _obs(_pod(ready=True), _pod("old", terminating=True, failure=CRASH)),
+            "Ready",
+            "ReplicasReady",
+        ),
+        (
+            _obs(_pod(ready=True), deployment=_deploy(gen=3, observed=2)),
+            "Progressing",
+            "RollingOut",
+        ),
+        (_obs(_pod(ready=True), apply_error="422 Invalid: bad"), "Failed", "ApplyFailed"),
+    ],
+)
+def test_phase_rules(observed: status.Observed, phase: str, reason: str) -> None:
+    v = status.verdict(observed)
+    assert (v.phase, v.reason) == (phase, reason)
+
+
+def test_missing_deployment_is_pending() -> None:
+    o = dataclasses.replace(_obs(), deployment=None)
+    assert status.verdict(o).phase == "Pending"
+
+
+def test_degraded_message_names_pod_container_and_cause() -> None:
+    v = status.verdict(_obs(_pod("chat-1", failure=CRASH)))
+    assert v.message == "pod chat-1 container runtime: last exit code 1: no such file"
+
+
+def _body(
+    o: status.Observed, previous: dict[str, object] | None = None, now: str = NOW
+) -> dict[str, object]:
+    return status.status_body(
+        o, selector="sel", endpoint="chat.ns.svc:50051", previous=previous or {}, now=now
+    )
+
+
+def test_status_body_fields_for_a_ready_deployment() -> None:
+    body = _body(_obs(_pod("a", ready=True), _pod("b", ready=True), desired=2))
+    assert body["phase"] == "Ready"
+    assert body["ready"] == "2/2"
+    assert body["readyReplicas"] == 2
+    assert body["replicas"] == 2
+    assert body["currentRevision"] == REV
+    assert body["observedGeneration"] == 7
+    assert body["endpoint"] == "chat.ns.svc:50051"
+    assert body["selector"] == "sel"
+    assert body["lastError"] == ""
+    conds = {c["type"]: c for c in body["conditions"]}  # type: ignore[attr-defined]
+    assert conds["Available"]["status"] == "True"
+    assert conds["Progressing"]["status"] == "False"
+    assert conds["Degraded"]["status"] == "False"
+    assert all(
+        c["observedGeneration"] == 7 and c["lastTransitionTime"] == NOW for c in conds.values()
+    )
+
+
+def test_degraded_status_sets_condition_reason_and_last_error() -> None:
+    body = _body(_obs(_pod(failure=CRASH)))
+    conds = {c["type"]: c for c in body["conditions"]}  # type: ignore[attr-defined]
+    assert conds["Degraded"]["status"] == "True"
+    assert conds["Degraded"]["reason"] == "CrashLoopBackOff"
+    assert conds["Available"]["status"] == "False"
+    assert "no such file" in str(body["lastError"])
+
+
+def test_transition_time_kept_while_status_unchanged_and_moved_on_change() -> None:
+    first = _body(_obs(_pod(ready=True)), now="t1")
+    again = _body(_obs(_pod(ready=True)), previous=first, now="t2")
+    assert [c["lastTransitionTime"] for c in again["conditions"]] == ["t1", "t1", "t1"]  # type: ignore[attr-defined]
+    broken = _body(_obs(_pod(failure=CRASH)), previous=again, now="t3")
+    times = {c["type"]: c["lastTransitionTime"] for c in broken["conditions"]}  # type: ignore[attr-defined]
+    assert times == {"Available": "t3", "Progressing": "t1", "Degraded": "t3"}
+
+
+def test_changed_ignores_nothing_it_would_write() -> None:
+    first = _body(_obs(_pod(ready=True)), now="t1")
+    assert not status.changed(first, _body(_obs(_pod(ready=True)), previous=first, now="t2"))
+    assert status.changed(first, _body(_obs(_pod(ready=False)), previous=first, now="t2"))
+
+
+def test_transition_events() -> None:
+    assert status.transition("Ready", status.Verdict("Ready", "ReplicasReady", "")) is None
+    ready = status.transition("Loading", status.Verdict("Ready", "ReplicasReady", "1/1"))
+    assert ready is not None and (ready.type, ready.reason) == ("Normal", "Ready")
+    bad = status.transition("Loading", status.Verdict("Degraded", "CrashLoopBackOff", "pod x"))
+    assert bad is not None and (bad.type, bad.reason) == ("Warning", "CrashLoopBackOff")
+    assert bad.message == "phase Loading -> Degraded: pod x"
+    first = status.transition(None, status.Verdict("Pending", "Creating", "m"))
+    assert first is not None and first.message.startswith("phase None -> Pending")
