@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc import aio
 
 # RPC paths that never need a token: the probes and schema discovery.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+if TYPE_CHECKING:  # generic in grpc-stubs only; the runtime class is not subscriptable
+    _Interceptor = aio.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = aio.ServerInterceptor
 
 
 def is_open(method: str) -> bool:
@@ -45,7 +50,7 @@ def _method_name(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
-class BearerTokenInterceptor(aio.ServerInterceptor[Any, Any]):
+class BearerTokenInterceptor(_Interceptor):
     """Refuses calls without the right token with UNAUTHENTICATED before they reach a handler."""
 
     def __init__(self, token: bytes, *, on_denied: Callable[[str], None] | None = None) -> None:

@@ -1,0 +1,83 @@
+"""Settings: flag > LLM_RUNTIME_* variable > default, validated before anything starts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from llm_runtime import cli, config
+
+pytestmark = pytest.mark.unit
+
+
+def _parse(argv: list[str], env: dict[str, str]) -> config.Settings:
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser, env=env)
+    return config.from_namespace(parser.parse_args(argv))
+
+
+def test_defaults_without_flags_or_environment() -> None:
+    assert _parse([], {}) == config.Settings()
+
+
+def test_environment_sets_a_value_and_a_flag_overrides_it() -> None:
+    env = {"LLM_RUNTIME_MAX_BATCH_SIZE": "8", "LLM_RUNTIME_GRACE_SECONDS": "2.5"}
+    assert _parse([], env).max_batch_size == 8
+    assert _parse([], env).grace_seconds == 2.5
+    assert _parse(["--max-batch-size", "4"], env).max_batch_size == 4
+
+
+def test_the_operator_variables_name_the_model_for_metrics() -> None:
+    env = {"LLM_MODEL_NAME": "chat", "LLM_MODEL_REVISION": "r7"}
+    settings = _parse([], env)
+    assert (settings.model_name, settings.model_revision) == ("chat", "r7")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("1", True), ("TRUE", True), ("off", False)])
+def test_boolean_variables_and_flags(raw: str, expected: bool) -> None:
+    assert _parse([], {"LLM_RUNTIME_LOG_PAYLOADS": raw}).log_payloads is expected
+    assert _parse(["--no-log-payloads"], {"LLM_RUNTIME_LOG_PAYLOADS": raw}).log_payloads is False
+
+
+def test_a_malformed_variable_names_itself() -> None:
+    with pytest.raises(ValueError, match="LLM_RUNTIME_GRPC_PORT='http'"):
+        _parse([], {"LLM_RUNTIME_GRPC_PORT": "http"})
+
+
+def test_validation_lists_every_problem(tmp_path: Path) -> None:
+    settings = config.Settings(
+        max_batch_size=0, grpc_port=70000, tls_cert=tmp_path / "missing.pem", log_level="LOUD"
+    )
+    problems = config.validate(settings)
+    assert "max_batch_size must be >= 1" in problems
+    assert "grpc_port must be in 0..65535" in problems
+    assert "tls_cert and tls_key go together: give both or neither" in problems
+    assert f"{tmp_path / 'missing.pem'} does not exist" in problems
+    assert any("log_level" in p for p in problems)
+    assert config.validate(config.Settings()) == []
+
+
+def test_the_token_file_is_read_without_its_trailing_newline(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("s3cret\n")
+    assert config.read_token(path) == b"s3cret"
+    path.write_text("\n")
+    with pytest.raises(ValueError, match="empty"):
+        config.read_token(path)
+
+
+def test_serve_help_explains_every_limit_and_its_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for opt in config.OPTIONS:
+        assert opt.flag in text
+        assert opt.env_name in text
+    for limit in ("--max-batch-size", "--max-waiting", "--max-input-tokens", "--max-new-tokens"):
+        assert limit in text
+    assert "--grace-seconds" in text

@@ -1,0 +1,85 @@
+"""The metric contract: names, labels, and an exposition promtool accepts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+
+from llm_runtime import metrics, types
+
+pytestmark = pytest.mark.unit
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+
+
+def _scrape(families: metrics.RuntimeMetrics) -> str:
+    return generate_latest(families.registry).decode()
+
+
+def _bound() -> tuple[metrics.RuntimeMetrics, metrics.ModelMetrics]:
+    families = metrics.RuntimeMetrics()
+    stats = types.EngineStats(running=3, waiting=2, batch_size=3, kv_cache_usage=0.25)
+    bound = families.for_model(model="m", revision="r1", load_seconds=1.5, stats=lambda: stats)
+    return families, bound
+
+
+def test_engine_gauges_are_read_at_scrape_time() -> None:
+    text = _scrape(_bound()[0])
+    assert 'llm_runtime_requests_running{model="m",revision="r1"} 3.0' in text
+    assert 'llm_runtime_requests_waiting{model="m",revision="r1"} 2.0' in text
+    assert 'llm_runtime_batch_size{model="m",revision="r1"} 3.0' in text
+    assert 'llm_runtime_kv_cache_usage_ratio{model="m",revision="r1"} 0.25' in text
+    assert 'llm_runtime_model_load_seconds{model="m",revision="r1"} 1.5' in text
+
+
+def test_error_codes_exist_at_zero_before_the_first_error() -> None:
+    text = _scrape(_bound()[0])
+    line = 'llm_runtime_requests_total{code="UNAVAILABLE",method="Generate",model="m",revision="r1"}'
+    assert f"{line} 0.0" in text
+
+
+def test_a_finished_request_feeds_counts_ttft_and_tpot() -> None:
+    families, bound = _bound()
+    clock = metrics.RequestClock("GenerateStream")
+    clock.token()
+    bound.finish(clock, code="OK", prompt_tokens=7, completion_tokens=5)
+    text = _scrape(families)
+    ok = 'llm_runtime_requests_total{code="OK",method="GenerateStream",model="m",revision="r1"}'
+    assert f"{ok} 1.0" in text
+    assert 'llm_runtime_prompt_tokens_total{model="m",revision="r1"} 7.0' in text
+    assert 'llm_runtime_generation_tokens_total{model="m",revision="r1"} 5.0' in text
+    assert 'llm_runtime_time_to_first_token_seconds_count{model="m",revision="r1"} 1.0' in text
+    assert 'llm_runtime_time_per_output_token_seconds_count{model="m",revision="r1"} 1.0' in text
+
+
+def test_time_per_output_token_excludes_the_first_token() -> None:
+    assert metrics.time_per_output_token(first_token=1.0, end=3.0, completion_tokens=5) == 0.5
+    assert metrics.time_per_output_token(first_token=1.0, end=3.0, completion_tokens=1) is None
+    assert metrics.time_per_output_token(first_token=None, end=3.0, completion_tokens=9) is None
+
+
+def test_promtool_accepts_the_exposition(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: run `make setup` (installs Debian's prometheus)"
+    families, bound = _bound()
+    clock = metrics.RequestClock("Generate")
+    clock.token()
+    bound.finish(clock, code="OK", prompt_tokens=1, completion_tokens=3)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=_scrape(families), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_exported_name_is_documented_in_the_contract() -> None:
+    doc = DOC.read_text()
+    families, _ = _bound()
+    names = {m.name for m in families.registry.collect()}
+    assert names, "no metrics collected"
+    for name in names:
+        assert f"`{name}" in doc, f"{name} is not in docs/metrics.md"
+    assert all(name.startswith("llm_runtime_") for name in names)
