@@ -67,7 +67,10 @@ def window_metrics(window: promtext.Scrape) -> WindowMetrics:
 
 
 def _fmt(check: str, value: float) -> str:
-    return f"{value:.1%}" if check == "error_ratio" else f"{value:.2f}s"
+    """Percent for ratios; seconds with two decimals, or milliseconds below 0.1 s (TPOT)."""
+    if check == "error_ratio":
+        return f"{value:.1%}"
+    return f"{value:.2f}s" if abs(value) >= 0.1 else f"{value * 1000:.1f}ms"
 
 
 def _stable_note(check: str, stable: float | None) -> str:
@@ -216,6 +219,7 @@ def check_smoke_reply(prompt: inputs.SmokePrompt, reply: SmokeReply) -> CheckRes
             message,
             value=reply.latency_seconds,
             limit=prompt.timeout_seconds,
+            pod=reply.pod,
         )
 
     if reply.error is not None or reply.text is None:
