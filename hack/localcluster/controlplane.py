@@ -40,7 +40,6 @@ def etcd_argv(layout: Layout, bindir: Path) -> Argv:
         f"--initial-advertise-peer-urls={peer}",
         f"--initial-cluster=llmop={peer}",
         "--initial-cluster-state=new",
-        "--listen-metrics-urls=",
         "--log-level=warn",
         # Small machine: keep etcd's memory and disk use modest.
         "--quota-backend-bytes=2147483648",
@@ -180,7 +179,11 @@ def _wait(
 
 
 def start(layout: Layout, *, bindir: Path, timeout: float = 90.0) -> None:
-    """Bring the control plane up (or verify it is up) and install the admin kubeconfig."""
+    """Bring the control plane up (or verify it is up) and install the admin kubeconfig.
+
+    Returns once the apiserver is ready; `wait_controllers` then confirms the controller-manager
+    works, so a caller can start the node agent in between and overlap the two waits.
+    """
     missing = [n for n in COMPONENTS if not (bindir / n).exists()]
     if missing:
         raise StartError(f"missing {missing} in {bindir}: run `bash hack/tools/build.sh`")
@@ -192,12 +195,21 @@ def start(layout: Layout, *, bindir: Path, timeout: float = 90.0) -> None:
     _start_component(layout, "etcd", bindir)
     _start_component(layout, "kube-apiserver", bindir)
     _wait(layout, "the apiserver's /readyz", api.ready, owner="kube-apiserver", timeout=timeout)
+    # The controller-manager and scheduler give up if the apiserver is not healthy within
+    # seconds of their start, so they start only now.
     _start_component(layout, "kube-controller-manager", bindir)
     _start_component(layout, "kube-scheduler", bindir)
     cp_api.apply_node_rbac(api, node_name=cp_layout.NODE_NAME)
     install_default_kubeconfig(layout)
-    # The service-account controller creating `default` proves the controller-manager works,
-    # and pods cannot be admitted into a namespace before it exists.
+
+
+def wait_controllers(layout: Layout, *, timeout: float = 90.0) -> None:
+    """Wait until the service-account controller created `default/default`.
+
+    That proves the controller-manager works, and pods cannot be admitted into a namespace
+    before its `default` ServiceAccount exists.
+    """
+    api = cp_api.Client.from_layout(layout)
     _wait(
         layout,
         "the default ServiceAccount",
@@ -205,6 +217,8 @@ def start(layout: Layout, *, bindir: Path, timeout: float = 90.0) -> None:
         owner="kube-controller-manager",
         timeout=timeout,
     )
+    if cp_procs.running(layout.pidfile("kube-scheduler")) is None:
+        raise StartError(f"kube-scheduler is not running; see {layout.log('kube-scheduler')}")
 
 
 def status(layout: Layout) -> dict[str, bool]:

@@ -83,9 +83,9 @@ def up(layout: Layout, *, bindir: Path, timeout: float = 90.0) -> UpResult:
     """Start (or verify) everything; returns the Ready node (None without a node agent)."""
     began = time.monotonic()
     controlplane.start(layout, bindir=bindir, timeout=timeout)
-    node = None
-    if start_node(layout, bindir=bindir):
-        node = wait_node_ready(layout, timeout=timeout)
+    has_node = start_node(layout, bindir=bindir)
+    controlplane.wait_controllers(layout, timeout=timeout)
+    node = wait_node_ready(layout, timeout=timeout) if has_node else None
     return UpResult(node=node, seconds=time.monotonic() - began)
 
 
