@@ -1,0 +1,90 @@
+"""The process node's pure Service views (proxy table, hosts files, env) and log helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from localcluster import logs, services
+
+pytestmark = pytest.mark.unit
+
+
+def svc(name: str, ns: str, cluster_ip: str, ports: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"clusterIP": cluster_ip, "ports": ports},
+    }
+
+
+def slice_(
+    svc_name: str, ns: str, endpoints: list[tuple[str, bool | None]], ports: list[dict[str, Any]]
+) -> dict[str, Any]:
+    eps = [
+        {"addresses": [ip], "conditions": {} if ready is None else {"ready": ready}}
+        for ip, ready in endpoints
+    ]
+    return {"metadata": {"name": f"{svc_name}-x", "namespace": ns, "labels": {services.SERVICE_LABEL: svc_name}},
+            "endpoints": eps, "ports": ports}  # fmt: skip
+
+
+WEB = svc("web", "team", "198.19.0.20", [{"name": "http", "port": 80, "protocol": "TCP"}])
+WEB_SLICE = slice_("web", "team", [("198.18.0.10", True), ("198.18.0.11", False), ("198.18.0.12", None)],
+                   [{"name": "http", "port": 8000}])  # fmt: skip
+DB = svc("db", "team", "None", [{"port": 5432}])
+DB_SLICE = slice_("db", "team", [("198.18.0.30", True), ("198.18.0.31", True)], [{"port": 5432}])
+
+
+def test_proxy_forwards_only_to_ready_endpoints_on_the_target_port() -> None:
+    table = services.proxy_table([WEB, DB], [WEB_SLICE, DB_SLICE])
+    assert table == {("198.19.0.20", 80): [("198.18.0.10", 8000), ("198.18.0.12", 8000)]}
+
+
+def test_a_service_without_ready_endpoints_still_gets_a_listener() -> None:
+    assert services.proxy_table([WEB], []) == {("198.19.0.20", 80): []}
+
+
+def test_hosts_file_names_services_and_headless_pods() -> None:
+    text = services.hosts_text(namespace="team", pod_name="p", pod_ip="198.18.0.50",
+                               services=[WEB, DB], slices=[WEB_SLICE, DB_SLICE])  # fmt: skip
+    lines = text.splitlines()
+    assert "198.18.0.50\tp" in lines
+    assert "198.19.0.20\tweb.team.svc.cluster.local web.team.svc web.team web" in lines
+    assert "198.18.0.30\tdb.team.svc.cluster.local db.team.svc db.team db" in lines
+    assert "198.18.0.31\tdb.team.svc.cluster.local db.team.svc db.team db" in lines
+
+
+def test_short_service_names_only_resolve_in_the_same_namespace() -> None:
+    text = services.hosts_text(
+        namespace="other", pod_name="p", pod_ip="198.18.0.50", services=[WEB], slices=[]
+    )
+    assert "198.19.0.20\tweb.team.svc.cluster.local web.team.svc web.team" in text.splitlines()
+
+
+def test_service_env_has_the_api_server_and_same_namespace_services() -> None:
+    api = svc(
+        "kubernetes", "default", "198.19.0.1", [{"name": "https", "port": 443, "protocol": "TCP"}]
+    )
+    env = services.service_env(
+        "team", [api, WEB, svc("x", "elsewhere", "198.19.0.9", [{"port": 1}])]
+    )
+    assert (
+        env["KUBERNETES_SERVICE_HOST"] == "198.19.0.1" and env["KUBERNETES_SERVICE_PORT"] == "443"
+    )
+    assert env["WEB_SERVICE_HOST"] == "198.19.0.20" and env["WEB_SERVICE_PORT_HTTP"] == "80"
+    assert env["WEB_PORT_80_TCP_ADDR"] == "198.19.0.20"
+    assert "X_SERVICE_HOST" not in env
+
+
+def test_log_requests_parse_path_and_query() -> None:
+    head = b"GET /containerLogs/team/web-0/app?tailLines=2&follow=true HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert logs.parse_request(head) == (
+        ["containerLogs", "team", "web-0", "app"],
+        {"tailLines": "2", "follow": "true"},
+    )
+
+
+def test_tail_lines_then_limit_bytes() -> None:
+    assert logs.tail(b"a\nb\nc\n", 2, None) == b"b\nc\n"
+    assert logs.tail(b"a\nb\nc\n", None, 3) == b"a\nb"
+    assert logs.tail(b"a\nb\n", 0, None) == b""
