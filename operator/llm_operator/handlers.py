@@ -150,10 +150,11 @@ def refresh_status(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """kopf's own settings: peering identity, annotation prefixes, quiet event posting."""
     ops: Settings = memo.settings
-    settings.peering.name = ops.peering_name
     settings.peering.priority = ops.priority
-    settings.peering.mandatory = not ops.standalone
-    settings.peering.standalone = ops.standalone
+    settings.peering.mandatory = ops.peering
+    settings.peering.standalone = not ops.peering
+    if ops.peering:
+        settings.peering.name = ops.peering_name
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=PERSISTENCE_PREFIX
     )

@@ -1,12 +1,13 @@
 """`llm-operator`: load settings (fail fast), connect, make sure the peering object exists, run kopf.
 
-Liveness is kopf's endpoint (`/healthz` on LLM_OPERATOR_LIVENESS_PORT); metrics are served on
+Liveness is kopf's endpoint (`/healthz` on LLM_OPERATOR_HEALTH_PORT); metrics are served on
 LLM_OPERATOR_METRICS_PORT once kopf starts. Logs are JSON lines by default.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -35,20 +36,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except settings.SettingsError as e:
         print(f"llm-operator: bad settings: {e}", file=sys.stderr)
         return 2
-    log_format = kopf.LogFormat.JSON if ops.log_format == "json" else kopf.LogFormat.PLAIN
-    kopf.configure(log_format=log_format, verbose=ops.verbose)
+    log_format = kopf.LogFormat.JSON if ops.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(log_format=log_format, verbose=ops.log_level == "debug")
+    logging.getLogger().setLevel(ops.log_level.upper())
     kube.load_config()
-    if not ops.standalone:
+    if ops.peering:
         for namespace in ops.namespaces or (None,):
             kube.ensure_peering(name=ops.peering_name, namespace=namespace)
     handlers.register(ops)
     kopf.run(
         clusterwide=not ops.namespaces,
         namespaces=ops.namespaces,
-        standalone=ops.standalone,
+        standalone=not ops.peering,
         priority=ops.priority,
-        peering_name=ops.peering_name,
-        liveness_endpoint=f"http://0.0.0.0:{ops.liveness_port}/healthz",
+        peering_name=ops.peering_name or None,
+        liveness_endpoint=f"http://0.0.0.0:{ops.health_port}/healthz",
         memo=kopf.Memo(settings=ops, apply_error=""),
     )
     return 0

@@ -13,8 +13,8 @@ from typing import Any
 
 from llm_operator import naming, spec
 
-# Environment the runtime reads (`llm-runtime serve --help` documents each). Metric labels come
-# from LLM_MODEL_NAME / LLM_MODEL_REVISION.
+# Environment the runtime reads (runtime/llm_runtime/config.py; `llm-runtime serve --help`).
+# Metric labels come from LLM_MODEL_NAME / LLM_MODEL_REVISION.
 ENV_MODEL_NAME = "LLM_MODEL_NAME"
 ENV_MODEL_REVISION = "LLM_MODEL_REVISION"
 RUNTIME_USER = 65532
@@ -41,9 +41,16 @@ def source_claim(source: str) -> str | None:
 
 
 def model_dir(model: spec.ModelSpec) -> str:
-    """Where the fetched model lives; keyed by source and format so a shared cache never mixes."""
-    key = hashlib.sha256(f"{model.source}|{model.format}".encode()).hexdigest()[:12]
-    return f"{naming.MODEL_MOUNT}/{key}"
+    """Where the fetched model lives; keyed by source, format and dtype so a shared cache
+    (cacheClaimName) never mixes two models or two conversions."""
+    key = hashlib.sha256(f"{model.source}|{model.format}|{fetch_dtype(model)}".encode())
+    return f"{naming.MODEL_MOUNT}/{key.hexdigest()[:12]}"
+
+
+def fetch_dtype(model: spec.ModelSpec) -> str:
+    """The dtype `fetch` stores the weights in: it needs an explicit one; auto means bf16, the
+    dtype this project serves in (it halves memory and is the fast path on CPUs and GPUs)."""
+    return "bfloat16" if model.dtype == "auto" else model.dtype
 
 
 def _volumes(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
@@ -102,7 +109,15 @@ def _fetch_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
         "name": FETCH_CONTAINER,
         "image": image,
         "imagePullPolicy": s.runtime.image_pull_policy,
-        "args": ["fetch", fetch_uri(s.model.source), model_dir(s.model)],
+        "args": [
+            "fetch",
+            fetch_uri(s.model.source),
+            model_dir(s.model),
+            "--format",
+            s.model.format,
+            "--dtype",
+            fetch_dtype(s.model),
+        ],
         "env": _base_env(s),
         "volumeMounts": mounts,
         "securityContext": _security_context(),
@@ -114,9 +129,8 @@ def runtime_env(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
     limits = s.runtime.limits
     values: dict[str, str] = {
         "LLM_RUNTIME_MODEL": model_dir(s.model),
-        "LLM_RUNTIME_FORMAT": s.model.format,
         "LLM_RUNTIME_DTYPE": s.model.dtype,
-        "LLM_RUNTIME_PORT": str(s.service.port),
+        "LLM_RUNTIME_GRPC_PORT": str(s.service.port),
         "LLM_RUNTIME_METRICS_PORT": str(naming.METRICS_PORT),
         "LLM_RUNTIME_MAX_BATCH_SIZE": str(limits.max_batch_size),
         "LLM_RUNTIME_MAX_WAITING": str(limits.max_waiting),
@@ -128,7 +142,7 @@ def runtime_env(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
         values["LLM_RUNTIME_TLS_CERT"] = f"{TLS_MOUNT}/tls.crt"
         values["LLM_RUNTIME_TLS_KEY"] = f"{TLS_MOUNT}/tls.key"
     if s.security.auth_token_secret_name:
-        values["LLM_RUNTIME_TOKEN_FILE"] = f"{TOKEN_MOUNT}/token"
+        values["LLM_RUNTIME_AUTH_TOKEN_FILE"] = f"{TOKEN_MOUNT}/token"
     env = _base_env(s) + [{"name": k, "value": v} for k, v in values.items()]
     user = [e.model_dump(by_alias=True, exclude_none=True) for e in s.runtime.env]
     return env + user

@@ -26,25 +26,31 @@ class Settings(BaseModel):
     namespaces: tuple[str, ...] = ()
     # The runtime image used when an LLMDeployment leaves spec.runtime.image empty.
     runtime_image: str = Field(default="llm-operator/runtime:0.1.0", min_length=1)
-    # kopf peering object name: replicas that share it elect one active handler.
-    peering_name: str = Field(default="llm-operator", min_length=1)
+    # kopf peering object name: replicas that share it elect one active handler. Empty means
+    # standalone (no peering; a single replica only).
+    peering_name: str = "llm-operator"
     # This replica's peering priority; unset draws a random one so two replicas never tie
     # (kopf freezes every replica on a tie).
     priority: int = Field(default_factory=lambda: random.randint(1, 2**30), ge=0)
-    # Run without peering (a single replica only; for development).
+    # Run without peering even when peering_name is set (a single replica only; development).
     standalone: bool = False
     # Port of the liveness endpoint (/healthz) kopf serves.
-    liveness_port: int = Field(default=8080, ge=1, le=65535)
+    health_port: int = Field(default=8080, ge=1, le=65535)
     # Port of the Prometheus /metrics endpoint.
     metrics_port: int = Field(default=8081, ge=1, le=65535)
     # How often each LLMDeployment's children are observed and its status refreshed.
     status_interval_seconds: float = Field(default=5.0, gt=0)
     # How often the children are re-applied to undo manual edits and deletions (drift).
     drift_interval_seconds: float = Field(default=15.0, gt=0)
-    # Log format: json (one object per line) or plain.
-    log_format: Literal["json", "plain"] = "json"
-    # Verbose (debug) logging.
-    verbose: bool = False
+    # Log format: json (one object per line, for collectors) or text (for humans).
+    log_format: Literal["json", "text"] = "json"
+    # Log level: debug, info, warning or error.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def peering(self) -> bool:
+        """Whether replicas coordinate through a peering object."""
+        return bool(self.peering_name) and not self.standalone
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -56,9 +62,15 @@ def from_env(env: Mapping[str, str]) -> Settings:
     raw: dict[str, object] = {}
     for name in Settings.model_fields:
         value = env.get(PREFIX + name.upper())
-        if value is None or value == "":
+        if value is None or (value == "" and name != "peering_name"):
             continue
-        raw[name] = _split(value) if name == "namespaces" else value
+        raw[name] = (
+            _split(value)
+            if name == "namespaces"
+            else value.lower()
+            if name.startswith("log_")
+            else value
+        )
     try:
         return Settings.model_validate(raw)
     except ValidationError as e:

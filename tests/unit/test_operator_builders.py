@@ -73,7 +73,15 @@ def test_init_container_fetches_the_source_into_the_model_volume() -> None:
     deploy, _ = builders.deployment(d, default_image=IMAGE)
     pod_spec = deploy["spec"]["template"]["spec"]
     (init,) = pod_spec["initContainers"]
-    assert init["args"] == ["fetch", "builtin://smollm2-135m-instruct", pod.model_dir(d.spec.model)]
+    assert init["args"] == [
+        "fetch",
+        "builtin://smollm2-135m-instruct",
+        pod.model_dir(d.spec.model),
+        "--format",
+        "auto",
+        "--dtype",
+        "bfloat16",
+    ]
     assert init["image"] == IMAGE
     volumes = {v["name"]: v for v in pod_spec["volumes"]}
     assert volumes["model"] == {"name": "model", "emptyDir": {}}
@@ -101,6 +109,7 @@ def test_model_dir_differs_per_source_so_a_shared_cache_never_mixes_models() -> 
     a = spec.ModelSpec(name="a", source="hf://o/a@1")
     b = spec.ModelSpec(name="a", source="hf://o/a@2")
     assert pod.model_dir(a) != pod.model_dir(b)
+    assert pod.model_dir(a) != pod.model_dir(a.model_copy(update={"dtype": "float32"}))
     assert pod.model_dir(a).startswith("/models/")
 
 
@@ -166,7 +175,7 @@ def test_tls_mounts_the_secret_and_probes_fall_back_to_tcp() -> None:
     env = _env(container)
     assert env["LLM_RUNTIME_TLS_CERT"] == "/etc/llm-runtime/tls/tls.crt"
     assert env["LLM_RUNTIME_TLS_KEY"] == "/etc/llm-runtime/tls/tls.key"
-    assert env["LLM_RUNTIME_TOKEN_FILE"] == "/etc/llm-runtime/token/token"
+    assert env["LLM_RUNTIME_AUTH_TOKEN_FILE"] == "/etc/llm-runtime/token/token"
     assert container["readinessProbe"]["tcpSocket"] == {"port": "grpc"}
 
 

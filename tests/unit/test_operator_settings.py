@@ -24,7 +24,8 @@ def test_values_are_parsed_and_typed() -> None:
             "LLM_OPERATOR_PRIORITY": "5",
             "LLM_OPERATOR_STANDALONE": "true",
             "LLM_OPERATOR_STATUS_INTERVAL_SECONDS": "2.5",
-            "LLM_OPERATOR_LOG_FORMAT": "plain",
+            "LLM_OPERATOR_LOG_FORMAT": "Text",
+            "LLM_OPERATOR_LOG_LEVEL": "DEBUG",
             "UNRELATED": "x",
         }
     )
@@ -32,7 +33,14 @@ def test_values_are_parsed_and_typed() -> None:
     assert s.priority == 5
     assert s.standalone is True
     assert s.status_interval_seconds == 2.5
-    assert s.log_format == "plain"
+    assert s.log_format == "text"
+    assert s.log_level == "debug"
+    assert not s.peering
+
+
+def test_an_empty_peering_name_means_standalone() -> None:
+    assert settings.from_env({}).peering
+    assert not settings.from_env({"LLM_OPERATOR_PEERING_NAME": ""}).peering
 
 
 @pytest.mark.parametrize(
