@@ -22,9 +22,13 @@ MS_REC = 16384
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _mount(source: str | None, target: str, flags: int) -> None:
+def _mount(
+    source: str | None, target: str, flags: int, fstype: str | None = None, data: str | None = None
+) -> None:
     src = source.encode() if source is not None else None
-    if _libc.mount(src, target.encode(), None, flags, None) != 0:
+    kind = fstype.encode() if fstype is not None else None
+    options = data.encode() if data is not None else None
+    if _libc.mount(src, target.encode(), kind, flags, options) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
 
@@ -34,6 +38,23 @@ def bind(source: str, target: str, *, read_only: bool) -> None:
     _mount(source, target, MS_BIND | MS_REC)
     if read_only:
         _mount(None, target, MS_BIND | MS_REMOUNT | MS_RDONLY)
+
+
+def expose(folder: str, children: list[str]) -> None:
+    """Let a non-root user reach `children` of a folder it may not traverse (e.g. /root/.pyenv).
+
+    Inside this mount namespace only: a tmpfs (mode 0755) covers the folder, and each child is
+    bound back from the original folder, reached through a file descriptor opened beforehand.
+    """
+    fd = os.open(folder, os.O_PATH)
+    _mount("tmpfs", folder, 0, "tmpfs", "mode=0755")
+    for child in children:
+        source, target = f"/proc/self/fd/{fd}/{child}", os.path.join(folder, child)
+        if os.path.isdir(source):
+            os.mkdir(target)
+        else:
+            open(target, "w").close()
+        bind(source, target, read_only=False)
 
 
 def drop_privileges(spec: dict[str, Any]) -> None:
@@ -52,6 +73,8 @@ def drop_privileges(spec: dict[str, Any]) -> None:
 def main() -> None:
     with open(sys.argv[1]) as handle:
         spec: dict[str, Any] = json.load(handle)
+    for folder, children in spec.get("expose", []):
+        expose(folder, children)
     for mount in spec.get("mounts", []):
         bind(mount["source"], mount["target"], read_only=bool(mount.get("readOnly")))
     drop_privileges(spec)

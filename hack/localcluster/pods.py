@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,10 +206,8 @@ class PodWorker:
         binds = mounts.container_mounts(spec, self.sources)
         for bind in binds:
             self.ctx.created_paths.extend(await asyncio.to_thread(mounts.ensure_mountpoint, bind))
-        security = {
-            **self.pod["spec"].get("securityContext", {}),
-            **spec.get("securityContext", {}),
-        }
+        uid, gid = self._identity(spec)
+        needed = [os.path.realpath(argv[0]), os.path.realpath(sys.executable), sys.base_prefix]
         launch = procs.launch_spec(
             argv=argv,
             env=env,
@@ -215,9 +215,10 @@ class PodWorker:
                 {"source": b.source, "target": b.target, "readOnly": b.read_only} for b in binds
             ],
             working_dir=spec.get("workingDir"),
-            uid=security.get("runAsUser"),
-            gid=security.get("runAsGroup"),
+            uid=uid,
+            gid=gid,
             groups=self.pod["spec"].get("securityContext", {}).get("supplementalGroups", []),
+            expose=procs.blocked_folders(needed, is_open=procs.others_may_enter) if uid else [],
         )
         self.envs[c.name] = env
         proc = await procs.spawn(
@@ -318,10 +319,7 @@ class PodWorker:
     ) -> bool:
         """Probe until the verdict ends this loop's job; True when a startup probe succeeded."""
         timing, tracker = probing.Timing.of(probe), probing.Tracker()
-        security = {
-            **self.pod["spec"].get("securityContext", {}),
-            **spec.get("securityContext", {}),
-        }
+        uid, gid = self._identity(spec)
         await asyncio.sleep(timing.initial_delay)
         while proc.returncode is None:
             ok = await probing.check(
@@ -329,8 +327,8 @@ class PodWorker:
                 container=spec,
                 pod_ip=self.pod_ip or "",
                 pid=proc.pid,
-                uid=security.get("runAsUser"),
-                gid=security.get("runAsGroup"),
+                uid=uid,
+                gid=gid,
                 env=self.envs.get(c.name, {}),
             )
             before, tracker = tracker.result, tracker.record(ok, timing)

@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,9 +40,11 @@ def launch_spec(
     uid: int | None,
     gid: int | None,
     groups: Sequence[int],
+    expose: Sequence[tuple[str, list[str]]] = (),
 ) -> dict[str, Any]:
     """The JSON document launch.py reads."""
     return {
+        "expose": [[folder, children] for folder, children in expose],
         "argv": list(argv),
         "env": dict(env),
         "mounts": list(mounts),
@@ -60,6 +62,33 @@ def _prepare(*, spec: Mapping[str, Any], spec_file: Path, log_file: Path) -> Bin
     spec_file.chmod(0o600)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     return open(log_file, "ab")
+
+
+def blocked_folders(
+    paths: Sequence[str], *, is_open: Callable[[str], bool]
+) -> list[tuple[str, list[str]]]:
+    """Folders on the way to `paths` that others cannot traverse, with the child each path needs.
+
+    Pure given `is_open` (does this folder grant others execute?). Only the first closed folder
+    of each path counts: exposing its child makes the rest reachable if it is open.
+    """
+    found: dict[str, set[str]] = {}
+    for path in paths:
+        parts = [p for p in path.split("/") if p]
+        for depth in range(len(parts) - 1):
+            folder = "/" + "/".join(parts[:depth])
+            if not is_open(folder):
+                found.setdefault(folder, set()).add(parts[depth])
+                break
+    return [(folder, sorted(children)) for folder, children in sorted(found.items())]
+
+
+def others_may_enter(folder: str) -> bool:
+    """Whether a folder's mode lets any user traverse it."""
+    try:
+        return bool(os.stat(folder).st_mode & 0o001)
+    except OSError:
+        return True
 
 
 async def spawn(
