@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +186,14 @@ class PodWorker:
                     host_ip=self.ctx.host_ip,
                 )
 
+    def _identity(self, spec: Obj) -> tuple[int | None, int | None]:
+        """runAsUser/runAsGroup, the container's securityContext over the pod's."""
+        security = {
+            **self.pod["spec"].get("securityContext", {}),
+            **spec.get("securityContext", {}),
+        }
+        return security.get("runAsUser"), security.get("runAsGroup")
+
     async def _start(
         self, c: status.Container, rule: images.ImageRule
     ) -> asyncio.subprocess.Process:
@@ -207,7 +213,6 @@ class PodWorker:
         for bind in binds:
             self.ctx.created_paths.extend(await asyncio.to_thread(mounts.ensure_mountpoint, bind))
         uid, gid = self._identity(spec)
-        needed = [os.path.realpath(argv[0]), os.path.realpath(sys.executable), sys.base_prefix]
         launch = procs.launch_spec(
             argv=argv,
             env=env,
@@ -218,7 +223,7 @@ class PodWorker:
             uid=uid,
             gid=gid,
             groups=self.pod["spec"].get("securityContext", {}).get("supplementalGroups", []),
-            expose=procs.blocked_folders(needed, is_open=procs.others_may_enter) if uid else [],
+            expose=procs.exposures_for(argv[0]) if uid else [],
         )
         self.envs[c.name] = env
         proc = await procs.spawn(

@@ -91,6 +91,12 @@ def others_may_enter(folder: str) -> bool:
         return True
 
 
+def exposures_for(program: str) -> list[tuple[str, list[str]]]:
+    """What a non-root container needs exposed to run `program` and this Python."""
+    needed = [os.path.realpath(program), os.path.realpath(sys.executable), sys.base_prefix]
+    return blocked_folders(needed, is_open=others_may_enter)
+
+
 async def spawn(
     *, netns: str, spec: Mapping[str, Any], spec_file: Path, log_file: Path
 ) -> asyncio.subprocess.Process:
