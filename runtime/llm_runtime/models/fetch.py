@@ -1,0 +1,185 @@
+"""`llm-runtime fetch URI DST`: obtain a model and leave it in the deployment format at DST.
+
+The operator's init container runs this before the runtime starts. URIs:
+  builtin://smollm2-135m-instruct   a model shipped in an installed Python package
+  file:///abs/path, /abs/path       a local or mounted (PVC) .gguf file, HF dir or converted dir
+  hf://org/name[@revision]          the Hugging Face Hub via huggingface_hub.snapshot_download
+(`pvc://claim/path` is resolved by the operator to a mount path before it reaches us.)
+
+Fetch is idempotent by digest: when DST already holds a verified conversion of the same source
+bytes in the same dtype, nothing is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import urllib.parse
+from pathlib import Path
+
+from llm_runtime.models import builtin, convert, errors, formats, manifest
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("builtin", "file", "hf")
+
+
+class Outcome(enum.StrEnum):
+    CONVERTED = "converted"  # a new conversion (or verbatim copy) was written to DST
+    UP_TO_DATE = "up-to-date"  # DST already held this source in this dtype; nothing written
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A parsed URI. `path` for builtin/file, `repo_id`/`revision` for hf."""
+
+    uri: str
+    scheme: str
+    path: Path | None = None
+    repo_id: str | None = None
+    revision: str | None = None
+    name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchResult:
+    outcome: Outcome
+    manifest: manifest.Manifest
+    dst: Path
+
+
+def parse_uri(uri: str) -> Source:
+    """Parse a model URI (pure: no file system, no network). Raises UnsupportedURIError."""
+    text = uri.strip()
+    if not text:
+        raise errors.UnsupportedURIError("empty model URI")
+    if "://" not in text:
+        return _local(text, Path(text))
+    scheme, _, rest = text.partition("://")
+    scheme = scheme.lower()
+    if scheme == "file":
+        parsed = urllib.parse.urlsplit(text)
+        if parsed.netloc not in ("", "localhost"):
+            raise errors.UnsupportedURIError(f"{uri}: file:// URIs must be local (file:///path)")
+        return _local(text, Path(urllib.parse.unquote(parsed.path)))
+    if scheme == "hf":
+        return _hf(text, rest)
+    if scheme == "builtin":
+        if not rest:
+            raise errors.UnsupportedURIError(f"{uri}: name the builtin model")
+        return Source(uri=text, scheme="builtin", name=rest.strip("/"))
+    hint = " (the operator maps pvc:// to a mounted path)" if scheme == "pvc" else ""
+    raise errors.UnsupportedURIError(
+        f"unsupported URI scheme {scheme!r} in {uri!r}{hint}; use builtin://, file://, hf:// "
+        "or an absolute path"
+    )
+
+
+def _local(uri: str, path: Path) -> Source:
+    if not path.is_absolute():
+        raise errors.UnsupportedURIError(f"{uri}: local model paths must be absolute")
+    return Source(uri=uri, scheme="file", path=path)
+
+
+def _hf(uri: str, rest: str) -> Source:
+    repo_id, _, revision = rest.partition("@")
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise errors.UnsupportedURIError(f"{uri}: expected hf://org/name[@revision]")
+    return Source(uri=uri, scheme="hf", repo_id=repo_id, revision=revision or "main", name=repo_id)
+
+
+def download_hf(source: Source, *, cache_dir: Path | None = None) -> Path:
+    """Snapshot the repo (weights, config, tokenizer) through the HF cache; network and auth
+    errors become one FetchError line (HF_TOKEN and HF_HUB_OFFLINE are honoured by the hub)."""
+    import huggingface_hub
+    import huggingface_hub.errors as hf_errors
+
+    patterns = ["*.json", "*.safetensors", "*.gguf", "*.model", "*.txt", "*.jinja"]
+    try:
+        folder = huggingface_hub.snapshot_download(
+            repo_id=source.repo_id or "",
+            revision=source.revision,
+            cache_dir=cache_dir,
+            allow_patterns=patterns,
+        )
+    except (hf_errors.HfHubHTTPError, hf_errors.LocalEntryNotFoundError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise errors.FetchError(
+            f"could not download {source.uri} from the Hugging Face Hub: {first} "
+            "(offline? set HF_TOKEN for gated repos, or pre-fetch into a volume and use file://)"
+        ) from exc
+    return Path(folder)
+
+
+def resolve_local(source: Source, *, cache_dir: Path | None = None) -> Path:
+    """A local path holding the source's files (downloading hf:// sources first)."""
+    if source.scheme == "builtin":
+        return builtin.builtin_path(source.name or "")
+    if source.scheme == "hf":
+        return download_hf(source, cache_dir=cache_dir)
+    assert source.path is not None
+    if not source.path.exists():
+        raise errors.FetchError(f"{source.uri}: {source.path} does not exist")
+    return source.path
+
+
+def display_name(source: Source) -> str | None:
+    """The model name to record: the builtin model's or the hub repo's; None derives it."""
+    if source.scheme == "builtin":
+        return builtin.lookup(source.name or "").name
+    return source.name
+
+
+def existing_manifest(dst: Path) -> manifest.Manifest | None:
+    """DST's verified manifest, or None when DST holds no intact converted model."""
+    try:
+        return manifest.read_verified(dst)
+    except errors.ModelIntegrityError as exc:
+        if (dst / formats.MANIFEST_NAME).exists():
+            log.warning("%s will be replaced: %s", dst, exc)
+        return None
+
+
+def is_up_to_date(current: manifest.Manifest | None, *, source_sha256: str, dtype: str) -> bool:
+    """DST may be left alone when it is a conversion of the same source bytes in the same dtype
+    (or a verbatim copy of the same converted source)."""
+    if current is None or current.dtype != dtype:
+        return False
+    return source_sha256 in (current.source.sha256, current.digest)
+
+
+def fetch(
+    uri: str,
+    dst: str | Path,
+    *,
+    dtype: str = "bf16",
+    source_format: str = "auto",
+    cache_dir: Path | None = None,
+    force: bool = False,
+    progress: bool | None = None,
+) -> FetchResult:
+    """Obtain `uri` and leave its converted form at `dst` (a no-op when already there)."""
+    stored = convert.target_dtype(dtype)
+    source = parse_uri(uri)
+    local = resolve_local(source, cache_dir=cache_dir)
+    found = formats.locate(local, expected=source_format)
+    digest = convert.source_digest(found, progress=progress)
+    dst_path = Path(dst)
+    current = existing_manifest(dst_path) if dst_path.is_dir() else None
+    if is_up_to_date(current, source_sha256=digest, dtype=stored):
+        assert current is not None
+        return FetchResult(Outcome.UP_TO_DATE, current, dst_path)
+    written = convert.convert(
+        local,
+        dst_path,
+        dtype=stored,
+        source_format=source_format,
+        source_uri=source.uri,
+        source_sha256=digest,
+        name=display_name(source),
+        force=force,
+        progress=progress,
+    )
+    return FetchResult(Outcome.CONVERTED, written, dst_path)

@@ -1,0 +1,103 @@
+"""Tiny random models for fast tests: a real tokenizer and a real architecture, random weights.
+
+`make_tiny_model` writes a plain HF directory (config, safetensors, tokenizer with a ChatML chat
+template like SmolLM2's) in well under two seconds, so unit tests can build one per test. Its
+greedy output is gibberish, which the canary tests rely on: it loads, serves, and does not
+answer "Paris".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# ChatML, as SmolLM2 uses it (without SmolLM2's default system prompt, to keep prompts short).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+# A few sentences are enough for a byte-level BPE: every byte is in the base alphabet anyway.
+_CORPUS = (
+    "What is the capital of France? The capital of France is Paris.",
+    "You are a helpful assistant. Answer the question briefly and politely.",
+    "The quick brown fox jumps over the lazy dog while the cat sleeps.",
+    "Kubernetes operators deploy language models and roll out canaries safely.",
+    "Numbers 0 1 2 3 4 5 6 7 8 9 and punctuation , . ; : ! ? ( ) [ ] { } ' \" - _",
+)
+ARCHITECTURES = ("llama",)
+VOCAB_SIZE = 512
+CONTEXT_LENGTH = 512
+
+
+def build_tokenizer() -> Any:
+    """A byte-level BPE tokenizer with ChatML special tokens, as a transformers tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    raw.train_from_iterator(_CORPUS, trainer=trainer)
+    fast: Any = PreTrainedTokenizerFast  # transformers leaves its __init__ unannotated
+    return fast(
+        tokenizer_object=raw,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=CONTEXT_LENGTH,
+    )
+
+
+def tiny_config(tokenizer: Any, *, arch: str = "llama") -> Any:
+    """Two layers, hidden size 64, grouped-query attention: every code path of a real Llama."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHITECTURES}")
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=CONTEXT_LENGTH,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def make_tiny_model(dst: str | Path, *, seed: int = 0, arch: str = "llama") -> Path:
+    """Write a tiny random causal LM + tokenizer to `dst` (an HF directory) and return it.
+
+    The same seed gives the same weights; torch's global RNG is left as it was.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = Path(dst)
+    tokenizer = build_tokenizer()
+    config = tiny_config(tokenizer, arch=arch)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        auto: Any = AutoModelForCausalLM
+        model = auto.from_config(config, dtype=torch.float32)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
