@@ -1,0 +1,273 @@
+"""The operator end to end: installed by Helm, running in-cluster as a pod under the chart's RBAC,
+serving SmolLM2 from examples/smollm2.yaml on the local cluster.
+
+Each test asserts on what a user sees: `kubectl get llmd`, status conditions, Events, children,
+and gRPC answers through the Service.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from llm_runtime.api import client
+from localcluster.cp_testing import Cluster
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "llm-operator"
+EXAMPLE = REPO / "examples" / "smollm2.yaml"
+RELEASE = "llm-operator"
+SYSTEM_NS = "llm-operator-system"
+LOAD_TIMEOUT = 600.0  # fetch + convert + load + warm-up on two shared cores
+CHILDREN = ("deployment", "service", "poddisruptionbudget", "serviceaccount")
+
+
+def helm(cluster: Cluster, *args: str) -> str:
+    done = subprocess.run(
+        [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}", *args],
+        env=cluster.env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"helm {' '.join(args)}:\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster) -> Iterator[Cluster]:
+    """The chart installed (CRDs, RBAC, operator Deployment) and the operator pod Ready."""
+    helm(
+        cluster, "upgrade", "--install", RELEASE, str(CHART),
+        "--namespace", SYSTEM_NS, "--create-namespace", "--wait", "--timeout", "300s",
+        "--set-json",
+        'operator.extraEnv=[{"name":"LLM_OPERATOR_DRIFT_INTERVAL_SECONDS","value":"5"}]',
+    )  # fmt: skip
+    yield cluster
+    helm(cluster, "uninstall", RELEASE, "--namespace", SYSTEM_NS, "--wait")
+
+
+def wait_for(what: str, probe: Callable[[], Any], *, timeout: float, interval: float = 2.0) -> Any:
+    """Polls `probe` until it returns something truthy; fails with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except (AssertionError, KeyError, json.JSONDecodeError) as e:
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+def llmd(cluster: Cluster, ns: str, name: str = "smollm2") -> dict[str, Any]:
+    return dict(cluster.kubectl_json("get", "llmd", name, "-n", ns))
+
+
+def phase_is(cluster: Cluster, ns: str, phase: str, ready: str | None = None) -> Callable[[], Any]:
+    def probe() -> Any:
+        st = llmd(cluster, ns).get("status") or {}
+        ok = st.get("phase") == phase and (ready is None or st.get("ready") == ready)
+        return st if ok else None
+
+    return probe
+
+
+def apply_example(cluster: Cluster, ns: str, **spec: Any) -> None:
+    obj = yaml.safe_load(EXAMPLE.read_text())
+    obj["spec"].update(spec)
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(obj))
+
+
+def children_uids(cluster: Cluster, ns: str) -> dict[str, str]:
+    sel = "llm-operator.io/deployment=smollm2"
+    items = cluster.kubectl_json("get", ",".join(CHILDREN), "-n", ns, "-l", sel)["items"]
+    return {f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["uid"] for i in items}
+
+
+def ask(cluster: Cluster, ns: str, question: str) -> str:
+    """One chat request through the ClusterIP Service, as an in-cluster client would send it."""
+    svc = cluster.kubectl_json("get", "service", "smollm2", "-n", ns)
+    target = f"{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
+    with client.RuntimeClient(client.Connection(target=target)) as rt:
+        req = client.build_request(messages=[("user", question)], max_new_tokens=24)
+        return rt.generate(req, deadline=120).text
+
+
+def events(cluster: Cluster, ns: str) -> list[dict[str, Any]]:
+    got = cluster.kubectl_json(
+        "get", "events", "-n", ns, "--field-selector", "involvedObject.kind=LLMDeployment"
+    )
+    return list(got["items"])
+
+
+@pytest.fixture(scope="module")
+def ready_ns(operator: Cluster) -> Iterator[str]:
+    """A namespace holding examples/smollm2.yaml, applied once and Ready (tests share the load)."""
+    from localcluster import cp_testing
+
+    ns = cp_testing.namespace_name("e2e-smollm2")
+    operator.kubectl("create", "namespace", ns)
+    apply_example(operator, ns)
+    wait_for("smollm2 Ready 1/1", phase_is(operator, ns, "Ready", "1/1"), timeout=LOAD_TIMEOUT)
+    yield ns
+    operator.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_example_becomes_ready_and_answers_paris_through_the_service(
+    operator: Cluster, ready_ns: str
+) -> None:
+    st = llmd(operator, ready_ns)["status"]
+    assert st["ready"] == "1/1"
+    assert st["endpoint"] == f"smollm2.{ready_ns}.svc:50051"
+    conds = {c["type"]: c["status"] for c in st["conditions"]}
+    assert conds == {"Available": "True", "Progressing": "False", "Degraded": "False"}
+    table = operator.kubectl("get", "llmd", "-n", ready_ns).stdout
+    header, row = table.splitlines()[:2]
+    assert header.split() == ["NAME", "MODEL", "READY", "PHASE", "REVISION", "AGE"]
+    assert row.split()[:5] == [
+        "smollm2",
+        "smollm2-135m-instruct",
+        "1/1",
+        "Ready",
+        st["currentRevision"],
+    ]
+    assert "Paris" in ask(operator, ready_ns, "What is the capital of France?")
+    reasons = {e["reason"] for e in events(operator, ready_ns)}
+    assert "Ready" in reasons
+
+
+def test_children_are_owned_and_the_pod_is_hardened(operator: Cluster, ready_ns: str) -> None:
+    uid = llmd(operator, ready_ns)["metadata"]["uid"]
+    uids = children_uids(operator, ready_ns)
+    assert set(uids) == {
+        "Deployment/smollm2", "Service/smollm2", "Service/smollm2-headless",
+        "PodDisruptionBudget/smollm2", "ServiceAccount/smollm2-runtime",
+    }  # fmt: skip
+    deploy = operator.kubectl_json("get", "deployment", "smollm2", "-n", ready_ns)
+    assert deploy["metadata"]["ownerReferences"][0]["uid"] == uid
+    managers = {
+        m["manager"] for m in deploy["metadata"]["managedFields"] if m["operation"] == "Apply"
+    }
+    assert managers == {"llm-operator"}
+    pod_spec = deploy["spec"]["template"]["spec"]
+    assert pod_spec["initContainers"][0]["args"][0] == "fetch"
+    assert pod_spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_drift_is_repaired(operator: Cluster, ready_ns: str) -> None:
+    before = children_uids(operator, ready_ns)
+    operator.kubectl("delete", "service", "smollm2-headless", "-n", ready_ns)
+    operator.kubectl(
+        "patch",
+        "deployment",
+        "smollm2",
+        "-n",
+        ready_ns,
+        "-p",
+        '{"spec":{"revisionHistoryLimit":9}}',
+    )
+
+    def repaired() -> bool:
+        deploy = operator.kubectl_json("get", "deployment", "smollm2", "-n", ready_ns)
+        now = children_uids(operator, ready_ns)
+        return deploy["spec"]["revisionHistoryLimit"] == 3 and "Service/smollm2-headless" in now
+
+    wait_for("the headless Service and revisionHistoryLimit restored", repaired, timeout=60)
+    after = children_uids(operator, ready_ns)
+    assert after["Deployment/smollm2"] == before["Deployment/smollm2"]
+    assert after["Service/smollm2-headless"] != before["Service/smollm2-headless"]
+
+
+def test_operator_restart_neither_duplicates_nor_loses_children(
+    operator: Cluster, ready_ns: str
+) -> None:
+    before = children_uids(operator, ready_ns)
+    operator.kubectl("delete", "pod", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/name=llm-operator")
+    operator.kubectl(
+        "rollout", "status", "deployment", "-n", SYSTEM_NS, "--timeout=180s",
+        "-l", "app.kubernetes.io/name=llm-operator",
+    )  # fmt: skip
+    # A change made while the operator restarts is picked up by the new one (resume).
+    operator.kubectl(
+        "annotate", "llmd", "smollm2", "-n", ready_ns, "example.com/touched=yes", "--overwrite"
+    )
+    time.sleep(10)  # two status periods and more than one drift period
+    assert children_uids(operator, ready_ns) == before
+    deployments = operator.kubectl_json("get", "deployments", "-n", ready_ns)["items"]
+    assert [d["metadata"]["name"] for d in deployments] == ["smollm2"]
+    assert llmd(operator, ready_ns)["status"]["phase"] == "Ready"
+
+
+def test_scale_subresource_adds_a_serving_replica(operator: Cluster, ready_ns: str) -> None:
+    operator.kubectl("scale", "llmd", "smollm2", "-n", ready_ns, "--replicas", "2")
+    wait_for(
+        "Progressing while the second replica loads",
+        lambda: (
+            (llmd(operator, ready_ns).get("status") or {}).get("phase") in ("Progressing", "Ready")
+        ),
+        timeout=30,
+    )
+    st = wait_for("Ready 2/2", phase_is(operator, ready_ns, "Ready", "2/2"), timeout=LOAD_TIMEOUT)
+    assert st["readyReplicas"] == 2
+    scale = operator.kubectl_json(
+        "get",
+        "--raw",
+        f"/apis/llm-operator.io/v1alpha1/namespaces/{ready_ns}/llmdeployments/smollm2/scale",
+    )
+    assert scale["status"]["replicas"] == 2
+    assert (
+        scale["status"]["selector"]
+        == "app.kubernetes.io/instance=smollm2,llm-operator.io/deployment=smollm2"
+    )
+    deploy = operator.kubectl_json("get", "deployment", "smollm2", "-n", ready_ns)
+    assert deploy["spec"]["replicas"] == 2
+
+
+def test_a_model_that_fails_to_load_is_degraded_with_the_reason(
+    operator: Cluster, namespace: str
+) -> None:
+    # The CPU-only node has no CUDA: the runtime fails to load the model and exits.
+    apply_example(operator, namespace, runtime={"args": ["--device", "cuda"]})
+    st = wait_for("Degraded", phase_is(operator, namespace, "Degraded"), timeout=LOAD_TIMEOUT)
+    degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True"
+    assert degraded["reason"] in ("CrashLoopBackOff", "ContainerRestarting", "ContainerFailed")
+    assert "container runtime" in st["lastError"]
+    warnings = [e for e in events(operator, namespace) if e["type"] == "Warning"]
+    assert any(e["reason"] == degraded["reason"] for e in warnings), warnings
+
+
+def test_a_missing_model_file_fails_the_fetch_and_is_degraded(
+    operator: Cluster, namespace: str
+) -> None:
+    apply_example(
+        operator, namespace, model={"name": "missing", "source": "file:///nonexistent/model.gguf"}
+    )
+    st = wait_for("Degraded", phase_is(operator, namespace, "Degraded"), timeout=180)
+    assert "container fetch" in st["lastError"]
+    assert any(e["type"] == "Warning" for e in events(operator, namespace))
+
+
+def test_deleting_the_llmdeployment_cascades_to_every_child(
+    operator: Cluster, namespace: str
+) -> None:
+    apply_example(operator, namespace)
+    wait_for("children created", lambda: len(children_uids(operator, namespace)) == 5, timeout=60)
+    operator.kubectl("delete", "llmd", "smollm2", "-n", namespace, "--wait=true", "--timeout=60s")
+    wait_for(
+        "children and pods garbage-collected",
+        lambda: (
+            not children_uids(operator, namespace)
+            and not operator.kubectl_json("get", "pods", "-n", namespace)["items"]
+        ),
+        timeout=120,
+    )
