@@ -1,0 +1,169 @@
+"""Pod features of the process node a user relies on: config, init containers, identity, limits."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from localcluster import node_testing as nt
+from localcluster.cp_testing import Cluster
+
+pytestmark = pytest.mark.integration
+Obj = dict[str, Any]
+
+
+def get_pod(cluster: Cluster, namespace: str, name: str) -> Obj:
+    pod: Obj = cluster.kubectl_json("get", "pod", name, "-n", namespace)
+    return pod
+
+
+def phase(cluster: Cluster, namespace: str, name: str) -> str:
+    return str(get_pod(cluster, namespace, name).get("status", {}).get("phase", ""))
+
+
+REPORT = """
+import json, os
+print(json.dumps({
+    "env": {k: os.environ.get(k) for k in ("GREETING", "FROM_SECRET", "CFG_MODE", "POD_NAME",
+                                           "POD_NS", "POD_IP", "NODE", "ARG_ECHO")},
+    "config": open("/etc/app/mode").read(),
+    "init": open("/work/init-was-here").read(),
+    "uid": os.getuid(),
+    "cwd": os.getcwd(),
+}), flush=True)
+"""
+
+
+def test_init_containers_config_and_downward_api_reach_the_container(
+    cluster: Cluster, namespace: str
+) -> None:
+    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"mode": "fast"}},
+                  namespace=namespace)  # fmt: skip
+    cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"}, "stringData": {"token": "s3cret"}},
+                  namespace=namespace)  # fmt: skip
+
+    def field(path: str) -> Obj:
+        return {"valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+    spec = {
+        "restartPolicy": "Never",
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+        "initContainers": [nt.container("init", ["sh", "-c", "echo done > /work/init-was-here"],
+                                        volumeMounts=[{"name": "work", "mountPath": "/work"}])],
+        "containers": [nt.container(
+            "app", ["python", "-c", REPORT, "$(GREETING)"], workingDir="/work",
+            env=[{"name": "GREETING", "value": "hello"},
+                 {"name": "ARG_ECHO", "value": "$(GREETING)-again"},
+                 {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "token"}}},
+                 {"name": "POD_NAME", **field("metadata.name")}, {"name": "POD_NS", **field("metadata.namespace")},
+                 {"name": "POD_IP", **field("status.podIP")}, {"name": "NODE", **field("spec.nodeName")}],
+            envFrom=[{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+            volumeMounts=[{"name": "work", "mountPath": "/work"},
+                          {"name": "cfg", "mountPath": "/etc/app", "readOnly": True}],
+        )],
+        "volumes": [{"name": "work", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "cfg"}}],
+    }  # fmt: skip
+    cluster.apply(nt.pod("report", spec), namespace=namespace)
+    nt.wait_until(
+        lambda: phase(cluster, namespace, "report") == "Succeeded", timeout=60, what="Succeeded"
+    )
+
+    pod = get_pod(cluster, namespace, "report")
+    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    assert nt.container_status(pod, "app")["state"]["terminated"]["exitCode"] == 0
+    logs = cluster.kubectl("logs", "report", "-c", "app", "-n", namespace).stdout
+    report = json.loads(logs.strip().splitlines()[-1])
+    assert report["env"] == {
+        "GREETING": "hello", "FROM_SECRET": "s3cret", "CFG_MODE": "fast", "POD_NAME": "report",
+        "POD_NS": namespace, "POD_IP": pod["status"]["podIP"], "NODE": pod["spec"]["nodeName"],
+        "ARG_ECHO": "hello-again",
+    }  # fmt: skip
+    assert report["config"] == "fast" and report["init"] == "done\n"
+    assert report["uid"] == 1000 and report["cwd"] == "/work"
+
+
+LIST_PODS = """
+import time
+from kubernetes import client, config
+config.load_incluster_config()
+api = client.CoreV1Api()
+while True:
+    try:
+        api.list_namespaced_pod(open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read())
+        print("ALLOWED", flush=True)
+    except client.ApiException as exc:
+        print("DENIED", exc.status, flush=True)
+    time.sleep(1)
+"""
+
+
+def test_service_account_token_lists_pods_only_when_rbac_allows(
+    cluster: Cluster, namespace: str
+) -> None:
+    cluster.apply(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"}},
+        namespace=namespace,
+    )
+    spec = {
+        "serviceAccountName": "robot",
+        "containers": [nt.container("app", ["python", "-c", LIST_PODS])],
+    }
+    cluster.apply(nt.pod("lister", spec), namespace=namespace)
+
+    def log_lines() -> list[str]:
+        done = cluster.kubectl("logs", "lister", "-n", namespace, check=False)
+        return done.stdout.splitlines() if done.returncode == 0 else []
+
+    nt.wait_until(lambda: "DENIED 403" in log_lines(), timeout=60, what="403 before RBAC")
+    assert "ALLOWED" not in log_lines()
+    cluster.kubectl(
+        "create", "role", "pod-reader", "--verb=list", "--resource=pods", "-n", namespace
+    )
+    cluster.kubectl("create", "rolebinding", "robot-reads", "--role=pod-reader",
+                    f"--serviceaccount={namespace}:robot", "-n", namespace)  # fmt: skip
+    nt.wait_until(
+        lambda: "ALLOWED" in log_lines(), timeout=30, what="ALLOWED after the RoleBinding"
+    )
+
+
+def test_pod_asking_for_more_gpus_than_the_node_has_stays_pending(
+    cluster: Cluster, namespace: str
+) -> None:
+    node = cluster.kubectl_json("get", "nodes")["items"][0]
+    have = int(node["status"]["allocatable"]["nvidia.com/gpu"])
+    sleeper = ["python", "-c", "import time; time.sleep(600)"]
+
+    def gpu_pod(name: str, count: int) -> Obj:
+        limits = {"resources": {"limits": {"nvidia.com/gpu": str(count)}}}
+        return nt.pod(name, {"containers": [nt.container("app", sleeper, **limits)]})
+
+    cluster.apply(gpu_pod("greedy", have + 1), namespace=namespace)
+    cluster.apply(gpu_pod("modest", have), namespace=namespace)
+    nt.wait_until(
+        lambda: phase(cluster, namespace, "modest") == "Running", timeout=40, what="modest Running"
+    )
+    greedy = get_pod(cluster, namespace, "greedy")
+    scheduled = next(c for c in greedy["status"]["conditions"] if c["type"] == "PodScheduled")
+    assert greedy["status"]["phase"] == "Pending" and not greedy["spec"].get("nodeName")
+    assert scheduled["status"] == "False" and scheduled["reason"] == "Unschedulable"
+    assert "nvidia.com/gpu" in scheduled["message"]
+
+
+def test_an_image_without_a_mapping_backs_off_like_a_failed_pull(
+    cluster: Cluster, namespace: str
+) -> None:
+    cluster.apply(
+        nt.pod("nowhere", {"containers": [{"name": "app", "image": "nginx:1.27"}]}),
+        namespace=namespace,
+    )
+
+    def reason() -> str:
+        state = nt.container_status(get_pod(cluster, namespace, "nowhere"), "app").get("state", {})
+        return str(state.get("waiting", {}).get("reason", ""))
+
+    nt.wait_until(
+        lambda: reason() in ("ErrImagePull", "ImagePullBackOff"), timeout=30, what="ErrImagePull"
+    )
+    nt.wait_until(lambda: reason() == "ImagePullBackOff", timeout=30, what="ImagePullBackOff")
+    assert phase(cluster, namespace, "nowhere") == "Pending"
