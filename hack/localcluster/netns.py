@@ -38,11 +38,17 @@ def veth_name(pod_uid: str) -> str:
     return VETH_PREFIX + pod_uid.replace("-", "")[:12]
 
 
-def allocate_ip(used: Iterable[str]) -> str:
-    """The lowest free pod IP from .0.10 up, never the network, gateway or broadcast address."""
+def allocate_ip(used: Iterable[str], *, after: str | None = None) -> str:
+    """The next free pod IP after `after` (wrapping), from .0.10 up, never the broadcast.
+
+    Handing out addresses round-robin rather than lowest-first keeps a just-freed IP (whose
+    MAC the host may still have cached) from going straight to the next pod.
+    """
     taken = set(used)
-    start = int(FIRST_POD_IP)
-    for value in range(start, int(POD_NET.broadcast_address)):
+    first, end = int(FIRST_POD_IP), int(POD_NET.broadcast_address)
+    start = int(ipaddress.ip_address(after)) + 1 if after else first
+    start = start if first <= start < end else first
+    for value in [*range(start, end), *range(first, start)]:
         candidate = str(ipaddress.ip_address(value))
         if candidate not in taken:
             return candidate
@@ -108,10 +114,15 @@ async def create(*, pod_uid: str, pod_ip: str, hosts: str) -> str:
     return name
 
 
-async def delete(*, pod_uid: str) -> None:
-    """Remove the namespace (its veth goes with it), the host end if left, and /etc/netns files."""
+async def delete(*, pod_uid: str, pod_ip: str | None = None) -> None:
+    """Remove the namespace (its veth goes with it), the host end if left, and /etc/netns files.
+
+    The host's neighbour entry for the IP goes too, so the next pod with it is reached at once.
+    """
     await delete_by_name(netns_name(pod_uid))
     await ip("link", "del", veth_name(pod_uid), check=False)
+    if pod_ip:
+        await ip("neigh", "flush", "to", pod_ip, check=False)
 
 
 async def delete_by_name(name: str) -> None:

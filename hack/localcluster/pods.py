@@ -35,6 +35,7 @@ class NodeContext:
     backoff_base: float = 10.0
     backoff_cap: float = 300.0
     used_ips: set[str] = field(default_factory=set)
+    last_ip: str | None = None
     hosts_for: Callable[[str, str, str], str] = lambda ns, name, ip: f"{ip} {name}\n"
     service_env: Callable[[str], dict[str, str]] = lambda ns: {}
     created_paths: list[str] = field(default_factory=list)
@@ -145,10 +146,19 @@ class PodWorker:
 
     async def _setup(self, rules: Mapping[str, images.ImageRule]) -> None:
         """Network namespace, pod IP and volumes; config errors keep the pod ContainerCreating."""
-        self.pod_ip = netns.allocate_ip(self.ctx.used_ips)
+        self.pod_ip = netns.allocate_ip(self.ctx.used_ips, after=self.ctx.last_ip)
         self.ctx.used_ips.add(self.pod_ip)
+        self.ctx.last_ip = self.pod_ip
         hosts = self.ctx.hosts_for(self.namespace, self.name, self.pod_ip)
-        self.netns = await netns.create(pod_uid=self.uid, pod_ip=self.pod_ip, hosts=hosts)
+        while self.netns is None:
+            try:
+                self.netns = await netns.create(pod_uid=self.uid, pod_ip=self.pod_ip, hosts=hosts)
+            except netns.NetError as exc:
+                log.warning("pod %s/%s network: %s", self.namespace, self.name, exc)
+                for c in [*self.inits, *self.mains]:
+                    c.message = f"network set-up failed: {exc}"
+                self.dirty()
+                await asyncio.sleep(RETRY_SECONDS)
         while True:
             try:
                 self.objects = await podsetup.fetch_objects(self.ctx.api, self.pod)
@@ -436,7 +446,7 @@ class PodWorker:
 
     async def _teardown_network(self) -> None:
         if self.netns is not None:
-            await netns.delete(pod_uid=self.uid)
+            await netns.delete(pod_uid=self.uid, pod_ip=self.pod_ip)
             self.netns = None
         if self.pod_ip is not None:
             self.ctx.used_ips.discard(self.pod_ip)
