@@ -90,5 +90,6 @@ def _forced(path: Path, found: Located, want: ModelFormat) -> Located:
         return Located(ModelFormat.HF, found.folder)
     if want is ModelFormat.GGUF and path.is_dir():
         names = frozenset(p.name for p in path.iterdir() if p.is_file())
-        return Located(ModelFormat.GGUF, path, _single_gguf(path, names))
+        if any(n.endswith(".gguf") for n in names):
+            return Located(ModelFormat.GGUF, path, _single_gguf(path, names))
     raise errors.ModelFormatError(f"{path} was expected to be {want.value} but is {found.format}")
