@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from llm_operator.rollout import analysis, inputs
+from llm_operator.rollout import analysis, inputs, promtext
 from llm_operator.rollout.analysis import CheckResult, SmokeReply, Verdict, WindowMetrics
 
 pytestmark = pytest.mark.unit
@@ -167,3 +167,30 @@ def test_overall_verdict_failed_beats_inconclusive_beats_passed() -> None:
     assert analysis.overall([]) is Verdict.PASSED
     assert analysis.overall([r(Verdict.PASSED), r(Verdict.INCONCLUSIVE)]) is Verdict.INCONCLUSIVE
     assert analysis.overall([r(Verdict.INCONCLUSIVE), r(Verdict.FAILED)]) is Verdict.FAILED
+
+
+def test_without_metric_limits_traffic_does_not_matter() -> None:
+    results = analysis.check_metrics(
+        canary=_window(requests=0), stable=None, limits=inputs.MetricLimits(), min_requests=1
+    )
+    assert results == ()
+
+
+def test_evaluate_combines_metric_limits_and_smoke_replies_of_one_window() -> None:
+    canary = promtext.Scrape(
+        {
+            ("llm_runtime_requests_total", (("code", "OK"),)): 9.0,
+            ("llm_runtime_requests_total", (("code", "INTERNAL"),)): 1.0,
+        }
+    )
+    spec = inputs.AnalysisSpec(
+        limits=inputs.MetricLimits(max_error_ratio=0.05), smoke_prompts=(PROMPT,)
+    )
+    results = analysis.evaluate(
+        canary=canary, stable=None, replies=[SmokeReply("p", 0, "Paris", 1.0)], spec=spec
+    )
+    assert [(r.check, r.verdict) for r in results] == [
+        ("error_ratio", Verdict.FAILED),
+        ("smoke", Verdict.PASSED),
+    ]
+    assert results[0].message == "error_ratio 10.0% > limit 5.0%"

@@ -122,13 +122,16 @@ def test_crashing_canary_is_rolled_back_at_once_and_not_retried() -> None:
         Phase.ROLLED_BACK,
         None,
     )
-    assert d.status.rollback == state.Rollback("r2", "r1", "CrashLoopBackOff", CRASH.message, at(3))
+    assert d.status.rollback == state.Rollback(
+        "r2", "r1", "CrashLoopBackOff", CRASH.message, at(3), signal_at=T0
+    )
     assert state.to_status(d.status)["rollback"] == {
         "from": "r2",
         "to": "r1",
         "reason": "CrashLoopBackOff",
         "message": CRASH.message,
         "at": "2026-11-29T01:00:03Z",
+        "signalAt": "2026-11-29T01:00:00Z",
     }
     assert d.event is not None and d.event.type == "Warning"
     assert sizes(d.status) == {"r1": 2}

@@ -7,7 +7,9 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from llm_operator.rollout import promtext
+from llm_operator.rollout import analysis, promtext
+from llm_runtime import metrics as runtime_metrics
+from llm_runtime import types
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 pytestmark = pytest.mark.unit
@@ -158,3 +160,27 @@ def test_quantile_never_decreases_with_q(counts: list[int], q1: float, q2: float
     a, b = promtext.bucket_quantile(low, pairs), promtext.bucket_quantile(high, pairs)
     if a is not None and b is not None:
         assert a <= b
+
+
+def test_analysis_reads_the_names_the_runtime_exports() -> None:
+    """Contract with runtime/llm_runtime/metrics.py: same names, codes and buckets."""
+    families = runtime_metrics.RuntimeMetrics()
+    model = families.for_model(
+        model="smollm2",
+        revision="r2",
+        load_seconds=1.0,
+        stats=lambda: types.EngineStats(running=0, waiting=0, batch_size=0, kv_cache_usage=0.0),
+    )
+    before = promtext.parse(generate_latest(families.registry).decode())
+    for ttft in [0.2] * 18 + [3.0] * 2:
+        clock = runtime_metrics.RequestClock(method="Generate", started=0.0, first_token=ttft)
+        model.finish(clock, code="OK", prompt_tokens=5, completion_tokens=1)
+    model.reject(method="Generate", code="UNAVAILABLE")
+    model.reject(method="Generate", code="INVALID_ARGUMENT")
+    window = promtext.delta(before, promtext.parse(generate_latest(families.registry).decode()))
+
+    seen = analysis.window_metrics(window)
+    assert (seen.requests, seen.errors) == (22.0, 1.0)
+    # rank 19 of 20 falls in the (2, 3] bucket, which holds the two slow requests
+    assert seen.ttft_p95 == pytest.approx(2.5)
+    assert seen.tpot_p95 is None  # single-token replies record no TPOT

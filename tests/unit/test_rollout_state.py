@@ -50,6 +50,7 @@ _statuses = st.builds(
                 max_value=datetime(2100, 1, 1),
                 timezones=st.just(UTC),
             ),
+            signal_at=_times,
         ),
     ),
     handled_commands=st.dictionaries(

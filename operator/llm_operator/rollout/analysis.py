@@ -154,6 +154,8 @@ def check_metrics(
     min_requests: int,
 ) -> tuple[CheckResult, ...]:
     """All configured metric limits for one window; too little canary traffic is inconclusive."""
+    if limits == inputs.MetricLimits():
+        return ()
     if canary.requests < max(min_requests, 1):
         return (
             CheckResult(
@@ -284,3 +286,23 @@ def smoke_passed_pods(results: Iterable[CheckResult]) -> frozenset[str]:
     smoke = [r for r in results if r.check == "smoke" and r.pod is not None]
     failed = {r.pod for r in smoke if r.verdict is not Verdict.PASSED}
     return frozenset(r.pod for r in smoke if r.pod is not None and r.pod not in failed)
+
+
+def evaluate(
+    *,
+    canary: promtext.Scrape,
+    stable: promtext.Scrape | None,
+    replies: Iterable[SmokeReply],
+    spec: inputs.AnalysisSpec,
+) -> tuple[CheckResult, ...]:
+    """Everything one closed window says: metric limits on the summed deltas, then smoke replies.
+
+    `canary`/`stable` are `promtext.aggregate` of each revision's per-pod window deltas.
+    """
+    metrics = check_metrics(
+        canary=window_metrics(canary),
+        stable=None if stable is None else window_metrics(stable),
+        limits=spec.limits,
+        min_requests=spec.min_requests,
+    )
+    return metrics + check_smoke(spec.smoke_prompts, replies)

@@ -138,7 +138,7 @@ def _rollback(status: RolloutStatus, cause: CheckResult, now: datetime, note: st
         step_passes=0,
         last_verdict=str(Verdict.FAILED),
         last_message=message,
-        rollback=Rollback(rejected, stable, cause.reason, message, now),
+        rollback=Rollback(rejected, stable, cause.reason, message, now, signal_at=cause.at),
         message=f"rolled back to {stable}; {rejected} rejected until the spec changes",
     )
     text = f"revision {rejected} rolled back to {stable}: {cause.reason}: {message}"

@@ -55,15 +55,19 @@ class Rollback:
     reason: str
     message: str
     at: datetime
+    signal_at: datetime | None = None  # when the failing signal itself happened, if known
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "from": self.from_revision,
             "to": self.to_revision,
             "reason": self.reason,
             "message": self.message,
             "at": clock.format_time(self.at),
         }
+        if self.signal_at is not None:
+            out["signalAt"] = clock.format_time(self.signal_at)
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Rollback:
@@ -73,6 +77,7 @@ class Rollback:
             reason=str(raw.get("reason", "")),
             message=str(raw.get("message", "")),
             at=clock.parse_time(raw.get("at")) or datetime.fromtimestamp(0, UTC),
+            signal_at=clock.parse_time(raw.get("signalAt")),
         )
 
 
