@@ -133,13 +133,22 @@ class Api:
         async with self._session.get(path, params=query, timeout=timeout) as reply:
             if reply.status >= 300:
                 raise ApiError(reply.status, (await reply.text())[:500])
-            async for line in reply.content:
-                if line.strip():
-                    event: Obj = json.loads(line)
-                    if event.get("type") == "ERROR":
-                        status = event.get("object", {})
-                        raise ApiError(int(status.get("code", 500)), str(status.get("message")))
-                    yield event
+            buffer = b""
+            async for chunk in reply.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield _event(line)
+
+
+def _event(line: bytes) -> Obj:
+    """One watch event; an ERROR event (e.g. 410 Gone) becomes ApiError so callers relist."""
+    event: Obj = json.loads(line)
+    if event.get("type") == "ERROR":
+        status = event.get("object", {})
+        raise ApiError(int(status.get("code", 500)), str(status.get("message")))
+    return event
 
 
 def pod_path(namespace: str, name: str = "", sub: str = "") -> str:

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localcluster import containerspec, images, kubeapi, mounts, netns, podsetup, procs, status
-from localcluster import probes as probing
+from localcluster import containers, containerspec, images, kubeapi, netns, podsetup, procs, status
 
 log = logging.getLogger("localcluster.pods")
 Obj = dict[str, Any]
@@ -120,6 +119,19 @@ class PodWorker:
         except Exception:
             log.exception("pod %s/%s worker failed", self.namespace, self.name)
 
+    def shared(self) -> containers.PodShared:
+        """What every container of this pod starts from."""
+        return containers.PodShared(
+            pod=self.pod,
+            pod_dir=self.dir,
+            netns=self.netns or "",
+            pod_ip=self.pod_ip or "",
+            host_ip=self.ctx.host_ip,
+            objects=self.objects,
+            sources=self.sources,
+            service_env=self.ctx.service_env(self.namespace),
+        )
+
     def specs(self) -> dict[str, Obj]:
         spec = self.pod["spec"]
         return {c["name"]: c for c in [*spec.get("initContainers", []), *spec["containers"]]}
@@ -196,67 +208,26 @@ class PodWorker:
                     host_ip=self.ctx.host_ip,
                 )
 
-    def _identity(self, spec: Obj) -> tuple[int | None, int | None]:
-        """runAsUser/runAsGroup, the container's securityContext over the pod's."""
-        security = {
-            **self.pod["spec"].get("securityContext", {}),
-            **spec.get("securityContext", {}),
-        }
-        return security.get("runAsUser"), security.get("runAsGroup")
-
-    async def _start(
-        self, c: status.Container, rule: images.ImageRule
-    ) -> asyncio.subprocess.Process:
-        """Build env, argv and mounts, then spawn; ConfigError when the container cannot start."""
-        spec = self.specs()[c.name]
-        env = containerspec.build_env(
-            pod=self.pod,
-            container=spec,
-            rule=rule,
-            objects=self.objects,
-            service_env=self.ctx.service_env(self.namespace),
-            pod_ip=self.pod_ip or "",
-            host_ip=self.ctx.host_ip,
-        )
-        argv = containerspec.argv(spec, rule, env)
-        binds = mounts.container_mounts(spec, self.sources)
-        for bind in binds:
-            self.ctx.created_paths.extend(await asyncio.to_thread(mounts.ensure_mountpoint, bind))
-        uid, gid = self._identity(spec)
-        launch = procs.launch_spec(
-            argv=argv,
-            env=env,
-            mounts=[
-                {"source": b.source, "target": b.target, "readOnly": b.read_only} for b in binds
-            ],
-            working_dir=spec.get("workingDir"),
-            uid=uid,
-            gid=gid,
-            groups=self.pod["spec"].get("securityContext", {}).get("supplementalGroups", []),
-            expose=procs.exposures_for(argv[0]) if uid else [],
-        )
-        self.envs[c.name] = env
-        proc = await procs.spawn(
-            netns=self.netns or "",
-            spec=launch,
-            spec_file=self.dir / "specs" / f"{c.name}.json",
-            log_file=procs.log_path(self.dir, c.name, c.restart_count),
-        )
-        self.procs[c.name] = proc
-        c.run(pid=proc.pid, at=status.now_rfc3339())
-        self.dirty()
-        return proc
-
     async def _start_retrying(
         self, c: status.Container, rule: images.ImageRule
     ) -> asyncio.subprocess.Process:
         while True:
             try:
-                return await self._start(c, rule)
+                proc, self.envs[c.name] = await containers.start(
+                    c,
+                    spec=self.specs()[c.name],
+                    rule=rule,
+                    shared=self.shared(),
+                    created_paths=self.ctx.created_paths,
+                )
             except (containerspec.ConfigError, OSError) as exc:
                 c.wait("CreateContainerConfigError", str(exc))
                 self.dirty()
                 await asyncio.sleep(RETRY_SECONDS)
+                continue
+            self.procs[c.name] = proc
+            self.dirty()
+            return proc
 
     async def _backoff(self, c: status.Container, crashes: int) -> None:
         delay = status.backoff_delay(crashes, base=self.ctx.backoff_base, cap=self.ctx.backoff_cap)
@@ -293,7 +264,17 @@ class PodWorker:
         crashes = 0
         while True:
             proc = await self._start_retrying(c, rules[c.name])
-            prober = asyncio.create_task(self._probe(c, proc))
+            prober = asyncio.create_task(
+                containers.probe(
+                    c,
+                    proc,
+                    spec=self.specs()[c.name],
+                    shared=self.shared(),
+                    env=self.envs.get(c.name, {}),
+                    grace=self.grace(),
+                    changed=self.dirty,
+                )
+            )
             started = asyncio.get_running_loop().time()
             try:
                 code = procs.exit_code(await proc.wait())
@@ -306,72 +287,6 @@ class PodWorker:
             ran = asyncio.get_running_loop().time() - started
             crashes = 1 if ran > 2 * self.ctx.backoff_cap else crashes + 1
             await self._backoff(c, crashes - 1)
-
-    # ----- probes ---------------------------------------------------------------------------
-    async def _probe(self, c: status.Container, proc: asyncio.subprocess.Process) -> None:
-        spec = self.specs()[c.name]
-        startup = spec.get("startupProbe")
-        if startup and not await self._probe_loop(c, proc, spec, startup, "startup"):
-            return
-        c.started = True
-        if not spec.get("readinessProbe"):
-            c.ready = True
-        self.dirty()
-        loops = [
-            self._probe_loop(c, proc, spec, spec[k], k.removesuffix("Probe"))
-            for k in ("livenessProbe", "readinessProbe")
-            if spec.get(k)
-        ]
-        await asyncio.gather(*loops)
-
-    async def _probe_loop(
-        self,
-        c: status.Container,
-        proc: asyncio.subprocess.Process,
-        spec: Obj,
-        probe: Obj,
-        kind: str,
-    ) -> bool:
-        """Probe until the verdict ends this loop's job; True when a startup probe succeeded."""
-        timing, tracker = probing.Timing.of(probe), probing.Tracker()
-        uid, gid = self._identity(spec)
-        await asyncio.sleep(timing.initial_delay)
-        while proc.returncode is None:
-            ok = await probing.check(
-                probe,
-                container=spec,
-                pod_ip=self.pod_ip or "",
-                pid=proc.pid,
-                uid=uid,
-                gid=gid,
-                env=self.envs.get(c.name, {}),
-            )
-            before, tracker = tracker.result, tracker.record(ok, timing)
-            if kind == "startup" and tracker.result is not None:
-                if tracker.result:
-                    return True
-                await self._kill_for_probe(c, proc, kind)
-                return False
-            if kind == "liveness" and tracker.result is False:
-                await self._kill_for_probe(c, proc, kind)
-                return False
-            if kind == "readiness" and tracker.result is not None and tracker.result != before:
-                c.ready = bool(tracker.result)
-                self.dirty()
-            await asyncio.sleep(timing.period)
-        return False
-
-    async def _kill_for_probe(
-        self, c: status.Container, proc: asyncio.subprocess.Process, kind: str
-    ) -> None:
-        log.info(
-            "pod %s/%s container %s failed its %s probe; killing",
-            self.namespace,
-            self.name,
-            c.name,
-            kind,
-        )
-        await procs.stop(proc, grace=self.grace())
 
     # ----- termination ----------------------------------------------------------------------
     def grace(self) -> float:
@@ -393,7 +308,19 @@ class PodWorker:
         running = [
             c for c in self.mains if c.name in self.procs and self.procs[c.name].returncode is None
         ]
-        await asyncio.gather(*(self._stop_container(c, grace) for c in running))
+        await asyncio.gather(
+            *(
+                containers.stop(
+                    c,
+                    self.procs[c.name],
+                    spec=self.specs()[c.name],
+                    shared=self.shared(),
+                    env=self.envs.get(c.name, {}),
+                    grace=grace,
+                )
+                for c in running
+            )
+        )
         self.dirty()
         await self.write_status()
         await self.stop()
@@ -402,35 +329,6 @@ class PodWorker:
                 kubeapi.pod_path(self.namespace, self.name),
                 body={"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}},
             )
-
-    async def _stop_container(self, c: status.Container, grace: float) -> None:
-        proc = self.procs[c.name]
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        pre_stop = self.specs()[c.name].get("lifecycle", {}).get("preStop")
-        if pre_stop:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._run_hook(c, proc, pre_stop), timeout=grace)
-        left = grace - (loop.time() - began)
-        code = await procs.stop(proc, grace=max(left, 2.0 if left > 0 else 0.0))
-        c.finish(exit_code=code, at=status.now_rfc3339())
-
-    async def _run_hook(
-        self, c: status.Container, proc: asyncio.subprocess.Process, hook: Obj
-    ) -> None:
-        if "sleep" in hook:
-            await asyncio.sleep(float(hook["sleep"]["seconds"]))
-            return
-        probe = {**hook, "timeoutSeconds": int(self.grace()) or 1}
-        await probing.check(
-            probe,
-            container=self.specs()[c.name],
-            pod_ip=self.pod_ip or "",
-            pid=proc.pid,
-            uid=None,
-            gid=None,
-            env=self.envs.get(c.name, {}),
-        )
 
     async def stop(self) -> None:
         """Kill whatever still runs and remove the pod's namespace and folder (no status write)."""
