@@ -1,0 +1,12 @@
+"""The continuous-batching engine: `BatchingEngine(loaded_model, limits)` implements `types.Engine`.
+
+Modules: `limits` (limits and request checks, pure), `text` (incremental detokenization and stop
+sequences, pure), `sampling` (per-row sampling with per-request RNGs), `kvcache` (slot KV cache),
+`llama` (direct batched forward for Llama-family models), `scheduler` (the step loop thread),
+`core` (the asyncio-facing engine). Importing this package imports torch.
+"""
+
+from llm_runtime.engine.core import BatchingEngine, EventStream
+from llm_runtime.engine.limits import EngineLimits
+
+__all__ = ["BatchingEngine", "EngineLimits", "EventStream"]

@@ -1,0 +1,252 @@
+"""`BatchingEngine`: the `types.Engine` the server runs, bridging asyncio and the scheduler thread.
+
+`generate()` runs on the event loop: it validates and tokenizes (fast tokenizers, no torch), so
+every InvalidRequestError/QueueFullError/DrainingError is raised by the call itself, before any
+event, and then returns an `EventStream`. The scheduler thread pushes events into that stream's
+asyncio.Queue via `loop.call_soon_threadsafe`; closing the stream (aclose, task cancellation at a
+deadline, or garbage collection) sets the sequence's `cancelled` flag and the scheduler frees its
+slot before the next step.
+
+Prompts and outputs are never logged here: payload logging is the server's switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import threading
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
+
+import torch
+
+from llm_runtime import types
+from llm_runtime.engine import limits as limits_
+from llm_runtime.engine import llama, sampling, scheduler, text
+
+WARMUP_REQUEST = types.GenerationRequest(
+    request_id="warm-up",
+    prompt="Hello",
+    messages=(),
+    sampling=types.SamplingParams(max_new_tokens=2),
+)
+
+
+class LoadedModelLike(Protocol):
+    """What the engine reads from `llm_runtime.models.loading.LoadedModel`."""
+
+    @property
+    def model(self) -> Any: ...
+    @property
+    def tokenizer(self) -> Any: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def revision(self) -> str: ...
+    @property
+    def dtype(self) -> Any: ...
+    @property
+    def device(self) -> Any: ...
+    @property
+    def context_length(self) -> int: ...
+
+
+class EventStream(AsyncIterator[types.GenerationEvent]):
+    """The async iterator `generate()` returns; the scheduler thread feeds it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[types.GenerationEvent | BaseException] = asyncio.Queue()
+        self._done = False
+        self.sequence: scheduler.Sequence | None = None
+
+    def push(self, item: types.GenerationEvent | BaseException) -> bool:
+        """Called on the scheduler thread. False when nobody will read the event any more."""
+        if self._done:
+            return False
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the event loop is closed
+            return False
+        return True
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> types.GenerationEvent:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            item = await self._queue.get()
+        except BaseException:  # CancelledError: deadline or client gone
+            self.close()
+            raise
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        if isinstance(item, types.FinalEvent):
+            self._done = True
+        return item
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the generation: the scheduler drops the sequence at its next step."""
+        if not self._done:
+            self._done = True
+            if self.sequence is not None:
+                self.sequence.cancelled = True
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """Every id that ends a generation: the tokenizer's EOS and the generation config's."""
+    ids: set[int] = set()
+    for value in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list | tuple):
+            ids.update(int(v) for v in value)
+    return frozenset(ids)
+
+
+class BatchingEngine:
+    """Continuous batching over a Llama-family model; see `scheduler` for the step loop."""
+
+    def __init__(self, loaded: LoadedModelLike, limits: limits_.EngineLimits | None = None) -> None:
+        self._limits = limits or limits_.EngineLimits()
+        self._tokenizer = loaded.tokenizer
+        # The scheduler thread decodes with its own copy: HF fast tokenizers are not safe to use
+        # from two threads at once ("Already borrowed").
+        decode_tokenizer = copy.deepcopy(loaded.tokenizer)
+        self._decode_fn: text.Decode = lambda ids: decode_tokenizer.decode(
+            list(ids), skip_special_tokens=True
+        )
+        self._context_length = int(loaded.context_length)
+        self._max_len = limits_.sequence_capacity(
+            limits=self._limits, context_length=self._context_length
+        )
+        runner = llama.LlamaRunner(
+            loaded.model, slots=self._limits.max_batch_size, max_len=self._max_len
+        )
+        self._device = runner.device
+        self._scheduler = scheduler.Scheduler(
+            runner,
+            limits=self._limits,
+            eos_ids=eos_token_ids(loaded.model, loaded.tokenizer),
+            max_len=self._max_len,
+        )
+        self._info = types.ModelInfo(
+            name=loaded.name,
+            revision=loaded.revision,
+            dtype=str(loaded.dtype).removeprefix("torch."),
+            device=str(loaded.device),
+            context_length=self._context_length,
+            max_batch_size=self._limits.max_batch_size,
+            max_waiting=self._limits.max_waiting,
+            max_input_tokens=self._limits.max_input_tokens,
+            max_new_tokens=self._limits.max_new_tokens,
+        )
+        self._thread: threading.Thread | None = None
+        self._draining = False
+
+    @property
+    def info(self) -> types.ModelInfo:
+        return self._info
+
+    def stats(self) -> types.EngineStats:
+        running, waiting, cached = self._scheduler.counts()
+        budget = self._limits.max_batch_size * self._max_len
+        return types.EngineStats(
+            running=running,
+            waiting=waiting,
+            batch_size=self._scheduler.last_batch_size,
+            kv_cache_usage=cached / budget,
+        )
+
+    def generate(self, request: types.GenerationRequest) -> AsyncIterator[types.GenerationEvent]:
+        """Validate, tokenize and queue; raises the domain errors synchronously."""
+        if self._draining or self._thread is None:
+            raise types.DrainingError("the engine is not accepting requests")
+        limits_.check_input(request)
+        limits_.check_sampling(request.sampling, limits=self._limits)
+        prompt_ids = self._encode(request)
+        limits_.check_prompt_length(
+            prompt_tokens=len(prompt_ids),
+            max_new_tokens=request.sampling.max_new_tokens,
+            limits=self._limits,
+            context_length=self._context_length,
+        )
+        stream = EventStream(asyncio.get_running_loop())
+        params = request.sampling
+        stream.sequence = scheduler.Sequence(
+            request_id=request.request_id,
+            prompt_ids=prompt_ids,
+            params=params,
+            row=sampling.RowSampling(
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k,
+                generator=None
+                if params.temperature == 0
+                else sampling.make_generator(seed=params.seed, device=self._device),
+            ),
+            emit=stream.push,
+            decoder=text.IncrementalDecoder(self._decode_fn),
+            stream=text.TextStream(stops=params.stop),
+        )
+        self._scheduler.submit(stream.sequence)
+        return stream
+
+    def _encode(self, request: types.GenerationRequest) -> list[int]:
+        if request.prompt:
+            return list(self._tokenizer(request.prompt)["input_ids"])
+        if not getattr(self._tokenizer, "chat_template", None):
+            raise types.InvalidRequestError("messages: this model has no chat template")
+        chat = [{"role": m.role, "content": m.content} for m in request.messages]
+        try:
+            rendered = self._tokenizer.apply_chat_template(
+                chat, tokenize=False, add_generation_prompt=True
+            )
+        except Exception as exc:  # jinja errors: e.g. a role the template rejects
+            raise types.InvalidRequestError(f"messages: chat template failed: {exc}") from exc
+        return list(self._tokenizer(rendered, add_special_tokens=False)["input_ids"])
+
+    async def start(self) -> None:
+        """Start the scheduler thread and run one warm-up generation end to end."""
+        if self._thread is not None:
+            return
+        if self._device.type == "cpu":
+            torch.set_num_threads(os.cpu_count() or 1)
+        self._thread = threading.Thread(target=self._scheduler.run, name="llm-engine", daemon=True)
+        self._thread.start()
+        events = [event async for event in self.generate(WARMUP_REQUEST)]
+        if not events or not isinstance(events[-1], types.FinalEvent):
+            raise RuntimeError("warm-up generation produced no final event")
+
+    def begin_drain(self) -> None:
+        """Refuse new requests (DrainingError); running ones continue."""
+        self._draining = True
+
+    async def stop(self) -> None:
+        """Refuse new work, end what is left as CANCELLED and join the scheduler thread."""
+        self._draining = True
+        self._scheduler.shutdown()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+
+def chat_request(
+    messages: Sequence[tuple[str, str]], *, request_id: str, params: types.SamplingParams
+) -> types.GenerationRequest:
+    """Convenience for tests and the benchmark: a chat request from (role, content) pairs."""
+    return types.GenerationRequest(
+        request_id=request_id,
+        prompt=None,
+        messages=tuple(types.ChatMessage(role=r, content=c) for r, c in messages),
+        sampling=params,
+    )

@@ -1,0 +1,85 @@
+"""The engine's limits and the request checks made before a request is queued.
+
+Everything here is pure: the checks run on the caller's (event-loop) thread, so a bad request is
+rejected with `InvalidRequestError` naming the field before it costs a queue slot, and the
+scheduler thread only ever sees requests that fit its memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from llm_runtime import types
+
+# More stop sequences than this is almost certainly a client bug and costs a scan per token.
+MAX_STOP_SEQUENCES = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineLimits:
+    """Bounds that keep memory and latency predictable; every one is a server flag/env var."""
+
+    max_batch_size: int = 32  # KV-cache slots, i.e. sequences decoded together in one step
+    max_waiting: int = 256  # queued requests beyond the running batch; more -> QueueFullError
+    max_input_tokens: int = 2048  # prompt tokens accepted per request
+    max_new_tokens: int = 512  # upper bound for a request's max_new_tokens
+    prefill_token_budget: int = 512  # prompt tokens prefilled per scheduler step (>=1 request)
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            if getattr(self, field.name) < 1:
+                raise ValueError(f"{field.name} must be >= 1")
+
+
+def sequence_capacity(*, limits: EngineLimits, context_length: int) -> int:
+    """Tokens one KV slot must hold: the longest prompt plus the most new tokens, within context."""
+    return min(context_length, limits.max_input_tokens + limits.max_new_tokens)
+
+
+def check_sampling(params: types.SamplingParams, *, limits: EngineLimits) -> None:
+    """Raise InvalidRequestError naming the first sampling field that is out of range."""
+    if not 1 <= params.max_new_tokens <= limits.max_new_tokens:
+        raise types.InvalidRequestError(
+            f"max_new_tokens must be in [1, {limits.max_new_tokens}], got {params.max_new_tokens}"
+        )
+    if not math.isfinite(params.temperature) or params.temperature < 0:
+        raise types.InvalidRequestError(f"temperature must be >= 0, got {params.temperature}")
+    if not (math.isfinite(params.top_p) and 0 < params.top_p <= 1):
+        raise types.InvalidRequestError(f"top_p must be in (0, 1], got {params.top_p}")
+    if params.top_k < 0:
+        raise types.InvalidRequestError(f"top_k must be >= 0, got {params.top_k}")
+    if len(params.stop) > MAX_STOP_SEQUENCES:
+        raise types.InvalidRequestError(f"stop accepts at most {MAX_STOP_SEQUENCES} sequences")
+    if any(not s for s in params.stop):
+        raise types.InvalidRequestError("stop sequences must not be empty strings")
+
+
+def check_input(request: types.GenerationRequest) -> None:
+    """Raise InvalidRequestError unless exactly one non-empty input (prompt or messages) is set."""
+    has_prompt = request.prompt is not None and request.prompt != ""
+    if has_prompt and request.messages:
+        raise types.InvalidRequestError("set either prompt or messages, not both")
+    if not has_prompt and not request.messages:
+        raise types.InvalidRequestError("prompt is empty: set prompt or messages")
+    if request.messages and all(not m.content.strip() for m in request.messages):
+        raise types.InvalidRequestError("messages: every message content is empty")
+
+
+def check_prompt_length(
+    *, prompt_tokens: int, max_new_tokens: int, limits: EngineLimits, context_length: int
+) -> None:
+    """Raise InvalidRequestError when the tokenized prompt cannot fit its slot with its output."""
+    if prompt_tokens == 0:
+        raise types.InvalidRequestError("prompt is empty after tokenization")
+    if prompt_tokens > limits.max_input_tokens:
+        raise types.InvalidRequestError(
+            f"prompt has {prompt_tokens} tokens, more than max_input_tokens "
+            f"({limits.max_input_tokens})"
+        )
+    room = context_length - max_new_tokens
+    if prompt_tokens > room:
+        raise types.InvalidRequestError(
+            f"prompt has {prompt_tokens} tokens; with max_new_tokens={max_new_tokens} it exceeds "
+            f"the context length ({context_length})"
+        )

@@ -1,0 +1,201 @@
+"""A direct forward pass for Llama-family models over the slot KV cache, using the model's weights.
+
+Why not call the HF model's forward: its cache and mask plumbing assume one shared sequence
+length per batch (left padding) or paged attention over every cached token (continuous batching),
+and both were measured slower here than needed. This forward is ~100 lines and does exactly two
+things:
+
+* `prefill` packs the new prompts into one `[tokens, hidden]` matrix, so the big matmuls (QKV, O,
+  MLP) run once over all of them without padding, then runs causal attention per sequence and
+  writes each sequence's K/V into its slot. Only each prompt's last position goes through the
+  LM head (49k-wide for SmolLM2: the single largest matmul).
+* `decode` runs one token for every running sequence: batched matmuls over `[batch, hidden]`,
+  and attention of each row against its own slot via one batched matmul with a length mask.
+
+Q/K/V and gate/up projections are fused into one matmul each (fewer, larger kernels); the
+model's own Linear weights become views into the fused tensors, so no weight memory is doubled.
+Supports model types whose layers have the Llama shape (llama, mistral without a sliding window
+shorter than a slot, qwen2 with its QKV bias).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from llm_runtime.engine import kvcache
+
+SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
+
+
+class UnsupportedModelError(ValueError):
+    """The model's architecture is not one this forward implements."""
+
+
+def check_supported(model: Any, *, max_len: int) -> None:
+    """Raise UnsupportedModelError unless `model` has the Llama layer shape this forward needs."""
+    config = model.config
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedModelError(
+            f"model type {config.model_type!r} is not supported by the batching engine "
+            f"(supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))})"
+        )
+    window = getattr(config, "sliding_window", None)
+    if window is not None and window < max_len:
+        raise UnsupportedModelError(f"sliding_window={window} is shorter than a slot ({max_len})")
+    if hasattr(model.model.layers[0].self_attn, "q_norm"):
+        raise UnsupportedModelError("attention with q/k norms is not supported")
+
+
+def _fuse(linears: list[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Concatenate Linear weights (and biases) and re-point each Linear at its slice of the result."""
+    weight = torch.cat([lin.weight.data for lin in linears], dim=0).contiguous()
+    biases = [lin.bias for lin in linears]
+    bias = None
+    if all(b is not None for b in biases):
+        bias = torch.cat([b.data for b in biases], dim=0).contiguous()
+    start = 0
+    for lin in linears:
+        rows = lin.weight.shape[0]
+        lin.weight.data = weight[start : start + rows]
+        if bias is not None:
+            lin.bias.data = bias[start : start + rows]
+        start += rows
+    return weight, bias
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """LlamaRMSNorm exactly: statistics in float32, scale in the model dtype."""
+    x32 = x.float()
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(x.dtype)
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding on `[tokens, heads, head_dim]` with `cos`/`sin` of `[tokens, 1, head_dim]`."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class _Layer:
+    """The tensors one decoder layer needs, pulled out of the HF module once."""
+
+    def __init__(self, layer: Any) -> None:
+        attn, mlp = layer.self_attn, layer.mlp
+        self.qkv_w, self.qkv_b = _fuse([attn.q_proj, attn.k_proj, attn.v_proj])
+        self.gate_up_w, self.gate_up_b = _fuse([mlp.gate_proj, mlp.up_proj])
+        self.o_proj, self.down_proj, self.act = attn.o_proj, mlp.down_proj, mlp.act_fn
+        self.in_norm_w = layer.input_layernorm.weight
+        self.in_eps = float(layer.input_layernorm.variance_epsilon)
+        self.post_norm_w = layer.post_attention_layernorm.weight
+        self.post_eps = float(layer.post_attention_layernorm.variance_epsilon)
+
+
+class LlamaRunner:
+    """Runs prefill and decode steps of one model against one KVCache."""
+
+    def __init__(self, model: Any, *, slots: int, max_len: int) -> None:
+        check_supported(model, max_len=max_len)
+        config = model.config
+        self.model = model
+        self.device: torch.device = next(model.parameters()).device
+        self.dtype: torch.dtype = next(model.parameters()).dtype
+        self.heads = int(config.num_attention_heads)
+        self.kv_heads = int(config.num_key_value_heads)
+        self.head_dim = int(
+            getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        )
+        self.scale = self.head_dim**-0.5
+        self.layers = [_Layer(layer) for layer in model.model.layers]
+        self.cache = kvcache.KVCache(
+            layers=len(self.layers),
+            slots=slots,
+            kv_heads=self.kv_heads,
+            head_dim=self.head_dim,
+            max_len=max_len,
+            dtype=self.dtype,
+            device=self.device,
+        )
+        positions = torch.arange(max_len, device=self.device)[None, :]
+        probe = torch.zeros(1, dtype=self.dtype, device=self.device)
+        with torch.inference_mode():
+            cos, sin = model.model.rotary_emb(probe, positions)
+        self.cos, self.sin = cos[0], sin[0]  # [max_len, head_dim], model dtype, as HF computes
+
+    def prefill(self, prompts: list[list[int]], slots: list[int]) -> torch.Tensor:
+        """Fill `slots` with the prompts' K/V; return float32 logits of each prompt's last token."""
+        lengths = [len(p) for p in prompts]
+        self.cache.grow(max(lengths))
+        ids = torch.tensor([t for p in prompts for t in p], device=self.device)
+        positions = torch.cat([torch.arange(n, device=self.device) for n in lengths])
+        token_slots = torch.cat(
+            [torch.full((n,), s, device=self.device) for n, s in zip(lengths, slots, strict=True)]
+        )
+        starts = [sum(lengths[:i]) for i in range(len(lengths))]
+        x = self.model.model.embed_tokens(ids)
+        cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
+        for index, layer in enumerate(self.layers):
+            q, k, v = self._qkv(layer, x, cos, sin)
+            self.cache.k[index][token_slots, :, positions] = k
+            self.cache.v[index][token_slots, :, positions] = v
+            outs = []
+            for start, n in zip(starts, lengths, strict=True):
+                outs.append(
+                    F.scaled_dot_product_attention(
+                        q[start : start + n].transpose(0, 1)[None],
+                        k[start : start + n].transpose(0, 1)[None],
+                        v[start : start + n].transpose(0, 1)[None],
+                        is_causal=True,
+                        scale=self.scale,
+                        enable_gqa=True,
+                    )[0].transpose(0, 1)
+                )
+            x = self._finish_layer(layer, x, torch.cat(outs).reshape(x.shape[0], -1))
+        last = torch.tensor([s + n - 1 for s, n in zip(starts, lengths, strict=True)])
+        return self._logits(x[last.to(self.device)])
+
+    def decode(self, tokens: list[int], positions: list[int]) -> torch.Tensor:
+        """One step for slots 0..len(tokens)-1: token i sits at `positions[i]`. Float32 logits."""
+        batch = len(tokens)
+        self.cache.grow(max(positions) + 1)
+        ids = torch.tensor(tokens, device=self.device)
+        pos = torch.tensor(positions, device=self.device)
+        rows = torch.arange(batch, device=self.device)
+        cap = self.cache.capacity
+        visible = torch.arange(cap, device=self.device)[None, :] <= pos[:, None]
+        bias = torch.zeros(visible.shape, dtype=torch.float32, device=self.device)
+        bias = bias.masked_fill(~visible, float("-inf"))[:, None, None, :]
+        groups = self.heads // self.kv_heads
+        x = self.model.model.embed_tokens(ids)
+        cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]
+        for index, layer in enumerate(self.layers):
+            q, k, v = self._qkv(layer, x, cos, sin)
+            self.cache.k[index][rows, :, pos] = k
+            self.cache.v[index][rows, :, pos] = v
+            keys, values = self.cache.k[index, :batch], self.cache.v[index, :batch]
+            grouped = (q * self.scale).view(batch, self.kv_heads, groups, self.head_dim)
+            scores = (grouped @ keys.transpose(-1, -2)).float() + bias
+            probs = torch.softmax(scores, dim=-1).to(self.dtype)
+            x = self._finish_layer(layer, x, (probs @ values).reshape(batch, -1))
+        return self._logits(x)
+
+    def _qkv(
+        self, layer: _Layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = _rms_norm(x, layer.in_norm_w, layer.in_eps)
+        qkv = F.linear(h, layer.qkv_w, layer.qkv_b).view(x.shape[0], -1, self.head_dim)
+        qk = _rope(qkv[:, : self.heads + self.kv_heads], cos, sin)
+        return qk[:, : self.heads], qk[:, self.heads :], qkv[:, self.heads + self.kv_heads :]
+
+    def _finish_layer(self, layer: _Layer, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        x = x + layer.o_proj(attn)
+        h = _rms_norm(x, layer.post_norm_w, layer.post_eps)
+        gate, up = F.linear(h, layer.gate_up_w, layer.gate_up_b).chunk(2, dim=-1)
+        out: torch.Tensor = layer.down_proj(layer.act(gate) * up)
+        return x + out
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.lm_head(self.model.model.norm(x)).float()  # type: ignore[no-any-return]
