@@ -40,7 +40,15 @@ def child_env(bindir: Path) -> dict[str, str]:
 
 
 def node_argv(layout: Layout) -> list[str]:
-    return [sys.executable, "-m", NODE_MODULE, "--state-dir", str(layout.root)]
+    return [
+        sys.executable,
+        "-m",
+        NODE_MODULE,
+        "--state-dir",
+        str(layout.root),
+        "--node-name",
+        cp_layout.NODE_NAME,
+    ]
 
 
 def start_node(layout: Layout, *, bindir: Path) -> bool:

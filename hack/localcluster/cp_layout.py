@@ -19,7 +19,7 @@ BUILD_SCRIPT = HACK_DIR / "tools" / "build.sh"
 # Names the kubeconfigs use; the test guard refuses any context not called this.
 CONTEXT = "llm-operator-local"
 # The one node the node agent registers; its client certificate is issued for this name.
-NODE_NAME = "llmop-node"
+NODE_NAME = "local-node"
 
 APISERVER_PORT = 6443
 ETCD_CLIENT_PORT = 2379
