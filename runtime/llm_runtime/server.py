@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -49,14 +49,13 @@ EngineFactory = Callable[[config.Settings], Awaitable[BuiltEngine]]
 async def load_engine(settings: config.Settings) -> BuiltEngine:
     """Load the configured model off the event loop and wrap it in the batching engine."""
     from llm_runtime import engine, models  # torch: imported only by a serving process
-    from llm_runtime.engine import limits as engine_limits
     from llm_runtime.models import loading
 
     path = settings.model or str(models.default_model_path())
     loaded = await asyncio.to_thread(
         loading.load_model, path, dtype=settings.dtype, device=settings.device
     )
-    limits = engine_limits.EngineLimits(
+    limits = engine.EngineLimits(
         max_batch_size=settings.max_batch_size,
         max_waiting=settings.max_waiting,
         max_input_tokens=settings.max_input_tokens,
@@ -199,12 +198,32 @@ class RuntimeServer:
             self._load_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._load_task
+        # The metrics thread notices shutdown within its 0.5 s poll: overlap that with the engine.
+        stops = [] if self._http is None else [asyncio.to_thread(self._http.shutdown)]
         if self._engine is not None:
-            await self._engine.stop()
+            stops.append(self._engine.stop())
+        await asyncio.gather(*stops)
         if self._http is not None:
-            await asyncio.to_thread(self._http.shutdown)
             self._http.server_close()
         log.info("drained")
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    settings: config.Settings,
+    *,
+    engine_factory: EngineFactory = load_engine,
+    wait_ready: bool = True,
+) -> AsyncIterator[RuntimeServer]:
+    """A started server inside this event loop (tests, benchmarks, embedding), drained on exit."""
+    server = RuntimeServer(settings, engine_factory=engine_factory)
+    await server.start()
+    try:
+        if wait_ready:
+            await server.wait_ready()
+        yield server
+    finally:
+        await server.drain()
 
 
 async def run(settings: config.Settings, *, engine_factory: EngineFactory = load_engine) -> int:

@@ -10,7 +10,7 @@ frees the request's slot), unlike a local asyncio timeout.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -200,7 +200,7 @@ class AsyncRuntimeClient:
 
     async def generate_stream(
         self, request: runtime_pb2.GenerateRequest, *, deadline: float | None = None
-    ) -> AsyncIterator[runtime_pb2.GenerateStreamResponse]:
+    ) -> AsyncGenerator[runtime_pb2.GenerateStreamResponse, None]:
         call = self._stub.GenerateStream(request, timeout=deadline, metadata=_metadata(self._conn))
         try:
             async for chunk in call:
