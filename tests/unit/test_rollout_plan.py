@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -68,3 +69,14 @@ def test_workloads_per_phase(phase: Phase, expected: dict[str, int]) -> None:
 def test_pods_to_smoke_skips_pods_that_passed() -> None:
     status = RolloutStatus(smoked_pods=("p1",))
     assert plan.pods_to_smoke(status, ["p3", "p1", "p2"]) == ("p2", "p3")
+
+
+def test_baseline_is_due_once_when_the_first_step_becomes_ready() -> None:
+    t = datetime(2026, 11, 29, tzinfo=UTC)
+    starting = RolloutStatus(phase=Phase.CANARY, stable_revision="a", canary_revision="b")
+    ready = starting.evolve(step_ready_at=t)
+    assert plan.baseline_due(starting, ready)
+    assert not plan.baseline_due(ready, ready)
+    analysed = ready.evolve(last_analysis_at=t)
+    next_step = analysed.evolve(step=1, step_ready_at=None)
+    assert not plan.baseline_due(next_step, next_step.evolve(step_ready_at=t))

@@ -79,3 +79,14 @@ def pods_to_smoke(status: RolloutStatus, ready_canary_pods: Iterable[str]) -> tu
     """Ready canary pods that have not yet passed every smoke prompt."""
     done = set(status.smoked_pods)
     return tuple(sorted(p for p in ready_canary_pods if p not in done))
+
+
+def baseline_due(before: RolloutStatus, after: RolloutStatus) -> bool:
+    """True on the tick the canary's first step became Ready: scrape every pod now, so the
+    first window (one interval later) has a start for both stable and canary."""
+    return (
+        after.phase in ANALYSED
+        and after.step_ready_at is not None
+        and before.step_ready_at is None
+        and after.last_analysis_at is None
+    )
