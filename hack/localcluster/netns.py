@@ -119,8 +119,9 @@ async def delete(*, pod_uid: str, pod_ip: str | None = None) -> None:
 
     The host's neighbour entry for the IP goes too, so the next pod with it is reached at once.
     """
-    await delete_by_name(netns_name(pod_uid))
+    # The veth first: deleting a namespace removes its veths only asynchronously.
     await ip("link", "del", veth_name(pod_uid), check=False)
+    await delete_by_name(netns_name(pod_uid))
     if pod_ip:
         await ip("neigh", "flush", "to", pod_ip, check=False)
 

@@ -249,10 +249,10 @@ async def cleanup_async(node_dir: Path, *, keep_data: bool) -> None:
     names = await netns.list_ours()
     for pid in procs.pids_in_netns([Path("/run/netns") / n for n in names]):
         procs.signal_group(pid, signal.SIGKILL)
+    for veth in await netns.list_our_veths():  # before the namespaces: see netns.delete
+        await netns.ip("link", "del", veth, check=False)
     for name in names:
         await netns.delete_by_name(name)
-    for veth in await netns.list_our_veths():
-        await netns.ip("link", "del", veth, check=False)
     for folder in netns.NETNS_ETC.glob(netns.NETNS_PREFIX + "*"):
         shutil.rmtree(folder, ignore_errors=True)
     with contextlib.suppress(OSError):
