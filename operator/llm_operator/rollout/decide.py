@@ -9,7 +9,7 @@ converge the children to `plan.workloads(decision.status, replicas)`.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from llm_operator.rollout import analysis, inputs, plan
@@ -279,7 +279,8 @@ def apply_analysis(
             cause = analysis.first_failure(results) or next(
                 r for r in results if r.verdict is Verdict.INCONCLUSIVE
             )
-            return _rollback(new, cause, now, f" (failed analyses {new.failures} > limit {limit})")
+            note = f" (failed analyses {new.failures} > limit {limit})"
+            return replace(_rollback(new, cause, now, note), verdict=verdict)
     elif effective is Verdict.PASSED and new.step_ready_at is not None:
         new = new.evolve(step_passes=new.step_passes + 1)
     elif effective is Verdict.INCONCLUSIVE:
