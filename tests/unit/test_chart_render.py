@@ -108,21 +108,53 @@ def operator_container(docs: tuple[Doc, ...]) -> Doc:
     return result
 
 
-CHILD_VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
-# What the operator may do to namespaced resources, and nothing more (operator/RBAC-NEEDS.md).
-NAMESPACED_GRANTS = {
-    ("llm-operator.io", "llmdeployments"): {"get", "list", "watch", "patch", "update"},
-    ("llm-operator.io", "llmdeployments/status"): {"get", "patch", "update"},
-    ("llm-operator.io", "llmdeployments/finalizers"): {"update"},
-    ("apps", "deployments"): CHILD_VERBS,
-    ("", "services"): CHILD_VERBS,
-    ("", "serviceaccounts"): CHILD_VERBS,
-    ("policy", "poddisruptionbudgets"): CHILD_VERBS,
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
-}
-CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+RBAC_NEEDS = ROOT / "operator" / "RBAC-NEEDS.md"
+PEERINGS = {("kopf.dev", "clusterkopfpeerings"), ("kopf.dev", "kopfpeerings")}
+NAMESPACES = ("", "namespaces")
+CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
+CLUSTER_SCOPED = {CRDS, NAMESPACES, *PEERINGS}
+# Granted beyond RBAC-NEEDS.md, deliberately: the children's ownerReferences set
+# blockOwnerDeletion, which OwnerReferencesPermissionEnforcement checks against this.
+EXTRA = {("llm-operator.io", "llmdeployments/finalizers"): {"update"}}
+
+
+def operator_needs(text: str) -> dict[tuple[str, str], set[str]]:
+    """{(apiGroup, resource): verbs} from the table rows of operator/RBAC-NEEDS.md."""
+    needs: dict[tuple[str, str], set[str]] = {}
+    for line in text.splitlines():
+        if not line.startswith("| `"):
+            continue  # not a table row naming an API group
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        group = re.findall(r"`([^`]*)`", cells[0])[0].strip('"')
+        verbs = {v.strip() for v in cells[2].split(",")}
+        for resource in re.findall(r"`([^`]+)`", cells[1]):
+            needs.setdefault((group, resource), set()).update(verbs)
+    return needs
+
+
+def expected_grants(*, clusterwide: bool) -> tuple[dict[tuple[str, str], set[str]], ...]:
+    """(cluster-scope grants, per-namespace grants) the chart must render: RBAC-NEEDS.md, with the
+    peering objects' create left out (the chart creates them), namespaces read only where kopf
+    lists them (namespaced mode), and EXTRA."""
+    needs = operator_needs(RBAC_NEEDS.read_text())
+    assert needs.keys() >= PEERINGS, "RBAC-NEEDS.md lists no kopf peering rows"
+    for peering in PEERINGS:
+        needs[peering] = needs[peering] - {"create"}
+    namespaced = {k: v for k, v in needs.items() if k not in CLUSTER_SCOPED} | EXTRA
+    cluster = {CRDS: needs[CRDS]}
+    if clusterwide:
+        peering = ("kopf.dev", "clusterkopfpeerings")
+        return {**cluster, **namespaced, peering: needs[peering]}, {}
+    peering = ("kopf.dev", "kopfpeerings")
+    return {**cluster, NAMESPACES: needs[NAMESPACES]}, {**namespaced, peering: needs[peering]}
+
+
+def all_grants(rules: list[Doc]) -> dict[tuple[str, str], set[str]]:
+    """grants() and named_grants() merged: every verb a role allows on each resource."""
+    merged = grants(rules)
+    for key, (verbs, _) in named_grants(rules).items():
+        merged.setdefault(key, set()).update(verbs)
+    return merged
 
 
 def test_scenarios_exist_for_defaults_ha_and_namespaced_installs() -> None:
@@ -149,15 +181,21 @@ def test_default_install_renders_a_clusterwide_operator_without_servicemonitor()
     assert only(docs, "Deployment")["spec"]["replicas"] == 1
 
 
+def test_rbac_needs_table_is_parsed() -> None:
+    needs = operator_needs(RBAC_NEEDS.read_text())
+    assert needs[("llm-operator.io", "llmdeployments/status")] >= {"patch"}
+    assert needs[("apps", "deployments")] >= {"create", "patch"}
+
+
 def test_clusterwide_rbac_grants_exactly_what_the_operator_needs() -> None:
-    rules = only(render("default-values.yaml"), "ClusterRole")["rules"]
-    assert grants(rules) == {
-        **NAMESPACED_GRANTS,
-        **CRD_READ,
-        ("kopf.dev", "clusterkopfpeerings"): {"list", "watch"},
-    }
-    assert named_grants(rules) == {
-        ("kopf.dev", "clusterkopfpeerings"): ({"get", "patch"}, {"llmop-llm-operator"}),
+    docs = render("default-values.yaml")
+    rules = only(docs, "ClusterRole")["rules"]
+    cluster, namespaced = expected_grants(clusterwide=True)
+    assert all_grants(rules) == cluster
+    assert not namespaced and not of_kind(docs, "Role")
+    named = named_grants(rules)
+    assert named == {
+        ("kopf.dev", "clusterkopfpeerings"): ({"get", "patch"}, {"llmop-llm-operator"})
     }
 
 
@@ -187,16 +225,15 @@ def test_rbac_binds_only_the_operator_service_account() -> None:
 
 def test_namespaced_install_uses_a_role_per_namespace_and_reads_only_at_cluster_scope() -> None:
     docs = render("namespaced-values.yaml")
+    cluster, namespaced = expected_grants(clusterwide=False)
     cluster_rules = only(docs, "ClusterRole")["rules"]
-    assert grants(cluster_rules) == {**CRD_READ, ("", "namespaces"): {"list", "watch"}}
+    assert all_grants(cluster_rules) == cluster
+    assert all(verbs <= {"get", "list", "watch"} for verbs in cluster.values())
     assert not named_grants(cluster_rules)
     roles = {r["metadata"]["namespace"]: r for r in of_kind(docs, "Role")}
     assert sorted(roles) == ["team-a", "team-b"]
     for role in roles.values():
-        assert grants(role["rules"]) == {
-            **NAMESPACED_GRANTS,
-            ("kopf.dev", "kopfpeerings"): {"list", "watch"},
-        }
+        assert all_grants(role["rules"]) == namespaced
         assert named_grants(role["rules"]) == {
             ("kopf.dev", "kopfpeerings"): ({"get", "patch"}, {"llm-operator-teams"}),
         }

@@ -77,48 +77,49 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-RBAC rules for namespaced resources: the LLMDeployments the operator reconciles, the children it
-applies with server-side apply (and deletes when the spec no longer asks for them), the pods it only
-observes, the Events it posts and kopf's namespaced peering objects. Rendered into the ClusterRole
-when the operator watches all namespaces, into one Role per namespace otherwise.
+RBAC rules for namespaced resources, exactly what operator/RBAC-NEEDS.md lists (a unit test compares
+them): the LLMDeployments kopf watches and patches, the children the operator applies server-side
+(create + patch; the garbage collector deletes them through ownerReferences), the pods it only
+reads, and the Events it posts. Rendered into the ClusterRole when the operator watches all
+namespaces, into one Role per watched namespace otherwise.
 */}}
 {{- define "llm-operator.namespacedRules" -}}
-# The custom resource: kopf watches it, patches finalizers/annotations, the operator patches status.
+# The custom resource: kopf watches it and patches its annotations; the operator patches status.
 - apiGroups: ["llm-operator.io"]
   resources: ["llmdeployments"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["llm-operator.io"]
   resources: ["llmdeployments/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["get", "patch"]
 # Children carry ownerReferences with blockOwnerDeletion; the OwnerReferencesPermissionEnforcement
 # admission plugin (on in some distributions) then requires update on the owner's finalizers.
 - apiGroups: ["llm-operator.io"]
   resources: ["llmdeployments/finalizers"]
   verbs: ["update"]
-# Children, applied server-side under one field manager.
+# Children, applied server-side under one field manager (an apply that creates needs create).
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: [""]
   resources: ["services", "serviceaccounts"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Observed only: the truth about loading, readiness and crash loops lives in pod statuses.
+  verbs: ["get", "create", "patch"]
+# Read only: the truth about loading, readiness and crash loops lives in pod statuses.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
-# Events on every phase transition (kopf posts core/v1 Events; events.k8s.io for newer clients).
+  verbs: ["get", "list"]
+# Events on every phase transition (kopf posts core/v1 Events).
 - apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
 
-{{/* kopf's peering: watch all peering objects, write only our own (patch is limited by name). */}}
+{{/*
+kopf's peering: watch all peering objects, read and write only our own (limited by name). No
+create: the chart creates the peering object (templates/peering.yaml), so the operator finds it.
+*/}}
 {{- define "llm-operator.peeringRules" -}}
 {{- $resource := ternary "clusterkopfpeerings" "kopfpeerings" (eq .scope "cluster") }}
 - apiGroups: ["kopf.dev"]
@@ -137,10 +138,10 @@ resources it serves, and in namespaced mode lists namespaces to match the watche
 {{- define "llm-operator.clusterReadRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 {{- if not (include "llm-operator.clusterwide" .) }}
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 {{- end }}
 {{- end }}

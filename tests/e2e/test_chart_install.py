@@ -1,0 +1,186 @@
+"""The chart end to end: `hack/install-operator.sh` installs it into the local cluster, the operator
+runs in-cluster as a pod under the chart's RBAC with its ServiceAccount token, reconciles an
+LLMDeployment with nothing more than those grants, and `helm uninstall` removes what it installed.
+
+The release watches only its own test namespace (the per-namespace Role path), so it never
+competes with a cluster-wide operator installed by other tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from localcluster.cp_testing import Cluster
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+RELEASE = "chart-e2e"
+FULLNAME = "chart-e2e-llm-operator"
+SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator"
+
+
+def wait_for(what: str, probe: Callable[[], Any], *, timeout: float, interval: float = 2.0) -> Any:
+    """Poll `probe` until it returns something truthy; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+def tools_env(cluster: Cluster) -> dict[str, str]:
+    """The cluster's environment, with the scripts pointed at its helm and kubectl."""
+    env = cluster.env
+    env["HELM"] = str(cluster.bin_dir / "helm")
+    env["KUBECTL"] = str(cluster.bin_dir / "kubectl")
+    return env
+
+
+def install(cluster: Cluster, namespace: str) -> subprocess.CompletedProcess[str]:
+    """hack/install-operator.sh into `namespace`, watching only that namespace, debug logs."""
+    return subprocess.run(
+        [
+            "bash", str(REPO / "hack/install-operator.sh"),
+            "--namespace", namespace, "--release", RELEASE, "--timeout", "240",
+            "--", "--set", f"operator.watchNamespaces={{{namespace}}}",
+            "--set", "operator.logLevel=debug", "--set", "operator.logFormat=text",
+        ],
+        env=tools_env(cluster), capture_output=True, text=True, timeout=420, check=False,
+    )  # fmt: skip
+
+
+def can_i(cluster: Cluster, verb: str, resource: str, namespace: str) -> bool:
+    """Whether the operator's ServiceAccount may do `verb` on `resource`, as RBAC decides."""
+    sa = f"system:serviceaccount:{namespace}:{FULLNAME}"
+    done = cluster.kubectl(
+        "auth", "can-i", verb, resource, "-n", namespace, f"--as={sa}", check=False
+    )
+    return done.stdout.strip() == "yes"
+
+
+def operator_pod(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    """The single operator pod of the release."""
+    pods = cluster.kubectl_json("get", "pods", "-n", namespace, "-l", SELECTOR)["items"]
+    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+    pod: dict[str, Any] = pods[0]
+    return pod
+
+
+def ready_pod(cluster: Cluster, namespace: str) -> dict[str, Any] | None:
+    """The operator pod once its Ready condition is True, else None."""
+    pod = operator_pod(cluster, namespace)
+    conditions = pod.get("status", {}).get("conditions", [])
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    return pod if ready else None
+
+
+def peers(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    """The replicas kopf lists in the release's peering object (keyed by POD_ID)."""
+    peering = cluster.kubectl_json("get", "kopfpeerings.kopf.dev", FULLNAME, "-n", namespace)
+    result: dict[str, Any] = peering.get("status") or {}
+    return result
+
+
+def exists(cluster: Cluster, *args: str) -> bool:
+    """Whether `kubectl get ARGS` finds the object."""
+    return cluster.kubectl("get", *args, check=False).returncode == 0
+
+
+def minimal_llmd(name: str) -> dict[str, Any]:
+    """An LLMDeployment with no replicas: children without loading a model."""
+    return {
+        "apiVersion": "llm-operator.io/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"name": "smollm2", "source": "builtin://smollm2-135m-instruct"},
+            "replicas": 0,
+        },
+    }
+
+
+def owned_children(cluster: Cluster, namespace: str, owner_uid: str) -> set[str]:
+    """Kinds of the objects in `namespace` whose ownerReferences name `owner_uid`."""
+    listing = cluster.kubectl_json(
+        "get", "deployments,services,serviceaccounts,poddisruptionbudgets", "-n", namespace
+    )
+    return {
+        item["kind"]
+        for item in listing["items"]
+        if any(ref["uid"] == owner_uid for ref in item["metadata"].get("ownerReferences", []))
+    }
+
+
+def test_chart_runs_the_operator_in_cluster_under_its_rbac_and_uninstalls_cleanly(
+    cluster: Cluster, namespace: str
+) -> None:
+    done = install(cluster, namespace)
+    assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        pod = wait_for("the operator pod Ready", lambda: ready_pod(cluster, namespace), timeout=60)
+        name = pod["metadata"]["name"]
+        assert pod["spec"]["serviceAccountName"] == FULLNAME
+        assert pod["spec"]["securityContext"]["runAsUser"] == 65532
+
+        # Its heartbeat in the peering object: written with its own token, allowed by the Role.
+        wait_for("its peering heartbeat", lambda: name in peers(cluster, namespace), timeout=60)
+
+        # The chart's RBAC is enough to reconcile: children appear, owned by the LLMDeployment.
+        cluster.apply(minimal_llmd("chart-probe"), namespace=namespace)
+        uid = cluster.kubectl_json("get", "llmd", "chart-probe", "-n", namespace)["metadata"]["uid"]
+        expected = {"Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"}
+        wait_for(
+            "children owned by the LLMDeployment",
+            lambda: owned_children(cluster, namespace, uid) >= expected,
+            timeout=90,
+        )
+
+        logs = cluster.kubectl("logs", "-n", namespace, name, "-c", "operator").stdout
+        assert "configured in cluster with service account" in logs, logs[-3000:]
+        assert "forbidden" not in logs.lower(), logs[-3000:]
+
+        # Least privilege, as the API server's authorizer sees it.
+        assert can_i(cluster, "patch", "llmdeployments.llm-operator.io", namespace)
+        assert can_i(cluster, "create", "deployments.apps", namespace)
+        assert not can_i(cluster, "patch", "llmdeployments.llm-operator.io", "default")
+        assert not can_i(cluster, "get", "secrets", namespace)
+        assert not can_i(cluster, "delete", "deployments.apps", namespace)
+        cluster.kubectl("delete", "llmd", "chart-probe", "-n", namespace, "--wait=true")
+    finally:
+        helm = [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}"]
+        gone = subprocess.run(
+            [*helm, "uninstall", RELEASE, "--namespace", namespace, "--wait", "--timeout", "120s"],
+            env=cluster.env, capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    leftovers = [
+        args
+        for args in (
+            ("deployment", FULLNAME, "-n", namespace),
+            ("serviceaccount", FULLNAME, "-n", namespace),
+            ("role", FULLNAME, "-n", namespace),
+            ("rolebinding", FULLNAME, "-n", namespace),
+            ("kopfpeerings.kopf.dev", FULLNAME, "-n", namespace),
+            ("service", f"{FULLNAME}-metrics", "-n", namespace),
+            ("clusterrole", FULLNAME),
+            ("clusterrolebinding", FULLNAME),
+        )
+        if exists(cluster, *args)
+    ]
+    assert not leftovers
+    wait_for(
+        "the operator pod gone",
+        lambda: not cluster.kubectl_json("get", "pods", "-n", namespace, "-l", SELECTOR)["items"],
+        timeout=60,
+    )
+    # Helm never deletes CRDs: LLMDeployments elsewhere survive an uninstall.
+    assert exists(cluster, "crd", "llmdeployments.llm-operator.io")
