@@ -5,7 +5,7 @@ Lifecycle, as the kubelet and clients see it:
    model loads (in a worker thread, so the event loop keeps answering probes).
 2. ready: the engine started and its warm-up generation succeeded -> Health SERVING.
 3. drain (SIGTERM/SIGINT): Health NOT_SERVING, new calls UNAVAILABLE, in-flight calls get
-   `grace_seconds` to finish (`server.stop(grace)` cancels the rest, which frees their slots),
+   `grace_seconds` to finish (then `server.stop` cancels the rest, which frees their slots),
    the engine stops, the process exits 0. A model that fails to load exits 1.
 """
 
@@ -189,11 +189,17 @@ class RuntimeServer:
 
     async def drain(self) -> None:
         """Stop taking work, let in-flight calls finish within the grace, then stop everything."""
-        log.info("draining: grace %.1fs", self.settings.grace_seconds)
+        grace = self.settings.grace_seconds
+        log.info("draining: %d calls in flight, grace %.1fs", self.state.in_flight, grace)
         self.state.draining = True
         await self.health.enter_graceful_shutdown()
+        # The server keeps answering during the grace, so probes read NOT_SERVING and new calls
+        # get a clear UNAVAILABLE; generation calls still running after it are cancelled by
+        # stop(0), which frees their slots. Only long-lived Health.Watch streams are cut at once.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.state.wait_idle(), timeout=grace)
         if self._server is not None:
-            await self._server.stop(self.settings.grace_seconds)
+            await self._server.stop(0)
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -124,19 +124,37 @@ class Serving:
 
 
 class ServingState:
-    """Loading -> serving -> draining; shared by the servicer and the server's lifecycle."""
+    """Loading -> serving -> draining, and the generation calls in flight (drain waits for them)."""
 
     def __init__(self) -> None:
         self.serving: Serving | None = None
         self.draining = False
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
-    def acquire(self) -> Serving:
-        """The serving objects for a new request, or the error that refuses it."""
+    def check(self) -> Serving:
+        """The serving objects, or the error that refuses a new call."""
         if self.draining:
             raise types.DrainingError("the server is shutting down; retry on another replica")
         if self.serving is None:
             raise NotReadyError("the model is still loading")
         return self.serving
+
+    def acquire(self) -> Serving:
+        """`check`, and count the call in flight until `release`."""
+        serving = self.check()
+        self.in_flight += 1
+        self._idle.clear()
+        return serving
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
 
 
 @dataclasses.dataclass
@@ -186,7 +204,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
         self, request: runtime_pb2.ModelInfoRequest, context: _InfoContext
     ) -> runtime_pb2.ModelInfoResponse:
         try:
-            serving = self._state.acquire()
+            serving = self._state.check()
         except types.RuntimeError_ as exc:
             await context.abort(*status_for(exc))
         return info_to_proto(serving.info)
@@ -201,7 +219,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
         """Run one request through the engine, yielding its events; the only error mapping."""
         clock = metrics.RequestClock(method)
         outcome = _Outcome()
-        serving: Serving | None = self._state.serving
+        serving: Serving | None = None
         code = grpc.StatusCode.OK
         try:
             serving = self._state.acquire()
@@ -222,7 +240,9 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
                 log.exception("request %s failed", request_id)
             await context.abort(code, message)
         finally:
-            self._record(serving, clock, code, outcome, request_id, request)
+            if serving is not None:
+                self._state.release()
+            self._record(self._state.serving, clock, code, outcome, request_id, request)
 
     def _record(
         self,
