@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from llm_operator import settings
 
 pytestmark = pytest.mark.unit
 
@@ -309,10 +310,35 @@ def test_two_replicas_coordinate_through_their_own_peering_object() -> None:
     assert term["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
 
 
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_rendered_env_is_valid_operator_settings(scenario: str) -> None:
+    """The chart's env is the operator's whole configuration: it must parse, and mean what the
+    values say (llm_operator.settings fails fast on anything else)."""
+    docs = render(scenario)
+    env = {
+        name: entry["value"]
+        for name, entry in env_of(operator_container(docs)).items()
+        if "value" in entry
+    }
+    ops = settings.from_env(env)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    scenario_values = yaml.safe_load((CHART / "ci" / scenario).read_text()) or {}
+    operator_values = {**values["operator"], **scenario_values.get("operator", {})}
+    assert ops.namespaces == tuple(operator_values["watchNamespaces"])
+    assert ops.log_level == operator_values["logLevel"]
+    assert ops.log_format == operator_values["logFormat"]
+    assert (ops.health_port, ops.metrics_port) == (8080, 9090)
+    assert ops.peering and ops.peering_name
+    peerings = of_kind(docs, "ClusterKopfPeering") + of_kind(docs, "KopfPeering")
+    assert {p["metadata"]["name"] for p in peerings} == {ops.peering_name}
+
+
 def test_disabled_peering_runs_standalone_without_peering_objects() -> None:
     docs = render("default-values.yaml", "operator.peering.enabled=false")
     assert not of_kind(docs, "ClusterKopfPeering")
-    assert env_of(operator_container(docs))["LLM_OPERATOR_PEERING_NAME"]["value"] == ""
+    env = env_of(operator_container(docs))
+    assert env["LLM_OPERATOR_PEERING_NAME"]["value"] == ""
+    assert not settings.from_env({"LLM_OPERATOR_PEERING_NAME": ""}).peering
 
 
 def test_servicemonitor_when_enabled_scrapes_the_metrics_service() -> None:
