@@ -1,5 +1,6 @@
-"""The chart end to end: `hack/install-operator.sh` installs it into the local cluster, the operator
-runs in-cluster as a pod under the chart's RBAC with its ServiceAccount token, reconciles an
+"""The chart end to end: `hack/install-operator.sh` installs it into the local cluster with two
+replicas, the operators run in-cluster as pods under the chart's RBAC with their ServiceAccount
+token, coordinate through kopf peering (distinct priorities, so one works), reconcile an
 LLMDeployment with nothing more than those grants, and `helm uninstall` removes what it installed.
 
 The release watches only its own test namespace (the per-namespace Role path), so it never
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 RELEASE = "chart-e2e"
 FULLNAME = "chart-e2e-llm-operator"
+REPLICAS = 2
 SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator"
 
 
@@ -46,13 +48,14 @@ def tools_env(cluster: Cluster) -> dict[str, str]:
 
 
 def install(cluster: Cluster, namespace: str) -> subprocess.CompletedProcess[str]:
-    """hack/install-operator.sh into `namespace`, watching only that namespace, debug logs."""
+    """hack/install-operator.sh into `namespace`: two replicas watching only that namespace."""
     return subprocess.run(
         [
             "bash", str(REPO / "hack/install-operator.sh"),
             "--namespace", namespace, "--release", RELEASE, "--timeout", "240",
             "--", "--set", f"operator.watchNamespaces={{{namespace}}}",
             "--set", "operator.logLevel=debug", "--set", "operator.logFormat=text",
+            "--set", f"replicaCount={REPLICAS}",
         ],
         env=tools_env(cluster), capture_output=True, text=True, timeout=420, check=False,
     )  # fmt: skip
@@ -67,20 +70,18 @@ def can_i(cluster: Cluster, verb: str, resource: str, namespace: str) -> bool:
     return done.stdout.strip() == "yes"
 
 
-def operator_pod(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    """The single operator pod of the release."""
+def ready_pods(cluster: Cluster, namespace: str) -> list[dict[str, Any]] | None:
+    """The release's operator pods once all REPLICAS are Ready, else None."""
     pods = cluster.kubectl_json("get", "pods", "-n", namespace, "-l", SELECTOR)["items"]
-    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
-    pod: dict[str, Any] = pods[0]
-    return pod
-
-
-def ready_pod(cluster: Cluster, namespace: str) -> dict[str, Any] | None:
-    """The operator pod once its Ready condition is True, else None."""
-    pod = operator_pod(cluster, namespace)
-    conditions = pod.get("status", {}).get("conditions", [])
-    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-    return pod if ready else None
+    ready = [
+        pod
+        for pod in pods
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in pod.get("status", {}).get("conditions", [])
+        )
+    ]
+    return ready if len(pods) == len(ready) == REPLICAS else None
 
 
 def peers(cluster: Cluster, namespace: str) -> dict[str, Any]:
@@ -126,13 +127,22 @@ def test_chart_runs_the_operator_in_cluster_under_its_rbac_and_uninstalls_cleanl
     done = install(cluster, namespace)
     assert done.returncode == 0, done.stdout + done.stderr
     try:
-        pod = wait_for("the operator pod Ready", lambda: ready_pod(cluster, namespace), timeout=60)
-        name = pod["metadata"]["name"]
-        assert pod["spec"]["serviceAccountName"] == FULLNAME
-        assert pod["spec"]["securityContext"]["runAsUser"] == 65532
+        pods = wait_for(
+            "both operator pods Ready", lambda: ready_pods(cluster, namespace), timeout=90
+        )
+        names = {pod["metadata"]["name"] for pod in pods}
+        for pod in pods:
+            assert pod["spec"]["serviceAccountName"] == FULLNAME
+            assert pod["spec"]["securityContext"]["runAsUser"] == 65532
 
-        # Its heartbeat in the peering object: written with its own token, allowed by the Role.
-        wait_for("its peering heartbeat", lambda: name in peers(cluster, namespace), timeout=60)
+        # Both heartbeats in the peering object, written with their own tokens (the Role allows
+        # patching that one object), with distinct priorities: kopf pauses every replica on a tie.
+        status = wait_for(
+            "both replicas in the peering status",
+            lambda: (st := peers(cluster, namespace)).keys() >= names and st,
+            timeout=60,
+        )
+        assert len({status[name]["priority"] for name in names}) == REPLICAS, status
 
         # The chart's RBAC is enough to reconcile: children appear, owned by the LLMDeployment.
         cluster.apply(minimal_llmd("chart-probe"), namespace=namespace)
@@ -144,9 +154,10 @@ def test_chart_runs_the_operator_in_cluster_under_its_rbac_and_uninstalls_cleanl
             timeout=90,
         )
 
-        logs = cluster.kubectl("logs", "-n", namespace, name, "-c", "operator").stdout
-        assert "configured in cluster with service account" in logs, logs[-3000:]
-        assert "forbidden" not in logs.lower(), logs[-3000:]
+        for name in sorted(names):
+            logs = cluster.kubectl("logs", "-n", namespace, name, "-c", "operator").stdout
+            assert "configured in cluster with service account" in logs, logs[-3000:]
+            assert "forbidden" not in logs.lower(), logs[-3000:]
 
         # Least privilege, as the API server's authorizer sees it.
         assert can_i(cluster, "patch", "llmdeployments.llm-operator.io", namespace)
@@ -178,7 +189,7 @@ def test_chart_runs_the_operator_in_cluster_under_its_rbac_and_uninstalls_cleanl
     ]
     assert not leftovers
     wait_for(
-        "the operator pod gone",
+        "the operator pods gone",
         lambda: not cluster.kubectl_json("get", "pods", "-n", namespace, "-l", SELECTOR)["items"],
         timeout=60,
     )
