@@ -175,7 +175,12 @@ class Scheduler:
         for seq, token in zip(batch, tokens, strict=True):
             self._accept(seq, token)
         done = [i for i, s in enumerate(self._running) if s.finish is not None or s.cancelled]
+        finished = [self._running[i] for i in done if self._running[i].finish is not None]
         self._release(done)
+        # Final events go out after the slot is free: a client that saw its answer never
+        # observes its own request still counted as running.
+        for seq in finished:
+            self._emit_final(seq)
 
     def _accept(self, seq: Sequence, token: int) -> None:
         """Record one new token: stream its text, decide whether the sequence is finished."""
@@ -196,13 +201,17 @@ class Scheduler:
             self._finish(seq, types.FinishReason.LENGTH)
 
     def _finish(self, seq: Sequence, reason: types.FinishReason) -> None:
+        """Mark the sequence finished; its final event is sent once its slot is released."""
         seq.finish = reason
+
+    def _emit_final(self, seq: Sequence) -> None:
+        assert seq.finish is not None
         tail = seq.stream.flush() if not seq.stream.stopped else ""
         if tail:
             seq.emit(types.TokenEvent(text=tail, token_ids=()))
         seq.emit(
             types.FinalEvent(
-                finish_reason=reason,
+                finish_reason=seq.finish,
                 prompt_tokens=len(seq.prompt_ids),
                 completion_tokens=seq.completion_tokens,
                 text=seq.stream.text,
@@ -211,7 +220,8 @@ class Scheduler:
 
     def _finish_now(self, seq: Sequence, reason: types.FinishReason) -> None:
         if not seq.cancelled and seq.finish is None:
-            self._finish(seq, reason)
+            seq.finish = reason
+            self._emit_final(seq)
 
     def _release(self, indices: list[int]) -> None:
         """Remove running sequences and compact: the last one moves into each hole."""

@@ -1,0 +1,76 @@
+"""The direct Llama forward agrees with the HF model it borrows weights from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from llm_runtime.engine import llama
+from llm_runtime.models import loading, tiny
+
+pytestmark = pytest.mark.unit
+
+PROMPTS = [[1, 5, 7, 9, 11, 13], [3, 4, 5], [8] * 11]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny.make_tiny_model(tmp_path_factory.mktemp("tiny"), seed=3)
+
+
+def _model(tiny_dir: Path) -> Any:
+    return loading.load_model(tiny_dir, dtype="float32", device="cpu").model
+
+
+def _reference(model: Any, ids: list[int]) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(torch.tensor([ids])).logits[0, -1].float()  # type: ignore[no-any-return]
+
+
+def test_prefill_and_decode_match_the_hf_forward(tiny_dir: Path) -> None:
+    model = _model(tiny_dir)
+    runner = llama.LlamaRunner(model, slots=4, max_len=128)
+    with torch.inference_mode():
+        logits = runner.prefill(PROMPTS, [0, 1, 2])
+        nxt = logits.argmax(-1).tolist()
+        step = runner.decode(nxt, [len(p) for p in PROMPTS])
+    for i, prompt in enumerate(PROMPTS):
+        torch.testing.assert_close(logits[i], _reference(model, prompt), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            step[i], _reference(model, [*prompt, nxt[i]]), atol=1e-4, rtol=1e-4
+        )
+
+
+def test_moved_slot_keeps_its_sequence(tiny_dir: Path) -> None:
+    model = _model(tiny_dir)
+    runner = llama.LlamaRunner(model, slots=3, max_len=64)
+    with torch.inference_mode():
+        runner.prefill(PROMPTS, [0, 1, 2])
+        runner.cache.move(src=2, dst=0, length=len(PROMPTS[2]))
+        step = runner.decode([42], [len(PROMPTS[2])])
+    torch.testing.assert_close(step[0], _reference(model, [*PROMPTS[2], 42]), atol=1e-4, rtol=1e-4)
+
+
+def test_cache_growth_keeps_contents(tiny_dir: Path) -> None:
+    model = _model(tiny_dir)
+    runner = llama.LlamaRunner(model, slots=1, max_len=256)
+    ids = list(range(3, 70))  # longer than the first 64-token cache
+    with torch.inference_mode():
+        runner.prefill([ids[:10]], [0])
+        for pos in range(10, len(ids)):
+            step = runner.decode([ids[pos]], [pos])
+    assert runner.cache.capacity == 128
+    torch.testing.assert_close(step[0], _reference(model, ids), atol=1e-4, rtol=1e-4)
+
+
+def test_unsupported_architecture_is_refused_by_name() -> None:
+    class Config:
+        model_type = "gpt2"
+
+    class Model:
+        config = Config()
+
+    with pytest.raises(llama.UnsupportedModelError, match="gpt2"):
+        llama.check_supported(Model(), max_len=10)

@@ -1,0 +1,56 @@
+"""Sampling: greedy is argmax, seeds reproduce, top-k/top-p narrow the choice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from llm_runtime.engine import sampling
+
+pytestmark = pytest.mark.unit
+
+
+def _logits() -> torch.Tensor:
+    return torch.tensor([[0.1, 3.0, 0.5, 2.9], [5.0, 0.0, 0.0, 0.0]])
+
+
+def test_greedy_rows_take_the_argmax() -> None:
+    assert sampling.choose_tokens(_logits(), [sampling.RowSampling()] * 2) == [1, 0]
+
+
+def test_same_seed_gives_same_tokens_whatever_the_other_rows() -> None:
+    logits = torch.zeros(3, 50)
+
+    def draw(seed: int, other: sampling.RowSampling) -> list[int]:
+        row = sampling.RowSampling(
+            temperature=1.0,
+            generator=sampling.make_generator(seed=seed, device=torch.device("cpu")),
+        )
+        return [sampling.choose_tokens(logits, [other, row, other])[1] for _ in range(20)]
+
+    other = sampling.RowSampling(
+        temperature=1.0, generator=sampling.make_generator(seed=None, device=torch.device("cpu"))
+    )
+    assert draw(7, sampling.RowSampling()) == draw(7, other)
+    assert draw(7, other) != draw(8, other)
+
+
+def test_top_k_one_and_tiny_top_p_are_greedy() -> None:
+    gen = sampling.make_generator(seed=0, device=torch.device("cpu"))
+    logits = torch.randn(64)
+    best = int(logits.argmax())
+    for row in (
+        sampling.RowSampling(temperature=5.0, top_k=1, generator=gen),
+        sampling.RowSampling(temperature=5.0, top_p=1e-6, generator=gen),
+    ):
+        assert {sampling.sample_row(logits, row) for _ in range(30)} == {best}
+
+
+def test_top_p_keeps_the_smallest_set_reaching_the_mass() -> None:
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    kept = sampling.filter_logits(logits, top_k=0, top_p=0.75)
+    assert torch.isfinite(kept).tolist() == [True, True, False, False]
+
+
+def test_top_k_keeps_k_tokens() -> None:
+    kept = sampling.filter_logits(torch.tensor([1.0, 4.0, 3.0, 2.0]), top_k=2, top_p=1.0)
+    assert torch.isfinite(kept).tolist() == [False, True, True, False]
