@@ -46,15 +46,13 @@ class BuiltEngine:
 EngineFactory = Callable[[config.Settings], Awaitable[BuiltEngine]]
 
 
-async def load_engine(settings: config.Settings) -> BuiltEngine:
-    """Load the configured model off the event loop and wrap it in the batching engine."""
-    from llm_runtime import engine, models  # torch: imported only by a serving process
+def _build_engine(settings: config.Settings) -> BuiltEngine:
+    """Import torch, load the model and build the engine: all slow, all off the event loop."""
+    from llm_runtime import engine, models
     from llm_runtime.models import loading
 
     path = settings.model or str(models.default_model_path())
-    loaded = await asyncio.to_thread(
-        loading.load_model, path, dtype=settings.dtype, device=settings.device
-    )
+    loaded = loading.load_model(path, dtype=settings.dtype, device=settings.device)
     limits = engine.EngineLimits(
         max_batch_size=settings.max_batch_size,
         max_waiting=settings.max_waiting,
@@ -65,6 +63,11 @@ async def load_engine(settings: config.Settings) -> BuiltEngine:
     return BuiltEngine(
         engine=engine.BatchingEngine(loaded, limits), load_seconds=loaded.load_seconds
     )
+
+
+async def load_engine(settings: config.Settings) -> BuiltEngine:
+    """The default factory: `_build_engine` in a worker thread, so probes keep being answered."""
+    return await asyncio.to_thread(_build_engine, settings)
 
 
 def advertised_info(info: types.ModelInfo, settings: config.Settings) -> types.ModelInfo:
