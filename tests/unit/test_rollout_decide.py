@@ -322,3 +322,18 @@ def test_startup_failure_during_promotion_still_rolls_back() -> None:
     ).status
     d = tick(s, "r2", at(5), canary_ready=1, startup=CRASH)
     assert (d.action, d.status.stable_revision) == (Action.ROLLBACK, "r1")
+
+
+def test_steps_shortened_mid_rollout_promote_instead_of_crashing() -> None:
+    s = tick(canary_of("r2"), "r2", at(1), canary_ready=1).status
+    s = tick(s, "r2", at(11), canary_ready=1, analysis=PASS).status
+    d = tick(s, "r2", at(40), canary_ready=1)
+    assert d.status.step == 1
+    s = tick(d.status, "r2", at(41), canary_ready=1).status
+    one_step = replace(SPEC, steps=SPEC.steps[:1])
+    d = tick(s, "r2", at(51), one_step, canary_ready=1, analysis=PASS)
+    assert (d.action, d.status.phase, d.verdict) == (
+        Action.PROMOTE,
+        Phase.PROMOTING,
+        Verdict.PASSED,
+    )

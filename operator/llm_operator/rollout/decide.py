@@ -316,28 +316,32 @@ def _progress(
 
 
 def _gate(decision: Decision, spec: inputs.RolloutSpec, now: datetime) -> Decision:
-    """Leave the step once it is Ready, has passed an analysis, and its pause is over."""
-    status = decision.status
+    """Leave the step once it is Ready, has passed an analysis, and its pause is over.
+
+    A move keeps the verdict of the analysis booked on the same call (metrics count it).
+    """
+    moved = _move(decision.status, spec, now)
+    return decision if moved is None else replace(moved, verdict=decision.verdict)
+
+
+def _move(status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime) -> Decision | None:
     if status.step_ready_at is None or status.step_passes < 1:
-        return decision
+        return None
     if status.phase is Phase.RECREATING:
         return _promoted(status, "Ready and analysis passed")
-    pause = _steps(spec)[status.step].pause_seconds
+    steps = _steps(spec)
+    if status.step >= len(steps):  # the steps were shortened mid-rollout: this one was the last
+        return _promote(status, spec, "no steps left after a spec change")
+    pause = steps[status.step].pause_seconds
     if pause is None:
         if status.phase is Phase.PAUSED:
-            return decision
-        new = status.evolve(phase=Phase.PAUSED)
+            return None
         text = f"step {status.step + 1} passed; paused until {ANNOTATION_PREFIX}promote"
-        return _done(
-            Action.HOLD,
-            new,
-            text,
-            event=Event("Normal", "RolloutPaused", text),
-            verdict=decision.verdict,
-        )
+        new = status.evolve(phase=Phase.PAUSED)
+        return _done(Action.HOLD, new, text, event=Event("Normal", "RolloutPaused", text))
     if now >= status.step_ready_at + timedelta(seconds=pause):
         return _advance(status, spec, now, f"step {status.step + 1} passed its analysis and pause")
-    return decision
+    return None
 
 
 def decide(
