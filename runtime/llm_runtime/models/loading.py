@@ -78,16 +78,23 @@ def read_weights(found: formats.Located, *, dtype: str, device: str) -> tuple[An
 
 
 def _read_gguf(found: formats.Located, *, dtype: str, device: str) -> tuple[Any, Any]:
-    """GGUF via transformers (needs `gguf_file=`). The loader dequantises in float32 (asking for
-    another dtype only makes it warn), so cast afterwards."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """GGUF via transformers (needs `gguf_file=`), dequantised into a dense model in `dtype`.
+
+    Dense because the engine and `save_pretrained` need plain Linear layers. Loading straight in
+    `dtype` (not float32 then `.to(dtype)`) matters: a cast afterwards also casts the rotary
+    `inv_freq` buffer to bf16, and the logits drift from the converted model's.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     tokenizer = AutoTokenizer.from_pretrained(found.folder, gguf_file=found.gguf_file)
     model = AutoModelForCausalLM.from_pretrained(
-        found.folder, gguf_file=found.gguf_file, dtype=torch_dtype("float32")
+        found.folder,
+        gguf_file=found.gguf_file,
+        quantization_config=GgufConfig(dequantize=True),
+        dtype=torch_dtype(dtype),
     )
     model = clear_quantization(model)
-    return model.to(device=device, dtype=torch_dtype(dtype)).eval(), tokenizer
+    return model.to(device).eval(), tokenizer
 
 
 def default_name(found: formats.Located, config: Any) -> str:
