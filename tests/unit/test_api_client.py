@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from llm_runtime.api import client
 from llm_runtime.api.v1 import runtime_pb2
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from gen_proto import rewrite_imports
-
 from llm_runtime.api.v1 import runtime_pb2
 
 pytestmark = pytest.mark.unit

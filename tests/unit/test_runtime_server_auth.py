@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from llm_runtime import auth
 
 pytestmark = pytest.mark.unit

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 import pytest
-
 from llm_runtime import cli, config
 
 pytestmark = pytest.mark.unit

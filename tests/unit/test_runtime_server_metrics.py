@@ -7,9 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from prometheus_client import generate_latest
-
 from llm_runtime import metrics, types
+from prometheus_client import generate_latest
 
 pytestmark = pytest.mark.unit
 
@@ -38,7 +37,9 @@ def test_engine_gauges_are_read_at_scrape_time() -> None:
 
 def test_error_codes_exist_at_zero_before_the_first_error() -> None:
     text = _scrape(_bound()[0])
-    line = 'llm_runtime_requests_total{code="UNAVAILABLE",method="Generate",model="m",revision="r1"}'
+    line = (
+        'llm_runtime_requests_total{code="UNAVAILABLE",method="Generate",model="m",revision="r1"}'
+    )
     assert f"{line} 0.0" in text
 
 
