@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import importlib.metadata
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -64,11 +65,16 @@ def _plugin(name: str) -> str:
 
 
 def run_protoc(files: list[Path], *, out: Path, proto_root: Path = PROTO_ROOT) -> None:
-    """Run grpc_tools' bundled protoc with the python, grpc and mypy generators into `out`."""
+    """Run grpc_tools' bundled protoc with the python, grpc and mypy generators into `out`.
+
+    A child process, so the plugins' chatter is shown only when protoc fails.
+    """
     from grpc_tools import protoc  # dev-only dependency: imported only when generating
 
     include = Path(protoc.__file__).parent / "_proto"
     args = [
+        sys.executable,
+        "-m",
         "grpc_tools.protoc",
         f"-I{proto_root}",
         f"-I{include}",
@@ -80,8 +86,9 @@ def run_protoc(files: list[Path], *, out: Path, proto_root: Path = PROTO_ROOT) -
         f"--mypy_grpc_out={out}",
         *(str(f) for f in files),
     ]
-    if protoc.main(args) != 0:
-        raise SystemExit("protoc failed; see its message above")
+    result = subprocess.run(args, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"protoc failed:\n{result.stdout}{result.stderr}")
 
 
 def generate(files: list[Path], *, proto_root: Path = PROTO_ROOT) -> dict[str, str]:
