@@ -27,6 +27,14 @@ if _version_not_supported:
 
 class RuntimeStub:
     """Text generation with one loaded model.
+
+    Status codes: INVALID_ARGUMENT (empty prompt, prompt longer than the limits or the context, bad
+    sampling values), RESOURCE_EXHAUSTED (the bounded waiting queue is full: retry with backoff),
+    DEADLINE_EXCEEDED / CANCELLED (the request left the batch and its memory was freed),
+    UNAUTHENTICATED (the server has a token and the call's `authorization: Bearer <token>` metadata
+    is missing or wrong), UNAVAILABLE (the model is still loading, or the server is draining: retry
+    on another replica), INTERNAL (a bug; details are in the server log, never in the reply).
+    Health and reflection never require the token: the kubelet's gRPC probes carry no metadata.
     """
 
     def __init__(self, channel):
@@ -54,6 +62,14 @@ class RuntimeStub:
 
 class RuntimeServicer:
     """Text generation with one loaded model.
+
+    Status codes: INVALID_ARGUMENT (empty prompt, prompt longer than the limits or the context, bad
+    sampling values), RESOURCE_EXHAUSTED (the bounded waiting queue is full: retry with backoff),
+    DEADLINE_EXCEEDED / CANCELLED (the request left the batch and its memory was freed),
+    UNAUTHENTICATED (the server has a token and the call's `authorization: Bearer <token>` metadata
+    is missing or wrong), UNAVAILABLE (the model is still loading, or the server is draining: retry
+    on another replica), INTERNAL (a bug; details are in the server log, never in the reply).
+    Health and reflection never require the token: the kubelet's gRPC probes carry no metadata.
     """
 
     def Generate(self, request, context):
@@ -106,6 +122,14 @@ def add_RuntimeServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Runtime:
     """Text generation with one loaded model.
+
+    Status codes: INVALID_ARGUMENT (empty prompt, prompt longer than the limits or the context, bad
+    sampling values), RESOURCE_EXHAUSTED (the bounded waiting queue is full: retry with backoff),
+    DEADLINE_EXCEEDED / CANCELLED (the request left the batch and its memory was freed),
+    UNAUTHENTICATED (the server has a token and the call's `authorization: Bearer <token>` metadata
+    is missing or wrong), UNAVAILABLE (the model is still loading, or the server is draining: retry
+    on another replica), INTERNAL (a bug; details are in the server log, never in the reply).
+    Health and reflection never require the token: the kubelet's gRPC probes carry no metadata.
     """
 
     @staticmethod

@@ -32,7 +32,16 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class RuntimeStub:
-    """Text generation with one loaded model."""
+    """Text generation with one loaded model.
+
+    Status codes: INVALID_ARGUMENT (empty prompt, prompt longer than the limits or the context, bad
+    sampling values), RESOURCE_EXHAUSTED (the bounded waiting queue is full: retry with backoff),
+    DEADLINE_EXCEEDED / CANCELLED (the request left the batch and its memory was freed),
+    UNAUTHENTICATED (the server has a token and the call's `authorization: Bearer <token>` metadata
+    is missing or wrong), UNAVAILABLE (the model is still loading, or the server is draining: retry
+    on another replica), INTERNAL (a bug; details are in the server log, never in the reply).
+    Health and reflection never require the token: the kubelet's gRPC probes carry no metadata.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -49,7 +58,16 @@ class RuntimeStub:
 
 @_typing.type_check_only
 class RuntimeAsyncStub(RuntimeStub):
-    """Text generation with one loaded model."""
+    """Text generation with one loaded model.
+
+    Status codes: INVALID_ARGUMENT (empty prompt, prompt longer than the limits or the context, bad
+    sampling values), RESOURCE_EXHAUSTED (the bounded waiting queue is full: retry with backoff),
+    DEADLINE_EXCEEDED / CANCELLED (the request left the batch and its memory was freed),
+    UNAUTHENTICATED (the server has a token and the call's `authorization: Bearer <token>` metadata
+    is missing or wrong), UNAVAILABLE (the model is still loading, or the server is draining: retry
+    on another replica), INTERNAL (a bug; details are in the server log, never in the reply).
+    Health and reflection never require the token: the kubelet's gRPC probes carry no metadata.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Generate: _aio.UnaryUnaryMultiCallable[_runtime_pb2.GenerateRequest, _runtime_pb2.GenerateResponse]  # type: ignore[assignment]
@@ -62,7 +80,16 @@ class RuntimeAsyncStub(RuntimeStub):
     """ModelInfo describes the loaded model and the server's limits."""
 
 class RuntimeServicer(metaclass=_abc_1.ABCMeta):
-    """Text generation with one loaded model."""
+    """Text generation with one loaded model.
+
+    Status codes: INVALID_ARGUMENT (empty prompt, prompt longer than the limits or the context, bad
+    sampling values), RESOURCE_EXHAUSTED (the bounded waiting queue is full: retry with backoff),
+    DEADLINE_EXCEEDED / CANCELLED (the request left the batch and its memory was freed),
+    UNAUTHENTICATED (the server has a token and the call's `authorization: Bearer <token>` metadata
+    is missing or wrong), UNAVAILABLE (the model is still loading, or the server is draining: retry
+    on another replica), INTERNAL (a bug; details are in the server log, never in the reply).
+    Health and reflection never require the token: the kubelet's gRPC probes carry no metadata.
+    """
 
     @_abc_1.abstractmethod
     def Generate(
