@@ -101,3 +101,96 @@ def make_tiny_model(dst: str | Path, *, seed: int = 0, arch: str = "llama") -> P
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def _permute_for_gguf(weight: Any, n_head: int) -> Any:
+    """llama.cpp's q/k row order (interleaved rotary halves); transformers undoes it on load."""
+    rows = weight.shape[0]
+    return (
+        weight.reshape(n_head, 2, rows // n_head // 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
+    )
+
+
+def _gguf_tensors(model: Any, config: Any) -> dict[str, Any]:
+    """The model's weights under llama.cpp tensor names, as float32 numpy arrays."""
+    state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    out = {
+        "token_embd.weight": state["model.embed_tokens.weight"],
+        "output_norm.weight": state["model.norm.weight"],
+    }
+    hf_names = {
+        "attn_norm": "input_layernorm",
+        "attn_q": "self_attn.q_proj",
+        "attn_k": "self_attn.k_proj",
+        "attn_v": "self_attn.v_proj",
+        "attn_output": "self_attn.o_proj",
+        "ffn_norm": "post_attention_layernorm",
+        "ffn_gate": "mlp.gate_proj",
+        "ffn_up": "mlp.up_proj",
+        "ffn_down": "mlp.down_proj",
+    }
+    for i in range(config.num_hidden_layers):
+        for gguf_name, hf_name in hf_names.items():
+            weight = state[f"model.layers.{i}.{hf_name}.weight"]
+            if gguf_name == "attn_q":
+                weight = _permute_for_gguf(weight, config.num_attention_heads)
+            elif gguf_name == "attn_k":
+                weight = _permute_for_gguf(weight, config.num_key_value_heads)
+            out[f"blk.{i}.{gguf_name}.weight"] = weight
+    return out
+
+
+def _add_gguf_tokenizer(writer: Any, tokenizer: Any) -> None:
+    import json
+
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    vocab: dict[str, int] = spec["vocab"]
+    tokens = sorted(vocab, key=vocab.__getitem__)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in spec["merges"]]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_merges(merges)
+    writer.add_token_types([3 if t in SPECIAL_TOKENS else 1 for t in tokens])
+    writer.add_bos_token_id(tokenizer.bos_token_id)
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    writer.add_pad_token_id(tokenizer.pad_token_id)
+    writer.add_unk_token_id(tokenizer.unk_token_id)
+    writer.add_chat_template(CHAT_TEMPLATE)
+
+
+def make_tiny_gguf(dst: str | Path, *, seed: int = 0) -> Path:
+    """Write the tiny model of `make_tiny_model(seed=seed)` as a float32 GGUF file at `dst`, so
+    unit tests cover the GGUF path without the 98 MB default model."""
+    import gguf
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = Path(dst)
+    tokenizer = build_tokenizer()
+    config = tiny_config(tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        auto: Any = AutoModelForCausalLM
+        model = auto.from_config(config, dtype=torch.float32)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name(path.stem)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_rope_dimension_count(config.hidden_size // config.num_attention_heads)
+    writer.add_rope_freq_base(float(config.rope_parameters["rope_theta"]))
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(config.vocab_size)
+    _add_gguf_tokenizer(writer, tokenizer)
+    for name, array in _gguf_tensors(model, config).items():
+        writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
