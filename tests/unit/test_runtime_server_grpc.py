@@ -199,3 +199,46 @@ async def _until(condition: Callable[[], bool], *, within: float = 5.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             pytest.fail(f"condition still false after {within}s")
         await asyncio.sleep(0.01)
+
+
+HOSTILE = [
+    {"prompt": "\x00\x01\x7f\ufffd\U0001f600 ünïcödé"},
+    {"prompt": "\n" * 50},
+    {"messages": [("", "no role")]},
+    {"messages": [("bogus-role", "x"), ("user", "")]},
+    {"messages": [("user", "hi")] * 40},
+    {"prompt": "hi", "stop": ["x" * 10_000]},
+    {"prompt": "hi", "seed": -1, "temperature": 1e30, "top_p": 1e-30, "top_k": 2**31 - 1},
+    {"prompt": "hi", "request_id": "r" * 10_000},
+]
+
+
+@pytest.mark.parametrize("fields", HOSTILE, ids=range(len(HOSTILE)))
+async def test_hostile_input_gets_an_answer_or_a_client_error_never_a_crash(
+    runtime: tuple[server.RuntimeServer, client.AsyncRuntimeClient], fields: dict[str, object]
+) -> None:
+    srv, c = runtime
+    request = client.build_request(max_new_tokens=4, **fields)  # type: ignore[arg-type]
+    try:
+        done = await c.generate(request)
+        assert done.completion_tokens <= 4
+    except aio.AioRpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.details()
+    assert await c.health() == "SERVING"
+    await _until(lambda: _stats(srv) == (0, 0))
+
+
+async def test_many_streams_cancelled_together_free_every_slot(tiny_model: Path) -> None:
+    settings = _settings(tiny_model, max_batch_size=8, max_waiting=8)
+    async with server.serving(settings) as srv, _connect(srv) as c:
+        request = client.build_request("a", max_new_tokens=LONG)
+        streams = [c.generate_stream(request) for _ in range(8)]
+        firsts = await asyncio.gather(*(anext(s) for s in streams))
+        assert all(f.token_ids for f in firsts)
+        await asyncio.gather(*(s.aclose() for s in streams))
+        await _until(lambda: _stats(srv) == (0, 0))
+        assert srv.state.in_flight == 0
+        assert srv.state.serving is not None
+        assert srv.state.serving.engine.stats().kv_cache_usage == 0.0
+        done = await c.generate(client.build_request("after", max_new_tokens=3))
+        assert done.completion_tokens == 3
