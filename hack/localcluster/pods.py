@@ -149,6 +149,9 @@ class PodWorker:
                     missing.append(c)
                     c.wait("ErrImagePull" if attempt == 0 else "ImagePullBackOff", str(exc))
             if not missing:
+                for c in [*self.inits, *self.mains]:
+                    if c.waiting in ("ErrImagePull", "ImagePullBackOff"):
+                        c.wait("PodInitializing" if self.inits else "ContainerCreating")
                 return rules
             self.dirty()
             attempt += 1
@@ -188,7 +191,7 @@ class PodWorker:
                     c.message = str(exc)
                 self.dirty()
                 await asyncio.sleep(RETRY_SECONDS)
-        for c in self.mains if not self.inits else self.inits[:1]:
+        for c in [*self.inits, *self.mains]:
             c.message = ""
         interval = podsetup.token_refresh_interval(self.pod)
         if interval:
