@@ -4,6 +4,10 @@ idempotent by digest and repairs a damaged destination."""
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -167,3 +171,36 @@ def test_cli_convert_then_fetch_reports_up_to_date(
     (tmp_path / "dst" / "tokenizer.json").write_text("{}")
     assert cli.main(["convert", str(tmp_path / "dst"), str(tmp_path / "x")]) == cli.EXIT_MODEL
     assert "tokenizer.json is" in capsys.readouterr().err
+
+
+def test_hf_fetch_goes_through_the_real_hub_client_and_its_cache(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    """An hf:// URI resolved by huggingface_hub from a pre-seeded cache (HF_HUB_OFFLINE=1, as in
+    an air-gapped cluster whose HF_HOME volume was filled beforehand), twice: fetched, then a
+    no-op."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf-home" / "hub" / "models--org--tiny"
+    shutil.copytree(tiny_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    dst = str(tmp_path / "dst")
+    script = (
+        "import sys; from llm_runtime.models import cli; "
+        f"sys.exit(cli.main(['fetch', 'hf://org/tiny@main', {dst!r}]) "
+        f"or cli.main(['fetch', 'hf://org/tiny', {dst!r}]))"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "runtime"),
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"fetched: hf://org/tiny@main -> {dst} (bfloat16, sha256:")
+    assert lines[1].startswith(f"already up to date: hf://org/tiny -> {dst}")
+    assert manifest.read_verified(Path(dst)).name == "org/tiny"

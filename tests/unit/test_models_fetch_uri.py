@@ -39,6 +39,17 @@ REPO = Path(__file__).resolve().parents[2]
             fetch.Source("hf://org/name", "hf", None, "org/name", "main", "org/name"),
         ),
         (
+            "hf://org/name@abc123/sub/m.Q4.gguf",
+            fetch.Source(
+                "hf://org/name@abc123/sub/m.Q4.gguf",
+                "hf",
+                repo_id="org/name",
+                revision="abc123",
+                name="org/name",
+                filename="sub/m.Q4.gguf",
+            ),
+        ),
+        (
             "builtin://smollm2-135m-instruct",
             fetch.Source(models.DEFAULT_MODEL_URI, "builtin", name="smollm2-135m-instruct"),
         ),
@@ -58,6 +69,8 @@ def test_parse_uri(uri: str, expected: fetch.Source) -> None:
         ("file://otherhost/x", "must be local"),
         ("hf://just-a-name", r"expected hf://org/name\[@revision\]"),
         ("hf://a/b/c", "expected hf://org/name"),
+        ("hf://a/b/weights.bin", "expected hf://org/name"),
+        ("hf://a@x/b", "expected hf://org/name"),
         ("builtin://", "name the builtin model"),
         ("  ", "empty model URI"),
     ],

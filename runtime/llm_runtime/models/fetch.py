@@ -3,7 +3,8 @@
 The operator's init container runs this before the runtime starts. URIs:
   builtin://smollm2-135m-instruct   a model shipped in an installed Python package
   file:///abs/path, /abs/path       a local or mounted (PVC) .gguf file, HF dir or converted dir
-  hf://org/name[@revision]          the Hugging Face Hub via huggingface_hub.snapshot_download
+  hf://org/name[@revision][/f.gguf] the Hugging Face Hub via huggingface_hub.snapshot_download
+                                    (safetensors + config + tokenizer, or the one GGUF file named)
 (`pvc://claim/path` is resolved by the operator to a mount path before it reaches us.)
 
 Fetch is idempotent by digest: when DST already holds a verified conversion of the same source
@@ -32,7 +33,7 @@ class Outcome(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """A parsed URI. `path` for builtin/file, `repo_id`/`revision` for hf."""
+    """A parsed URI. `path` for file, `name` for builtin, `repo_id`/`revision`/`filename` for hf."""
 
     uri: str
     scheme: str
@@ -40,6 +41,7 @@ class Source:
     repo_id: str | None = None
     revision: str | None = None
     name: str | None = None
+    filename: str | None = None  # one file inside an hf:// repo (a .gguf among many)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,11 +85,23 @@ def _local(uri: str, path: Path) -> Source:
 
 
 def _hf(uri: str, rest: str) -> Source:
-    repo_id, _, revision = rest.partition("@")
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(parts):
-        raise errors.UnsupportedURIError(f"{uri}: expected hf://org/name[@revision]")
-    return Source(uri=uri, scheme="hf", repo_id=repo_id, revision=revision or "main", name=repo_id)
+    """hf://org/name[@revision][/path/in/repo.gguf] (revisions containing "/" are not supported)."""
+    org, _, tail = rest.partition("/")
+    name_rev, _, filename = tail.partition("/")
+    name, _, revision = name_rev.partition("@")
+    if not org or not name or "@" in org or (filename and not filename.endswith(".gguf")):
+        raise errors.UnsupportedURIError(
+            f"{uri}: expected hf://org/name[@revision] or hf://org/name[@revision]/file.gguf"
+        )
+    repo_id = f"{org}/{name}"
+    return Source(
+        uri=uri,
+        scheme="hf",
+        repo_id=repo_id,
+        revision=revision or "main",
+        name=repo_id,
+        filename=filename or None,
+    )
 
 
 def download_hf(source: Source, *, cache_dir: Path | None = None) -> Path:
@@ -96,7 +110,12 @@ def download_hf(source: Source, *, cache_dir: Path | None = None) -> Path:
     import huggingface_hub
     import huggingface_hub.errors as hf_errors
 
-    patterns = ["*.json", "*.safetensors", "*.gguf", "*.model", "*.txt", "*.jinja"]
+    # Only what loading needs: never every quantisation of a GGUF-only repo, never .bin twins.
+    patterns = (
+        [source.filename]
+        if source.filename
+        else ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+    )
     try:
         folder = huggingface_hub.snapshot_download(
             repo_id=source.repo_id or "",
@@ -110,7 +129,8 @@ def download_hf(source: Source, *, cache_dir: Path | None = None) -> Path:
             f"could not download {source.uri} from the Hugging Face Hub: {first} "
             "(offline? set HF_TOKEN for gated repos, or pre-fetch into a volume and use file://)"
         ) from exc
-    return Path(folder)
+    log.info("%s resolved to %s", source.uri, folder)
+    return Path(folder) / source.filename if source.filename else Path(folder)
 
 
 def resolve_local(source: Source, *, cache_dir: Path | None = None) -> Path:
