@@ -14,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import signal
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -66,8 +69,35 @@ def _build_engine(settings: config.Settings) -> BuiltEngine:
 
 
 async def load_engine(settings: config.Settings) -> BuiltEngine:
-    """The default factory: `_build_engine` in a worker thread, so probes keep being answered."""
-    return await asyncio.to_thread(_build_engine, settings)
+    """The default factory: `_build_engine` in a daemon thread, so probes keep being answered
+    and a SIGTERM during a long load exits at once (asyncio.run would join a pool thread)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[BuiltEngine] = loop.create_future()
+
+    def target() -> None:
+        try:
+            built = _build_engine(settings)
+        except BaseException as exc:  # handed to the awaiting task, which logs it
+            _settle(loop, functools.partial(done.set_exception, exc), done)
+        else:
+            _settle(loop, functools.partial(done.set_result, built), done)
+
+    threading.Thread(target=target, name="load-model", daemon=True).start()
+    return await done
+
+
+def _settle(
+    loop: asyncio.AbstractEventLoop, action: Callable[[], None], future: asyncio.Future[Any]
+) -> None:
+    """Run `action` on the loop unless the future was abandoned (drain before ready) or the
+    loop is gone (the process is exiting)."""
+
+    def apply() -> None:
+        if not future.done():
+            action()
+
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(apply)
 
 
 def advertised_info(info: types.ModelInfo, settings: config.Settings) -> types.ModelInfo:
@@ -110,7 +140,10 @@ class RuntimeServer:
         """Open both ports and start loading the model in the background."""
         for service in ("", RUNTIME_SERVICE):
             await self.health.set(service, _NOT_SERVING)
-        self._server = aio.server(interceptors=self._interceptors())
+        # No SO_REUSEPORT: a second runtime on the same port must fail, not share it silently.
+        self._server = aio.server(
+            interceptors=self._interceptors(), options=[("grpc.so_reuseport", 0)]
+        )
         runtime_pb2_grpc.add_RuntimeServicer_to_server(
             servicer.RuntimeServicer(self.state, log_payloads=self.settings.log_payloads),
             self._server,

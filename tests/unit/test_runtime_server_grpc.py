@@ -192,7 +192,7 @@ def _connect(srv: server.RuntimeServer) -> client.AsyncRuntimeClient:
     return client.AsyncRuntimeClient(client.Connection(f"127.0.0.1:{srv.grpc_port}"))
 
 
-async def _until(condition: Callable[[], bool], *, within: float = 5.0) -> None:
+async def _until(condition: Callable[[], bool], *, within: float = 30.0) -> None:
     """Poll `condition` until true; fail the test after `within` seconds."""
     deadline = asyncio.get_running_loop().time() + within
     while not condition():
