@@ -8,13 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from llm_runtime.models import cli, convert, errors, fetch, loading, manifest, tiny
+from llm_runtime.models import cli, convert, errors, fetch, formats, loading, manifest, tiny
 
 pytestmark = pytest.mark.unit
 PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
@@ -106,7 +107,8 @@ def test_convert_writes_the_manifest_and_readable_files(tiny_dir: Path, tmp_path
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(made.files)
     for name in made.files:
         assert (tmp_path / "conv" / name).stat().st_mode & 0o044 == 0o044
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv"]  # no .tmp left behind
+    left = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert left == ["conv"]  # no conv.tmp / conv.old left behind
 
 
 def test_convert_needs_an_explicit_dtype(tiny_dir: Path, tmp_path: Path) -> None:
@@ -204,3 +206,29 @@ def test_hf_fetch_goes_through_the_real_hub_client_and_its_cache(
     assert lines[0].startswith(f"fetched: hf://org/tiny@main -> {dst} (bfloat16, sha256:")
     assert lines[1].startswith(f"already up to date: hf://org/tiny -> {dst}")
     assert manifest.read_verified(Path(dst)).name == "org/tiny"
+
+
+def test_concurrent_fetches_into_one_volume_take_turns(tiny_dir: Path, tmp_path: Path) -> None:
+    outcomes: list[fetch.Outcome] = []
+
+    def one() -> None:
+        outcomes.append(fetch.fetch(str(tiny_dir), tmp_path / "shared").outcome)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(outcomes) == [fetch.Outcome.CONVERTED, fetch.Outcome.UP_TO_DATE]
+    manifest.read_verified(tmp_path / "shared")
+
+
+def test_unreadable_weights_in_a_plain_hf_dir_are_a_format_error(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(errors.ModelFormatError, match=f"cannot load the model at {broken}"):
+        loading.load_model(broken)
+    assert formats.locate(broken).format is formats.ModelFormat.HF

@@ -86,7 +86,7 @@ def register(
         description="Obtain URI and leave it in the deployment format at DST. URIs: "
         f"{builtin.DEFAULT_MODEL_URI} (the packaged default model), file:///abs/path or "
         "/abs/path (a .gguf, HF or converted model, e.g. on a mounted PVC), "
-        "hf://org/name[@revision] (Hugging Face Hub; honours HF_TOKEN, HF_HOME, "
+        "hf://org/name[@revision][/file.gguf] (Hugging Face Hub; honours HF_TOKEN, HF_HOME, "
         "HF_HUB_OFFLINE). Idempotent: when DST already holds a verified conversion of the "
         "same source bytes in the same dtype, nothing is written and it says so.",
         epilog=_EPILOG,

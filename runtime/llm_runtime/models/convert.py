@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from llm_runtime.models import device, formats, loading, manifest, publish
+from llm_runtime.models import progress as progress_
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,33 @@ def convert(
     `source_uri`/`source_sha256`/`name` let `fetch` record where the model came from without
     hashing it twice.
     """
+    with publish.locked(Path(dst)):
+        return convert_locked(
+            src,
+            dst,
+            dtype=dtype,
+            source_format=source_format,
+            source_uri=source_uri,
+            source_sha256=source_sha256,
+            name=name,
+            force=force,
+            progress=progress,
+        )
+
+
+def convert_locked(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    dtype: str,
+    source_format: str = "auto",
+    source_uri: str | None = None,
+    source_sha256: str | None = None,
+    name: str | None = None,
+    force: bool = False,
+    progress: bool | None = None,
+) -> manifest.Manifest:
+    """`convert` for a caller that already holds `publish.locked(dst)` (flock is not reentrant)."""
     stored = target_dtype(dtype)
     found = formats.locate(Path(src), expected=source_format)
     dst_path = Path(dst)
@@ -86,7 +114,8 @@ def _convert_into(
         if existing.dtype == dtype:
             return _copy_converted(found.folder, staging, existing)
         name = name or existing.name
-    model, tokenizer = loading.read_weights(found, dtype=dtype, device="cpu")
+    with progress_.transformers_bars(progress):
+        model, tokenizer = loading.read_weights(found, dtype=dtype, device="cpu")
     model = loading.clear_quantization(model)
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)

@@ -19,7 +19,8 @@ import logging
 import urllib.parse
 from pathlib import Path
 
-from llm_runtime.models import builtin, convert, errors, formats, manifest
+from llm_runtime.models import builtin, convert, errors, formats, manifest, publish
+from llm_runtime.models import progress as progress_
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,9 @@ def _hf(uri: str, rest: str) -> Source:
     )
 
 
-def download_hf(source: Source, *, cache_dir: Path | None = None) -> Path:
+def download_hf(
+    source: Source, *, cache_dir: Path | None = None, progress: bool | None = None
+) -> Path:
     """Snapshot the repo (weights, config, tokenizer) through the HF cache; network and auth
     errors become one FetchError line (HF_TOKEN and HF_HUB_OFFLINE are honoured by the hub)."""
     import huggingface_hub
@@ -117,12 +120,13 @@ def download_hf(source: Source, *, cache_dir: Path | None = None) -> Path:
         else ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
     )
     try:
-        folder = huggingface_hub.snapshot_download(
-            repo_id=source.repo_id or "",
-            revision=source.revision,
-            cache_dir=cache_dir,
-            allow_patterns=patterns,
-        )
+        with progress_.hub_bars(progress):
+            folder = huggingface_hub.snapshot_download(
+                repo_id=source.repo_id or "",
+                revision=source.revision,
+                cache_dir=cache_dir,
+                allow_patterns=patterns,
+            )
     except (hf_errors.HfHubHTTPError, hf_errors.LocalEntryNotFoundError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise errors.FetchError(
@@ -133,12 +137,14 @@ def download_hf(source: Source, *, cache_dir: Path | None = None) -> Path:
     return Path(folder) / source.filename if source.filename else Path(folder)
 
 
-def resolve_local(source: Source, *, cache_dir: Path | None = None) -> Path:
+def resolve_local(
+    source: Source, *, cache_dir: Path | None = None, progress: bool | None = None
+) -> Path:
     """A local path holding the source's files (downloading hf:// sources first)."""
     if source.scheme == "builtin":
         return builtin.builtin_path(source.name or "")
     if source.scheme == "hf":
-        return download_hf(source, cache_dir=cache_dir)
+        return download_hf(source, cache_dir=cache_dir, progress=progress)
     assert source.path is not None
     if not source.path.exists():
         raise errors.FetchError(f"{source.uri}: {source.path} does not exist")
@@ -183,23 +189,24 @@ def fetch(
     """Obtain `uri` and leave its converted form at `dst` (a no-op when already there)."""
     stored = convert.target_dtype(dtype)
     source = parse_uri(uri)
-    local = resolve_local(source, cache_dir=cache_dir)
+    local = resolve_local(source, cache_dir=cache_dir, progress=progress)
     found = formats.locate(local, expected=source_format)
     digest = convert.source_digest(found, progress=progress)
     dst_path = Path(dst)
-    current = existing_manifest(dst_path) if dst_path.is_dir() else None
-    if is_up_to_date(current, source_sha256=digest, dtype=stored):
-        assert current is not None
-        return FetchResult(Outcome.UP_TO_DATE, current, dst_path)
-    written = convert.convert(
-        local,
-        dst_path,
-        dtype=stored,
-        source_format=source_format,
-        source_uri=source.uri,
-        source_sha256=digest,
-        name=display_name(source),
-        force=force,
-        progress=progress,
-    )
+    with publish.locked(dst_path):
+        current = existing_manifest(dst_path) if dst_path.is_dir() else None
+        if is_up_to_date(current, source_sha256=digest, dtype=stored):
+            assert current is not None
+            return FetchResult(Outcome.UP_TO_DATE, current, dst_path)
+        written = convert.convert_locked(
+            local,
+            dst_path,
+            dtype=stored,
+            source_format=source_format,
+            source_uri=source.uri,
+            source_sha256=digest,
+            name=display_name(source),
+            force=force,
+            progress=progress,
+        )
     return FetchResult(Outcome.CONVERTED, written, dst_path)

@@ -15,6 +15,7 @@ from typing import Any
 
 from llm_runtime.models import device as device_mod
 from llm_runtime.models import errors, formats, manifest
+from llm_runtime.models import progress as progress_
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +59,31 @@ def clear_quantization(model: Any) -> Any:
     """Make a GGUF-loaded (already dequantised) model a plain one: transformers refuses to
     save_pretrained a model that still carries its GGUF quantization config."""
     model.hf_quantizer = None
-    for attr in ("quantization_config",):
-        if hasattr(model.config, attr):
-            delattr(model.config, attr)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     if getattr(model, "is_quantized", False):
         model.is_quantized = False
     return model
 
 
 def read_weights(found: formats.Located, *, dtype: str, device: str) -> tuple[Any, Any]:
-    """(model, tokenizer) from located files, in eval mode on `device`."""
+    """(model, tokenizer) from located files, in eval mode on `device`. What transformers and
+    safetensors raise for unreadable files becomes a ModelFormatError naming the path."""
+    from safetensors import SafetensorError
+
+    try:
+        if found.format is formats.ModelFormat.GGUF:
+            return _read_gguf(found, dtype=dtype, device=device)
+        return _read_hf(found, dtype=dtype, device=device)
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+        where = found.folder / found.gguf_file if found.gguf_file else found.folder
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise errors.ModelFormatError(f"cannot load the model at {where}: {first}") from exc
+
+
+def _read_hf(found: formats.Located, *, dtype: str, device: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if found.format is formats.ModelFormat.GGUF:
-        return _read_gguf(found, dtype=dtype, device=device)
     tokenizer = AutoTokenizer.from_pretrained(found.folder)
     model: Any = AutoModelForCausalLM.from_pretrained(found.folder, dtype=torch_dtype(dtype))
     return model.to(device).eval(), tokenizer
@@ -126,7 +138,8 @@ def load_model(
     if found.format is formats.ModelFormat.CONVERTED:
         meta = manifest.read_verified(found.folder, progress=progress)
     chosen_device, chosen_dtype = device_mod.resolve(device=device, dtype=dtype)
-    model, tokenizer = read_weights(found, dtype=chosen_dtype, device=chosen_device)
+    with progress_.transformers_bars(progress):
+        model, tokenizer = read_weights(found, dtype=chosen_dtype, device=chosen_device)
     loaded = LoadedModel(
         model=model,
         tokenizer=tokenizer,

@@ -19,6 +19,7 @@ import pydantic
 import tqdm
 
 from llm_runtime.models import errors
+from llm_runtime.models import progress as progress_
 from llm_runtime.models.formats import MANIFEST_NAME
 
 FORMAT_VERSION = 1
@@ -64,19 +65,14 @@ def files_digest(files: Mapping[str, FileEntry]) -> str:
 
 
 def hash_file(path: Path, *, progress: bool | None = None) -> str:
-    """Hex sha256 of a file, read in chunks; a tqdm bar for large files when progress allows."""
+    """Hex sha256 of a file, read in chunks; a tqdm bar for large files when progress is on."""
     size = path.stat().st_size
     digest = hashlib.sha256()
-    show = progress is not False and size >= PROGRESS_MIN_BYTES
+    show = size >= PROGRESS_MIN_BYTES and progress_.resolve(progress)
     with (
         path.open("rb") as f,
         tqdm.tqdm(
-            total=size,
-            unit="B",
-            unit_scale=True,
-            desc=f"sha256 {path.name}",
-            disable=None if show and progress is None else not show,
-            leave=False,
+            total=size, unit="B", unit_scale=True, desc=f"sha256 {path.name}", disable=not show
         ) as bar,
     ):
         while chunk := f.read(_CHUNK):

@@ -8,14 +8,39 @@ which is what makes a directory count as a model — is moved last.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from llm_runtime.models import errors, manifest
 from llm_runtime.models.formats import MANIFEST_NAME
 
 IN_PLACE_STAGING = ".llm-staging"
+IN_PLACE_LOCK = ".llm-lock"
+
+
+def lock_path(dst: Path) -> Path:
+    """The lock file guarding `dst`: inside a mounted DST, else a hidden sibling."""
+    if os.path.ismount(dst):
+        return dst / IN_PLACE_LOCK
+    return dst.with_name(f".{dst.name}.lock")
+
+
+@contextlib.contextmanager
+def locked(dst: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `dst` for the block: two pods fetching into one shared volume
+    take turns, and the second then finds the model up to date instead of racing the rename."""
+    path = lock_path(dst)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def staging_for(dst: Path) -> Path:
