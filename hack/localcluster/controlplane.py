@@ -18,12 +18,10 @@ from localcluster.cp_layout import Layout
 
 Argv = list[str]
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-# Controllers that only make sense with a cloud provider; everything else runs.
-CLOUD_CONTROLLERS = (
-    "cloud-node-lifecycle-controller",
-    "node-route-controller",
-    "service-lb-controller",
-)
+# Every on-by-default controller. The cloud loops (service-lb, node-route, cloud-node-lifecycle)
+# left kube-controller-manager for the cloud-controller-manager, so `*` needs no exclusions on
+# v1.37, and naming a controller it does not know is a startup error.
+CONTROLLERS = "*"
 
 
 def etcd_argv(layout: Layout, bindir: Path) -> Argv:
@@ -93,7 +91,6 @@ def _component_common(layout: Layout, name: str, port: int) -> Argv:
 def controller_manager_argv(layout: Layout, bindir: Path) -> Argv:
     """kube-controller-manager with per-controller service-account identities, no cloud loops."""
     pki = layout.pki
-    controllers = ",".join(["*", *(f"-{c}" for c in CLOUD_CONTROLLERS)])
     return [
         str(bindir / "kube-controller-manager"),
         *_component_common(layout, "controller-manager", cp_layout.CONTROLLER_MANAGER_PORT),
@@ -102,7 +99,7 @@ def controller_manager_argv(layout: Layout, bindir: Path) -> Argv:
         "--use-service-account-credentials=true",
         f"--cluster-signing-cert-file={pki / 'ca.crt'}",
         f"--cluster-signing-key-file={pki / 'ca.key'}",
-        f"--controllers={controllers}",
+        f"--controllers={CONTROLLERS}",
         f"--service-cluster-ip-range={cp_layout.SERVICE_CIDR}",
         "--allocate-node-cidrs=false",
     ]

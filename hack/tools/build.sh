@@ -14,7 +14,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${LLMOP_CACHE:-$HOME/.cache/llm-operator}
-recipe=1
+recipe=2
 
 mod_version() { # mod_version FILE MODULE -> the version FILE requires for MODULE
   awk -v m="$2" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$1"
@@ -83,6 +83,8 @@ have_k8s || build_k8s
 helm_version=$(mod_version "$here/helm/go.mod" helm.sh/helm/v4)
 [[ -x $bindir/helm ]] || build_one helm helm.sh/helm/v4/cmd/helm helm \
   "-X helm.sh/helm/v4/internal/version.version=$helm_version"
-[[ -x $bindir/grpcurl ]] || build_one grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl grpcurl
+grpcurl_version=$(mod_version "$here/grpcurl/go.mod" github.com/fullstorydev/grpcurl)
+[[ -x $bindir/grpcurl ]] || build_one grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl grpcurl \
+  "-X main.version=$grpcurl_version"
 have_all
 log "tools ready in $bindir"

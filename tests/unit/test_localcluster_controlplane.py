@@ -54,14 +54,12 @@ def test_apiserver_advertises_the_bridge_and_authorizes_nodes_and_rbac(layout: L
     assert flags["etcd-servers"].startswith("http://127.0.0.1:")
 
 
-def test_controller_manager_signs_tokens_and_skips_cloud_controllers(layout: Layout) -> None:
+def test_controller_manager_signs_tokens_and_runs_the_default_controllers(layout: Layout) -> None:
     flags = _flags(controlplane.controller_manager_argv(layout, Path("/bin")))
     assert flags["service-account-private-key-file"].endswith("sa.key")
     assert flags["root-ca-file"].endswith("ca.crt")
     assert flags["use-service-account-credentials"] == "true"
-    controllers = flags["controllers"].split(",")
-    assert controllers[0] == "*"
-    assert "-service-lb-controller" in controllers
+    assert flags["controllers"] == "*"
 
 
 def test_etcd_listens_on_loopback_only(layout: Layout) -> None:
