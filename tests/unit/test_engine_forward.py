@@ -74,3 +74,21 @@ def test_unsupported_architecture_is_refused_by_name() -> None:
 
     with pytest.raises(llama.UnsupportedModelError, match="gpt2"):
         llama.check_supported(Model(), max_len=10)
+
+
+def test_prompts_after_a_cached_prefix_match_the_hf_forward(tiny_dir: Path) -> None:
+    model = _model(tiny_dir)
+    runner = llama.LlamaRunner(model, slots=3, max_len=128)
+    prefix = [7, 8, 9, 10]
+    prompts = [[*prefix, 20, 21, 22], [5, 6, 7], [*prefix, 30]]
+    with torch.inference_mode():
+        runner.set_prefix(prefix)
+        assert [runner.cached_prefix(p) for p in prompts] == [4, 0, 4]
+        assert runner.cached_prefix(prefix) == 0  # the last prompt token is always computed
+        logits = runner.prefill(prompts, [0, 1, 2])
+        step = runner.decode([1, 2, 3], [len(p) for p in prompts])
+    for i, prompt in enumerate(prompts):
+        torch.testing.assert_close(logits[i], _reference(model, prompt), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            step[i], _reference(model, [*prompt, i + 1]), atol=1e-4, rtol=1e-4
+        )

@@ -73,3 +73,16 @@ def test_earliest_of_several_stops_wins() -> None:
 )
 def test_held_back_length(sample: str, stops: tuple[str, ...], expected: int) -> None:
     assert text.held_back(sample, stops) == expected
+
+
+def test_shared_chat_prefix_is_what_every_chat_prompt_starts_with(tokenizer: object) -> None:
+    from llm_runtime.engine import core
+
+    prefix = core.shared_chat_prefix(tokenizer)
+    expected = tokenizer.encode("<|im_start|>user\n", add_special_tokens=False)  # type: ignore[attr-defined]
+    assert prefix[: len(expected)] == expected
+    rendered = tokenizer.apply_chat_template(  # type: ignore[attr-defined]
+        [{"role": "user", "content": "What is up?"}], tokenize=False, add_generation_prompt=True
+    )
+    ids = tokenizer.encode(rendered, add_special_tokens=False)  # type: ignore[attr-defined]
+    assert ids[: len(prefix)] == prefix

@@ -114,6 +114,26 @@ def eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     return frozenset(ids)
 
 
+def shared_chat_prefix(tokenizer: Any) -> list[int]:
+    """Token ids every chat request starts with: the longest common prefix of two renderings
+    that differ only in the user's words (the system prompt and role markers). Empty without a
+    chat template. Exactness is checked per request, so a tokenizer merge across the boundary
+    only costs the optimisation, never correctness."""
+    if not getattr(tokenizer, "chat_template", None):
+        return []
+    rendered = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": word}], tokenize=False, add_generation_prompt=True
+        )
+        for word in ("alpha", "zebra")
+    ]
+    a, b = (list(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in rendered)
+    common = 0
+    while common < min(len(a), len(b)) and a[common] == b[common]:
+        common += 1
+    return a[:common]
+
+
 class BatchingEngine:
     """Continuous batching over a Llama-family model; see `scheduler` for the step loop."""
 
@@ -130,16 +150,9 @@ class BatchingEngine:
         self._max_len = limits_.sequence_capacity(
             limits=self._limits, context_length=self._context_length
         )
-        runner = llama.LlamaRunner(
-            loaded.model, slots=self._limits.max_batch_size, max_len=self._max_len
-        )
-        self._device = runner.device
-        self._scheduler = scheduler.Scheduler(
-            runner,
-            limits=self._limits,
-            eos_ids=eos_token_ids(loaded.model, loaded.tokenizer),
-            max_len=self._max_len,
-        )
+        self._model = loaded.model
+        self._scheduler: scheduler.Scheduler | None = None
+        self._device = torch.device(str(loaded.device))
         self._info = types.ModelInfo(
             name=loaded.name,
             revision=loaded.revision,
@@ -159,6 +172,8 @@ class BatchingEngine:
         return self._info
 
     def stats(self) -> types.EngineStats:
+        if self._scheduler is None:
+            return types.EngineStats(running=0, waiting=0, batch_size=0, kv_cache_usage=0.0)
         running, waiting, cached = self._scheduler.counts()
         budget = self._limits.max_batch_size * self._max_len
         return types.EngineStats(
@@ -170,7 +185,7 @@ class BatchingEngine:
 
     def generate(self, request: types.GenerationRequest) -> AsyncIterator[types.GenerationEvent]:
         """Validate, tokenize and queue; raises the domain errors synchronously."""
-        if self._draining or self._thread is None:
+        if self._draining or self._scheduler is None:
             raise types.DrainingError("the engine is not accepting requests")
         limits_.check_input(request)
         limits_.check_sampling(request.sampling, limits=self._limits)
@@ -221,12 +236,27 @@ class BatchingEngine:
         if self._thread is not None:
             return
         if self._device.type == "cpu":
-            torch.set_num_threads(os.cpu_count() or 1)
-        self._thread = threading.Thread(target=self._scheduler.run, name="llm-engine", daemon=True)
+            torch.set_num_threads(len(os.sched_getaffinity(0)) or 1)
+        built = await asyncio.to_thread(self._build_scheduler)
+        self._thread = threading.Thread(target=built.run, name="llm-engine", daemon=True)
+        self._scheduler = built
         self._thread.start()
         events = [event async for event in self.generate(WARMUP_REQUEST)]
         if not events or not isinstance(events[-1], types.FinalEvent):
             raise RuntimeError("warm-up generation produced no final event")
+
+    def _build_scheduler(self) -> scheduler.Scheduler:
+        """Off the event loop: fuse weights, build the KV cache, precompute the shared prefix."""
+        runner = llama.LlamaRunner(
+            self._model, slots=self._limits.max_batch_size, max_len=self._max_len
+        )
+        runner.set_prefix(shared_chat_prefix(self._tokenizer))
+        return scheduler.Scheduler(
+            runner,
+            limits=self._limits,
+            eos_ids=eos_token_ids(self._model, self._tokenizer),
+            max_len=self._max_len,
+        )
 
     def begin_drain(self) -> None:
         """Refuse new requests (DrainingError); running ones continue."""
@@ -235,7 +265,8 @@ class BatchingEngine:
     async def stop(self) -> None:
         """Refuse new work, end what is left as CANCELLED and join the scheduler thread."""
         self._draining = True
-        self._scheduler.shutdown()
+        if self._scheduler is not None:
+            self._scheduler.shutdown()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
 

@@ -9,6 +9,9 @@ things:
   MLP) run once over all of them without padding, then runs causal attention per sequence and
   writes each sequence's K/V into its slot. Only each prompt's last position goes through the
   LM head (49k-wide for SmolLM2: the single largest matmul).
+  A prefix many prompts share (the chat template's system prompt: ~20 of SmolLM2's ~40 prompt
+  tokens) is computed once by `set_prefix` and copied into each slot, so prefill computes only
+  the rest: less than half the prefill work for typical chat requests, hence lower TTFT.
 * `decode` runs one token for every running sequence: batched matmuls over `[batch, hidden]`,
   and attention of each row against its own slot via one batched matmul with a length mask.
 
@@ -124,17 +127,56 @@ class LlamaRunner:
         with torch.inference_mode():
             cos, sin = model.model.rotary_emb(probe, positions)
         self.cos, self.sin = cos[0], sin[0]  # [max_len, head_dim], model dtype, as HF computes
+        self.prefix_ids: list[int] = []
+        self.prefix_kv: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @torch.inference_mode()
+    def set_prefix(self, ids: list[int]) -> None:
+        """Compute and keep the K/V of a prompt prefix many requests share (the chat template's
+        system prompt); `prefill` then copies it into a slot instead of recomputing it. Call only
+        while no sequence runs: slot 0 is used as scratch."""
+        self.prefix_ids, self.prefix_kv = [], None
+        if not ids:
+            return
+        self.prefill([ids], [0])
+        n = len(ids)
+        self.prefix_kv = (
+            self.cache.k[:, 0, :, :n].clone(),
+            self.cache.v[:, 0, :, :n].clone(),
+        )
+        self.prefix_ids = list(ids)
+
+    def cached_prefix(self, prompt: list[int]) -> int:
+        """How many leading tokens of `prompt` the shared prefix covers (0 or its length); at
+        least one prompt token is always left to compute, since its logits are needed."""
+        n = len(self.prefix_ids)
+        if n and len(prompt) > n and prompt[:n] == self.prefix_ids:
+            return n
+        return 0
 
     def prefill(self, prompts: list[list[int]], slots: list[int]) -> torch.Tensor:
-        """Fill `slots` with the prompts' K/V; return float32 logits of each prompt's last token."""
-        lengths = [len(p) for p in prompts]
-        self.cache.grow(max(lengths))
-        ids = torch.tensor([t for p in prompts for t in p], device=self.device)
-        positions = torch.cat([torch.arange(n, device=self.device) for n in lengths])
+        """Fill `slots` with the prompts' K/V; return float32 logits of each prompt's last token.
+        The shared prefix, where a prompt starts with it, is copied rather than computed."""
+        skips = [self.cached_prefix(p) for p in prompts]
+        self.cache.grow(max(len(p) for p in prompts))
+        for slot, skip in zip(slots, skips, strict=True):
+            if skip and self.prefix_kv is not None:
+                self.cache.k[:, slot, :, :skip] = self.prefix_kv[0]
+                self.cache.v[:, slot, :, :skip] = self.prefix_kv[1]
+        news = [p[k:] for p, k in zip(prompts, skips, strict=True)]
+        lengths = [len(n) for n in news]
+        ids = torch.tensor([t for n in news for t in n], device=self.device)
+        positions = torch.cat(
+            [
+                torch.arange(k, k + n, device=self.device)
+                for k, n in zip(skips, lengths, strict=True)
+            ]
+        )
         token_slots = torch.cat(
             [torch.full((n,), s, device=self.device) for n, s in zip(lengths, slots, strict=True)]
         )
         starts = [sum(lengths[:i]) for i in range(len(lengths))]
+        masks = [self._prefill_mask(k, n) for k, n in zip(skips, lengths, strict=True)]
         x = self.model.model.embed_tokens(ids)
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
         for index, layer in enumerate(self.layers):
@@ -142,13 +184,16 @@ class LlamaRunner:
             self.cache.k[index][token_slots, :, positions] = k
             self.cache.v[index][token_slots, :, positions] = v
             outs = []
-            for start, n in zip(starts, lengths, strict=True):
+            for start, n, skip, slot, mask in zip(
+                starts, lengths, skips, slots, masks, strict=True
+            ):
                 outs.append(
                     F.scaled_dot_product_attention(
                         q[start : start + n].transpose(0, 1)[None],
-                        k[start : start + n].transpose(0, 1)[None],
-                        v[start : start + n].transpose(0, 1)[None],
-                        is_causal=True,
+                        self.cache.k[index, slot : slot + 1, :, : skip + n],
+                        self.cache.v[index, slot : slot + 1, :, : skip + n],
+                        attn_mask=mask,
+                        is_causal=mask is None,
                         scale=self.scale,
                         enable_gqa=True,
                     )[0].transpose(0, 1)
@@ -156,6 +201,14 @@ class LlamaRunner:
             x = self._finish_layer(layer, x, torch.cat(outs).reshape(x.shape[0], -1))
         last = torch.tensor([s + n - 1 for s, n in zip(starts, lengths, strict=True)])
         return self._logits(x[last.to(self.device)])
+
+    def _prefill_mask(self, skip: int, n: int) -> torch.Tensor | None:
+        """Causal mask for `n` new queries after `skip` cached keys (None: plain causal)."""
+        if skip == 0:
+            return None
+        keys = torch.arange(skip + n, device=self.device)[None, :]
+        queries = torch.arange(skip, skip + n, device=self.device)[:, None]
+        return keys <= queries
 
     def decode(self, tokens: list[int], positions: list[int]) -> torch.Tensor:
         """One step for slots 0..len(tokens)-1: token i sits at `positions[i]`. Float32 logits."""
