@@ -62,6 +62,13 @@ async def start(
     )
     argv = containerspec.argv(spec, rule, env)
     binds = mounts.container_mounts(spec, shared.sources)
+    hidden = mounts.shadowed(binds, procs.needed_paths(argv[0]))
+    if hidden:
+        target, path = hidden[0]
+        raise containerspec.ConfigError(
+            f"volume at {target} would hide {path}, which the process node runs this container "
+            "with (pods share the host's filesystem here); mount it elsewhere"
+        )
     for bind in binds:
         created_paths.extend(await asyncio.to_thread(mounts.ensure_mountpoint, bind))
     uid, gid = identity(shared.pod, spec)

@@ -73,10 +73,11 @@ def drop_privileges(spec: dict[str, Any]) -> None:
 def main() -> None:
     with open(sys.argv[1]) as handle:
         spec: dict[str, Any] = json.load(handle)
-    for folder, children in spec.get("expose", []):
-        expose(folder, children)
+    # Volumes first: their sources may live in a folder that `expose` is about to cover.
     for mount in spec.get("mounts", []):
         bind(mount["source"], mount["target"], read_only=bool(mount.get("readOnly")))
+    for folder, children in spec.get("expose", []):
+        expose(folder, children)
     drop_privileges(spec)
     workdir = spec.get("workingDir") or "/"
     try:

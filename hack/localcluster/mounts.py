@@ -162,6 +162,19 @@ def container_mounts(container: Mapping[str, Any], sources: Mapping[str, str]) -
     return sorted(mounts, key=lambda m: m.target.count("/"))
 
 
+def shadowed(binds: Iterable[Mount], needed: Iterable[str]) -> list[tuple[str, str]]:
+    """(mount path, needed path) pairs where a volume would hide a file the process needs.
+
+    The pod shares the host's root filesystem, so a volume at /work hides a venv under /work.
+    """
+    return [
+        (b.target, path)
+        for b in binds
+        for path in needed
+        if path == b.target or path.startswith(b.target.rstrip("/") + "/")
+    ]
+
+
 def ensure_mountpoint(mount: Mount) -> list[str]:
     """Create a missing mount point on the host and return what was created (for cleanup)."""
     created: list[str] = []

@@ -91,10 +91,24 @@ def others_may_enter(folder: str) -> bool:
         return True
 
 
+def needed_paths(program: str) -> list[str]:
+    """Files a container process runs from: its program, this Python and its prefixes."""
+    return sorted(
+        {
+            program,
+            os.path.realpath(program),
+            sys.executable,
+            os.path.realpath(sys.executable),
+            sys.prefix,
+            sys.base_prefix,
+            str(LAUNCHER),
+        }
+    )
+
+
 def exposures_for(program: str) -> list[tuple[str, list[str]]]:
     """What a non-root container needs exposed to run `program` and this Python."""
-    needed = [os.path.realpath(program), os.path.realpath(sys.executable), sys.base_prefix]
-    return blocked_folders(needed, is_open=others_may_enter)
+    return blocked_folders(needed_paths(program), is_open=others_may_enter)
 
 
 async def spawn(

@@ -28,7 +28,7 @@ print(json.dumps({
     "env": {k: os.environ.get(k) for k in ("GREETING", "FROM_SECRET", "CFG_MODE", "POD_NAME",
                                            "POD_NS", "POD_IP", "NODE", "ARG_ECHO")},
     "config": open("/etc/app/mode").read(),
-    "init": open("/work/init-was-here").read(),
+    "init": open("/data/init-was-here").read(),
     "uid": os.getuid(),
     "cwd": os.getcwd(),
 }), flush=True)
@@ -49,17 +49,17 @@ def test_init_containers_config_and_downward_api_reach_the_container(
     spec = {
         "restartPolicy": "Never",
         "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
-        "initContainers": [nt.container("init", ["sh", "-c", "echo done > /work/init-was-here"],
-                                        volumeMounts=[{"name": "work", "mountPath": "/work"}])],
+        "initContainers": [nt.container("init", ["sh", "-c", "echo done > /data/init-was-here"],
+                                        volumeMounts=[{"name": "work", "mountPath": "/data"}])],
         "containers": [nt.container(
-            "app", ["python", "-c", REPORT, "$(GREETING)"], workingDir="/work",
+            "app", ["python", "-c", REPORT, "$(GREETING)"], workingDir="/data",
             env=[{"name": "GREETING", "value": "hello"},
                  {"name": "ARG_ECHO", "value": "$(GREETING)-again"},
                  {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "token"}}},
                  {"name": "POD_NAME", **field("metadata.name")}, {"name": "POD_NS", **field("metadata.namespace")},
                  {"name": "POD_IP", **field("status.podIP")}, {"name": "NODE", **field("spec.nodeName")}],
             envFrom=[{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
-            volumeMounts=[{"name": "work", "mountPath": "/work"},
+            volumeMounts=[{"name": "work", "mountPath": "/data"},
                           {"name": "cfg", "mountPath": "/etc/app", "readOnly": True}],
         )],
         "volumes": [{"name": "work", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "cfg"}}],
@@ -80,7 +80,7 @@ def test_init_containers_config_and_downward_api_reach_the_container(
         "ARG_ECHO": "hello-again",
     }  # fmt: skip
     assert report["config"] == "fast" and report["init"] == "done\n"
-    assert report["uid"] == 1000 and report["cwd"] == "/work"
+    assert report["uid"] == 1000 and report["cwd"] == "/data"
 
 
 LIST_PODS = """

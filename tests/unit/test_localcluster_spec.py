@@ -216,3 +216,9 @@ def test_a_claim_gets_a_prebound_host_path_volume() -> None:
     assert pv["spec"]["claimRef"]["uid"] == "c-1" and pv["spec"]["capacity"] == {"storage": "2Gi"}
     assert pv["spec"]["hostPath"]["path"] == "/state/pvc/team/data"
     assert pv["spec"]["storageClassName"] == "standard"
+
+
+def test_a_volume_that_would_hide_the_interpreter_is_detected() -> None:
+    binds = [mounts.Mount("/s/a", "/work", False), mounts.Mount("/s/b", "/data", False)]
+    needed = ["/work/main/.venv/bin/python", "/root/.pyenv/bin/python3.11", "/workspace/x"]
+    assert mounts.shadowed(binds, needed) == [("/work", "/work/main/.venv/bin/python")]
