@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import re
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TypeVar
@@ -34,6 +35,9 @@ _InfoContext = aio.ServicerContext[runtime_pb2.ModelInfoRequest, runtime_pb2.Mod
 _AnyContext = _GenerateContext | _StreamContext
 
 DEFAULT_MAX_NEW_TOKENS = 128
+# Request ids end up in logs: bounded, printable, no spaces, so a client cannot forge log lines.
+MAX_REQUEST_ID_LENGTH = 128
+_REQUEST_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_REQUEST_ID_LENGTH}}}")
 
 _FINISH = {
     types.FinishReason.LENGTH: runtime_pb2.FINISH_REASON_LENGTH,
@@ -88,8 +92,13 @@ def _sampling(msg: runtime_pb2.GenerateRequest, info: types.ModelInfo) -> types.
 def to_domain(
     msg: runtime_pb2.GenerateRequest, *, info: types.ModelInfo, request_id: str
 ) -> types.GenerationRequest:
-    """Convert a request; defaults for unset fields, every range check is the engine's, which
-    raises InvalidRequestError naming the field (one set of rules for gRPC and direct callers)."""
+    """Convert a request; defaults for unset fields. Range checks are the engine's, which raises
+    InvalidRequestError naming the field (one set of rules for gRPC and direct callers); only the
+    request id, which the engine never looks at, is checked here."""
+    if not _REQUEST_ID.fullmatch(request_id):
+        raise types.InvalidRequestError(
+            f"request_id must be 1..{MAX_REQUEST_ID_LENGTH} printable ASCII characters, no spaces"
+        )
     return types.GenerationRequest(
         request_id=request_id,
         prompt=msg.prompt or None,
@@ -237,7 +246,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
         except Exception as exc:
             code, message = status_for(exc)
             if code == grpc.StatusCode.INTERNAL:
-                log.exception("request %s failed", request_id)
+                log.exception("request %s failed", log_safe(request_id))
             await context.abort(code, message)
         finally:
             if serving is not None:
@@ -261,6 +270,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
                 completion_tokens=outcome.completion_tokens,
             )
         reason = outcome.final.finish_reason.value if outcome.final else "-"
+        request_id = log_safe(request_id)
         log.info(
             "request %s %s code=%s finish=%s prompt_tokens=%d completion_tokens=%d",
             request_id,
@@ -285,6 +295,11 @@ async def _closing(iterator: AsyncIterator[_T]) -> AsyncIterator[AsyncIterator[_
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def log_safe(request_id: str) -> str:
+    """A request id as it may appear in a log line, even when the client sent a bad one."""
+    return re.sub(r"[^\x21-\x7e]", "?", request_id[:MAX_REQUEST_ID_LENGTH])
 
 
 def _account(event: types.GenerationEvent, outcome: _Outcome, clock: metrics.RequestClock) -> None:

@@ -126,6 +126,8 @@ async def test_model_info_reports_the_operator_name_and_the_limits(tiny_model: P
         {"prompt": "hi", "max_new_tokens": 100_000},
         {"prompt": "hi", "stop": [""]},
         {"prompt": "word " * 600},  # longer than the context
+        {"prompt": "hi", "request_id": "r" * 129},
+        {"prompt": "hi", "request_id": "forged\nINFO log line"},
     ],
     ids=lambda f: ",".join(f) or "empty",
 )
