@@ -61,8 +61,6 @@ def clear_quantization(model: Any) -> Any:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    if getattr(model, "is_quantized", False):
-        model.is_quantized = False
     return model
 
 
