@@ -1,10 +1,11 @@
 """kopf wiring: thin handlers that parse, build (pure), apply (kube) and publish status.
 
-- create/update/resume: apply the children now, then refresh status.
+- create/update/resume: apply the children now.
 - a drift timer re-applies the children (server-side apply is a no-op when nothing drifted, and
   recreates a deleted child).
 - a status timer observes the Deployment and pods and writes a truthful status; phase changes post
-  an Event. Change handlers alone would miss crash loops and finished loads.
+  an Event. It is the only writer of status, so Events are not duplicated by racing handlers.
+  Change handlers alone would miss crash loops and finished loads.
 Deletion needs no handler: every child carries an ownerReference, so the garbage collector cascades.
 """
 
@@ -107,19 +108,15 @@ def _revision(d: spec.LLMDeployment, settings: Settings) -> str:
     return builders.desired(d, default_image=settings.runtime_image).revision
 
 
-def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Spec (or labels/annotations) changed, or the operator restarted: apply, then report."""
+def on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Spec (or labels/annotations) changed, or the operator restarted: apply the children now.
+    The status timer reports the outcome (one writer of status and Events, so no duplicates)."""
     with _measured("change"):
         d = spec.parse(body)
-        settings: Settings = memo.settings
         try:
-            revision = apply_children(d, settings=settings, memo=memo)
+            apply_children(d, settings=memo.settings, memo=memo)
         except kube.ApiError as e:
-            observed = observe(d, revision=_revision(d, settings), apply_error=memo.apply_error)
-            publish(body=body, patch=patch, observed=observed, d=d)
             raise kopf.PermanentError(f"the API server refused a child: {e}") from e
-        observed = observe(d, revision=revision, apply_error="")
-        publish(body=body, patch=patch, observed=observed, d=d)
 
 
 def repair_drift(

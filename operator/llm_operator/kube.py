@@ -99,7 +99,7 @@ def _request(
         resource_path=path,
         query_params=list(query),
         header_params=headers,
-        body=json.dumps(body) if body is not None else None,
+        body=dict(body) if body is not None else None,
         auth_settings=["BearerToken"],
     )
     try:

@@ -94,7 +94,12 @@ def conditions_for(v: Verdict, *, ready: int, desired: int) -> list[dict[str, An
             "ReplicasReady" if available else v.reason,
             f"{ready}/{desired} replicas ready",
         ),
-        _cond("Progressing", moving, v.reason if moving else "RolloutComplete", v.message),
+        _cond(
+            "Progressing",
+            moving,
+            "RolloutComplete" if v.phase == "Ready" else v.reason,
+            v.message,
+        ),
         _cond("Degraded", bad, v.reason if bad else "AsExpected", v.message if bad else ""),
     ]
 

@@ -155,6 +155,8 @@ def test_degraded_status_sets_condition_reason_and_last_error() -> None:
     assert conds["Degraded"]["status"] == "True"
     assert conds["Degraded"]["reason"] == "CrashLoopBackOff"
     assert conds["Available"]["status"] == "False"
+    assert conds["Progressing"]["status"] == "False"
+    assert conds["Progressing"]["reason"] == "CrashLoopBackOff"  # not "RolloutComplete"
     assert "no such file" in str(body["lastError"])
 
 
