@@ -162,17 +162,25 @@ def _start_component(layout: Layout, name: str, bindir: Path) -> None:
 
 
 def _wait(
-    layout: Layout, what: str, check: Callable[[], bool], *, owner: str, timeout: float
+    layout: Layout,
+    what: str,
+    check: Callable[[], bool],
+    *,
+    owners: tuple[str, ...],
+    timeout: float,
 ) -> None:
-    """Poll `check` until true; fail early, naming the log, if `owner`'s process died."""
+    """Poll `check` until true; fail early, naming the log, if one of `owners` died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
-        if cp_procs.running(layout.pidfile(owner)) is None:
-            raise StartError(f"{owner} exited while waiting for {what}; see {layout.log(owner)}")
+        for owner in owners:
+            if cp_procs.running(layout.pidfile(owner)) is None:
+                log = layout.log(owner)
+                raise StartError(f"{owner} exited while waiting for {what}; see {log}")
         time.sleep(0.2)
-    raise StartError(f"timed out after {timeout:.0f}s waiting for {what}; see {layout.log(owner)}")
+    logs = ", ".join(str(layout.log(o)) for o in owners)
+    raise StartError(f"timed out after {timeout:.0f}s waiting for {what}; see {logs}")
 
 
 def start(layout: Layout, *, bindir: Path, timeout: float = 90.0) -> None:
@@ -191,7 +199,13 @@ def start(layout: Layout, *, bindir: Path, timeout: float = 90.0) -> None:
     api = cp_api.Client.from_layout(layout)
     _start_component(layout, "etcd", bindir)
     _start_component(layout, "kube-apiserver", bindir)
-    _wait(layout, "the apiserver's /readyz", api.ready, owner="kube-apiserver", timeout=timeout)
+    _wait(
+        layout,
+        "the apiserver's /readyz",
+        api.ready,
+        owners=("etcd", "kube-apiserver"),
+        timeout=timeout,
+    )
     # The controller-manager and scheduler give up if the apiserver is not healthy within
     # seconds of their start, so they start only now.
     _start_component(layout, "kube-controller-manager", bindir)
@@ -211,7 +225,7 @@ def wait_controllers(layout: Layout, *, timeout: float = 90.0) -> None:
         layout,
         "the default ServiceAccount",
         lambda: api.exists("/api/v1/namespaces/default/serviceaccounts/default"),
-        owner="kube-controller-manager",
+        owners=("kube-controller-manager",),
         timeout=timeout,
     )
     if cp_procs.running(layout.pidfile("kube-scheduler")) is None:

@@ -8,12 +8,15 @@ plane, etcd's data and the bridge, so the machine looks as it did before `up`.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
 import os
 import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,18 @@ from localcluster.cp_layout import Layout
 
 NODE = "node"
 NODE_MODULE = "localcluster.node"
+
+
+@contextlib.contextmanager
+def exclusive(layout: Layout) -> Iterator[None]:
+    """Serialise `up` and `down`: two test sessions or terminals must not start two etcds."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with open(layout.root / "lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def node_agent_available() -> bool:
@@ -90,10 +105,11 @@ class UpResult:
 def up(layout: Layout, *, bindir: Path, timeout: float = 90.0) -> UpResult:
     """Start (or verify) everything; returns the Ready node (None without a node agent)."""
     began = time.monotonic()
-    controlplane.start(layout, bindir=bindir, timeout=timeout)
-    has_node = start_node(layout, bindir=bindir)
-    controlplane.wait_controllers(layout, timeout=timeout)
-    node = wait_node_ready(layout, timeout=timeout) if has_node else None
+    with exclusive(layout):
+        controlplane.start(layout, bindir=bindir, timeout=timeout)
+        has_node = start_node(layout, bindir=bindir)
+        controlplane.wait_controllers(layout, timeout=timeout)
+        node = wait_node_ready(layout, timeout=timeout) if has_node else None
     return UpResult(node=node, seconds=time.monotonic() - began)
 
 
@@ -124,9 +140,10 @@ def node_cleanup(layout: Layout, *, bindir: Path) -> str | None:
 
 def down(layout: Layout, *, bindir: Path) -> list[str]:
     """Stop everything `up` started and remove what it created; returns what was running."""
-    stopped = [NODE] if cp_procs.stop(layout.pidfile(NODE), timeout=30.0) else []
-    problem = node_cleanup(layout, bindir=bindir)
-    stopped += controlplane.stop(layout)
+    with exclusive(layout):
+        stopped = [NODE] if cp_procs.stop(layout.pidfile(NODE), timeout=30.0) else []
+        problem = node_cleanup(layout, bindir=bindir)
+        stopped += controlplane.stop(layout)
     if problem:
         raise CleanupError(problem)
     return stopped
