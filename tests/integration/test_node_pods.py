@@ -25,7 +25,7 @@ def phase(cluster: Cluster, namespace: str, name: str) -> str:
 REPORT = """
 import json, os
 print(json.dumps({
-    "env": {k: os.environ.get(k) for k in ("GREETING", "FROM_SECRET", "CFG_MODE", "POD_NAME",
+    "env": {k: os.environ.get(k) for k in ("GREETING", "FROM_SECRET", "CFG_mode", "POD_NAME",
                                            "POD_NS", "POD_IP", "NODE", "ARG_ECHO")},
     "config": open("/etc/app/mode").read(),
     "init": open("/data/init-was-here").read(),
@@ -75,7 +75,7 @@ def test_init_containers_config_and_downward_api_reach_the_container(
     logs = cluster.kubectl("logs", "report", "-c", "app", "-n", namespace).stdout
     report = json.loads(logs.strip().splitlines()[-1])
     assert report["env"] == {
-        "GREETING": "hello", "FROM_SECRET": "s3cret", "CFG_MODE": "fast", "POD_NAME": "report",
+        "GREETING": "hello", "FROM_SECRET": "s3cret", "CFG_mode": "fast", "POD_NAME": "report",
         "POD_NS": namespace, "POD_IP": pod["status"]["podIP"], "NODE": pod["spec"]["nodeName"],
         "ARG_ECHO": "hello-again",
     }  # fmt: skip
