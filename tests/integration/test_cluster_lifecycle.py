@@ -61,21 +61,33 @@ def _mounts() -> frozenset[tuple[str, str, str]]:
     return frozenset(found)
 
 
+def is_cluster_daemon(cmdline: str, *, in_pod_netns: bool, markers: tuple[str, ...]) -> bool:
+    """Pure: a process that is part of a running cluster, as opposed to a short-lived client.
+
+    Pod processes live in a network namespace of their own; the control plane and the node agent
+    run from our tools folder or name our state folder. `python -m localcluster ...` and the
+    node's `--cleanup` are clients (another session may be running one right now), not leftovers.
+    """
+    if " -m localcluster " in f"{cmdline} " or cmdline.rstrip().endswith("--cleanup"):
+        return False
+    return in_pod_netns or any(m in cmdline for m in markers)
+
+
 def _cluster_processes(markers: tuple[str, ...]) -> frozenset[str]:
-    """Live processes that belong to a cluster: started from our tools or state folder, or
-    running in a network namespace other than the host's (every pod process does)."""
+    """Live cluster daemons and pod processes, as `pid cmdline`."""
     host_net = os.readlink("/proc/self/ns/net")
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            raw = (entry / "cmdline").read_bytes()
             net = os.readlink(entry / "ns" / "net")
         except OSError:
             continue
-        if cmdline and (net != host_net or any(m in cmdline for m in markers)):
-            found.add(f"{entry.name} {cmdline.strip()}")
+        cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+        if cmdline and is_cluster_daemon(cmdline, in_pod_netns=net != host_net, markers=markers):
+            found.add(f"{entry.name} {cmdline}")
     return frozenset(found)
 
 
