@@ -83,13 +83,12 @@ def start_node(layout: Layout, *, bindir: Path) -> bool:
 
 
 def wait_node_ready(layout: Layout, *, timeout: float) -> str:
-    """Poll until a Node is Ready; fail fast, naming the log, if the agent died."""
+    """Poll until our Node is Ready; fail fast, naming the log, if the agent died."""
     client = cp_api.Client.from_layout(layout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ready = cp_api.ready_nodes(client)
-        if ready:
-            return ready[0]
+        if cp_layout.NODE_NAME in cp_api.ready_nodes(client):
+            return cp_layout.NODE_NAME
         if cp_procs.running(layout.pidfile(NODE)) is None:
             raise controlplane.StartError(f"the node agent exited; see {layout.log(NODE)}")
         time.sleep(0.2)
@@ -98,6 +97,8 @@ def wait_node_ready(layout: Layout, *, timeout: float) -> str:
 
 @dataclass(frozen=True)
 class UpResult:
+    """What `up` reports: the Ready node (None without a node agent) and how long it took."""
+
     node: str | None
     seconds: float
 
