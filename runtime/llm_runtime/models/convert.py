@@ -116,9 +116,8 @@ def _convert_into(
         name = name or existing.name
     with progress_.transformers_bars(progress):
         model, tokenizer = loading.read_weights(found, dtype=dtype, device="cpu")
-    model = loading.clear_quantization(model)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
+        loading.clear_quantization(model).save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     publish.make_readable(staging)
     built = manifest.build(
         staging,
