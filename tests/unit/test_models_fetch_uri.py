@@ -188,3 +188,17 @@ def test_bad_scheme_exits_2_without_traceback(tmp_path: Path) -> None:
     assert done.returncode == cli.EXIT_USAGE
     assert "unsupported URI scheme 's3'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cli_and_fetch_import_no_torch(tmp_path: Path) -> None:
+    """`llm-runtime --help` and an up-to-date fetch must not pay torch's import time."""
+    script = (
+        "import sys; import llm_runtime.models.cli, llm_runtime.models.fetch; "
+        "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules); "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "runtime")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
