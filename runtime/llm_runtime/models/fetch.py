@@ -134,7 +134,10 @@ def download_hf(
             "(offline? set HF_TOKEN for gated repos, or pre-fetch into a volume and use file://)"
         ) from exc
     log.info("%s resolved to %s", source.uri, folder)
-    return Path(folder) / source.filename if source.filename else Path(folder)
+    local = Path(folder) / source.filename if source.filename else Path(folder)
+    if not local.exists():
+        raise errors.FetchError(f"{source.uri}: the repo has no file {source.filename}")
+    return local
 
 
 def resolve_local(
