@@ -152,6 +152,13 @@ def test_up_pod_down_leaves_the_host_as_it_was(cluster: Cluster) -> None:
     nodes = cluster.kubectl_json("get", "nodes")["items"]
     assert [n["metadata"]["name"] for n in nodes] == [cp_layout.NODE_NAME]
 
+    # A second `up` only verifies: same processes, seconds at most.
+    pids = {p.name: p.read_text() for p in layout.run.glob("*.pid")}
+    began = time.monotonic()
+    localcluster_cli("up", layout=layout)
+    assert time.monotonic() - began < 5.0
+    assert {p.name: p.read_text() for p in layout.run.glob("*.pid")} == pids
+
     ns = "lifecycle"
     cluster.kubectl("create", "namespace", ns)
     cluster.apply(_pod("web"), namespace=ns)
@@ -159,6 +166,9 @@ def test_up_pod_down_leaves_the_host_as_it_was(cluster: Cluster) -> None:
     assert _http_get(f"http://{pod_ip}:8080/") == 200
     during = snapshot(layout)
     assert during.netns - before.netns, "the pod should run in a network namespace of its own"
+    # The process check below sees both kinds of process it must see gone.
+    assert any("kube-apiserver" in p for p in during.cluster_processes)
+    assert any("http.server" in p for p in during.cluster_processes)
 
     localcluster_cli("down", layout=layout)
     after = snapshot(layout)
