@@ -187,10 +187,10 @@ def test_hf_fetch_goes_through_the_real_hub_client_and_its_cache(
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     dst = str(tmp_path / "dst")
+    uris = ["hf://org/tiny@main", "hf://org/tiny", "hf://org/tiny@main/missing.gguf"]
     script = (
         "import sys; from llm_runtime.models import cli; "
-        f"sys.exit(cli.main(['fetch', 'hf://org/tiny@main', {dst!r}]) "
-        f"or cli.main(['fetch', 'hf://org/tiny', {dst!r}]))"
+        f"print([cli.main(['fetch', uri, {dst!r}]) for uri in {uris!r}])"
     )
     env = {
         **os.environ,
@@ -205,6 +205,8 @@ def test_hf_fetch_goes_through_the_real_hub_client_and_its_cache(
     lines = done.stdout.splitlines()
     assert lines[0].startswith(f"fetched: hf://org/tiny@main -> {dst} (bfloat16, sha256:")
     assert lines[1].startswith(f"already up to date: hf://org/tiny -> {dst}")
+    assert lines[2] == str([cli.EXIT_OK, cli.EXIT_OK, cli.EXIT_SOURCE])
+    assert "hf://org/tiny@main/missing.gguf: the repo has no file missing.gguf" in done.stderr
     assert manifest.read_verified(Path(dst)).name == "org/tiny"
 
 
