@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -167,3 +168,44 @@ def test_an_image_without_a_mapping_backs_off_like_a_failed_pull(
     )
     nt.wait_until(lambda: reason() == "ImagePullBackOff", timeout=30, what="ImagePullBackOff")
     assert phase(cluster, namespace, "nowhere") == "Pending"
+
+
+def test_a_crashing_container_enters_crash_loop_back_off(cluster: Cluster, namespace: str) -> None:
+    spec = {"containers": [nt.container("app", ["sh", "-c", "echo boom; exit 3"])]}
+    cluster.apply(nt.pod("crasher", spec), namespace=namespace)
+
+    def backing_off() -> Obj | None:
+        st = nt.container_status(get_pod(cluster, namespace, "crasher"), "app")
+        waiting = st.get("state", {}).get("waiting", {})
+        return st if waiting.get("reason") == "CrashLoopBackOff" else None
+
+    st = nt.wait_until(backing_off, timeout=40, what="CrashLoopBackOff")
+    assert st["restartCount"] >= 1
+    assert st["lastState"]["terminated"]["exitCode"] == 3
+    assert phase(cluster, namespace, "crasher") == "Running"
+    assert cluster.kubectl("logs", "crasher", "-n", namespace, "--previous").stdout == "boom\n"
+
+
+WRITE_ONCE = "import os; p='/data/count'; n=int(open(p).read()) if os.path.exists(p) else 0; open(p,'w').write(str(n+1)); print(n+1)"
+
+
+def test_a_claim_is_bound_and_its_data_outlives_the_pod(cluster: Cluster, namespace: str) -> None:
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}  # fmt: skip
+    cluster.apply(claim, namespace=namespace)
+    spec = {
+        "restartPolicy": "Never",
+        "containers": [nt.container("app", ["python", "-c", WRITE_ONCE],
+                                    volumeMounts=[{"name": "d", "mountPath": "/data"}])],
+        "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+    }  # fmt: skip
+
+    def succeeded(name: str) -> bool:
+        return phase(cluster, namespace, name) == "Succeeded"
+
+    for name, expected in (("first", "1\n"), ("second", "2\n")):
+        cluster.apply(nt.pod(name, spec), namespace=namespace)
+        nt.wait_until(functools.partial(succeeded, name), timeout=40, what=f"{name} Succeeded")
+        assert cluster.kubectl("logs", name, "-n", namespace).stdout == expected
+    pvc = cluster.kubectl_json("get", "pvc", "data", "-n", namespace)
+    assert pvc["status"]["phase"] == "Bound"
