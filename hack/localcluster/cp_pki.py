@@ -6,7 +6,8 @@ authorizer scope the node agent, and the controller-manager and scheduler get th
 bootstrap RBAC roles are bound to. ECDSA P-256 keys: quick to make, accepted everywhere here.
 
 Files are created once and kept across `down`/`up`, so the kubeconfigs users copied stay valid;
-a missing file (or a deleted `pki/` folder) is recreated on the next `up`.
+a missing file (or a deleted `pki/` folder) is recreated on the next `up`, and a leaf certificate
+that no longer matches (other subject or SANs, other CA, near expiry) is reissued.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = datetime.timedelta(days=365)
+CA_VALIDITY = datetime.timedelta(days=3650)
+# A certificate this close to expiry is reissued on the next `up`.
+RENEW_BEFORE = datetime.timedelta(days=30)
 
 APISERVER_DNS = (
     "localhost",
@@ -96,7 +101,10 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 
 def _builder(
-    name: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
+    name: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    validity: datetime.timedelta = VALIDITY,
 ) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
     return (
@@ -106,8 +114,37 @@ def _builder(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
+        .not_valid_after(now + validity)
     )
+
+
+def is_current(
+    cert: x509.Certificate,
+    *,
+    name: x509.Name,
+    sans: x509.SubjectAlternativeName | None,
+    issuer: x509.Certificate,
+    now: datetime.datetime,
+) -> bool:
+    """Pure: the certificate still says what we would issue today and is far from expiry.
+
+    So a changed node name, a new SAN, a regenerated CA or a year's passing reissues it.
+    """
+    if cert.subject != name or cert.issuer != issuer.subject:
+        return False
+    if cert.not_valid_after_utc - now < RENEW_BEFORE:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    if sans is None:
+        return True
+    try:
+        found = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return set(found) == set(sans)
 
 
 def ensure_ca(pki: Path) -> None:
@@ -117,7 +154,7 @@ def ensure_ca(pki: Path) -> None:
     key = _new_key()
     name = subject("llm-operator-local-ca")
     cert = (
-        _builder(name, name, key)
+        _builder(name, name, key, CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -147,11 +184,15 @@ def _issue(
     usage: x509.ObjectIdentifier,
     sans: x509.SubjectAlternativeName | None = None,
 ) -> None:
-    """Sign `<stem>.crt`/`<stem>.key` with the CA unless both exist."""
-    if (pki / f"{stem}.crt").exists() and (pki / f"{stem}.key").exists():
-        return
-    ca_key = _load_key(pki / "ca.key")
+    """Sign `<stem>.crt`/`<stem>.key` with the CA unless a current pair exists."""
     ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    crt = pki / f"{stem}.crt"
+    if crt.exists() and (pki / f"{stem}.key").exists():
+        now = datetime.datetime.now(datetime.UTC)
+        existing = x509.load_pem_x509_certificate(crt.read_bytes())
+        if is_current(existing, name=name, sans=sans, issuer=ca_cert, now=now):
+            return
+    ca_key = _load_key(pki / "ca.key")
     key = _new_key()
     builder = (
         _builder(name, ca_cert.subject, key)

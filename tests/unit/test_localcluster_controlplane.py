@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import ipaddress
 import sys
 from pathlib import Path
@@ -99,6 +100,29 @@ def test_pki_is_kept_across_runs(layout: Layout) -> None:
     cp_pki.ensure_pki(layout.pki, node_name="n1")
     assert ((layout.pki / "ca.crt").read_bytes(), (layout.pki / "admin.key").read_bytes()) == before
     assert (layout.pki / "ca.key").stat().st_mode & 0o077 == 0
+
+
+def test_a_renamed_node_gets_a_new_certificate_and_others_are_kept(tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    cp_pki.ensure_pki(pki, node_name="a")
+    admin, node = (pki / "admin.crt").read_bytes(), (pki / "node.crt").read_bytes()
+    cp_pki.ensure_pki(pki, node_name="b")
+    assert (pki / "admin.crt").read_bytes() == admin
+    assert (pki / "node.crt").read_bytes() != node
+    cert = x509.load_pem_x509_certificate((pki / "node.crt").read_bytes())
+    assert cert.subject == cp_pki.subject("system:node:b", ("system:nodes",))
+
+
+def test_certificates_are_renewed_near_expiry_or_under_another_ca(layout: Layout) -> None:
+    cert, ca = _cert(layout, "apiserver"), _cert(layout, "ca")
+    name, sans = cp_pki.subject("kube-apiserver"), cp_pki.apiserver_sans()
+    now = cert.not_valid_before_utc
+    assert cp_pki.is_current(cert, name=name, sans=sans, issuer=ca, now=now)
+    late = cert.not_valid_after_utc - datetime.timedelta(days=1)
+    assert not cp_pki.is_current(cert, name=name, sans=sans, issuer=ca, now=late)
+    other = x509.SubjectAlternativeName([x509.DNSName("elsewhere")])
+    assert not cp_pki.is_current(cert, name=name, sans=other, issuer=ca, now=now)
+    assert not cp_pki.is_current(cert, name=name, sans=sans, issuer=_cert(layout, "admin"), now=now)
 
 
 def test_admin_kubeconfig_is_self_contained_and_passes_the_guard(layout: Layout) -> None:
