@@ -42,6 +42,21 @@ def identity(pod: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[int | Non
     return security.get("runAsUser"), security.get("runAsGroup")
 
 
+def non_root_required(pod: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
+    """runAsNonRoot, the container's securityContext over the pod's."""
+    security = {**pod["spec"].get("securityContext", {}), **spec.get("securityContext", {})}
+    return bool(security.get("runAsNonRoot"))
+
+
+def supplemental_groups(pod: Mapping[str, Any]) -> list[int]:
+    """supplementalGroups plus fsGroup, as a kubelet gives them to every container process."""
+    security = pod["spec"].get("securityContext", {})
+    groups = [int(g) for g in security.get("supplementalGroups", [])]
+    if security.get("fsGroup") is not None:
+        groups.append(int(security["fsGroup"]))
+    return sorted(set(groups))
+
+
 async def start(
     c: status.Container,
     *,
@@ -72,6 +87,8 @@ async def start(
     for bind in binds:
         created_paths.extend(await asyncio.to_thread(mounts.ensure_mountpoint, bind))
     uid, gid = identity(shared.pod, spec)
+    if non_root_required(shared.pod, spec) and not uid:
+        raise containerspec.ConfigError("container has runAsNonRoot and image will run as root")
     launch = procs.launch_spec(
         argv=argv,
         env=env,
@@ -79,7 +96,7 @@ async def start(
         working_dir=spec.get("workingDir"),
         uid=uid,
         gid=gid,
-        groups=shared.pod["spec"].get("securityContext", {}).get("supplementalGroups", []),
+        groups=supplemental_groups(shared.pod),
         expose=await asyncio.to_thread(procs.exposures_for, argv[0]) if uid else [],
     )
     proc = await procs.spawn(

@@ -142,6 +142,13 @@ class Node:
 
     # ----- pods -----------------------------------------------------------------------------
     async def on_pod(self, kind: str, pod: Obj) -> None:
+        """Never let one odd pod stop the watch (an exception here would relist forever)."""
+        try:
+            await self._on_pod(kind, pod)
+        except Exception:
+            log.exception("pod event %s for %s", kind, pod.get("metadata", {}).get("name"))
+
+    async def _on_pod(self, kind: str, pod: Obj) -> None:
         uid = pod["metadata"]["uid"]
         worker = self.workers.get(uid)
         if kind == "DELETED":

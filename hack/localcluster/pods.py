@@ -89,7 +89,8 @@ class PodWorker:
         try:
             self.pod = await self.ctx.api.patch(path, body)
         except kubeapi.ApiError as exc:
-            log.warning("pod %s/%s status: %s", self.namespace, self.name, exc)
+            level = logging.DEBUG if exc.status == 404 else logging.WARNING  # deleted meanwhile
+            log.log(level, "pod %s/%s status: %s", self.namespace, self.name, exc)
 
     async def _status_writer(self) -> None:
         while True:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localcluster import containerspec, images, mounts, netns, podsetup, registration
+from localcluster import containers, containerspec, images, mounts, netns, podsetup, registration
 
 pytestmark = pytest.mark.unit
 
@@ -222,3 +222,12 @@ def test_a_volume_that_would_hide_the_interpreter_is_detected() -> None:
     binds = [mounts.Mount("/s/a", "/work", False), mounts.Mount("/s/b", "/data", False)]
     needed = ["/work/main/.venv/bin/python", "/root/.pyenv/bin/python3.11", "/workspace/x"]
     assert mounts.shadowed(binds, needed) == [("/work", "/work/main/.venv/bin/python")]
+
+
+def test_container_identity_prefers_the_container_and_adds_fs_group() -> None:
+    pod = {"spec": {"securityContext": {"runAsUser": 1, "runAsGroup": 2, "fsGroup": 3,
+                                        "supplementalGroups": [4], "runAsNonRoot": True}}}  # fmt: skip
+    spec = {"securityContext": {"runAsUser": 10}}
+    assert containers.identity(pod, spec) == (10, 2)
+    assert containers.supplemental_groups(pod) == [3, 4]
+    assert containers.non_root_required(pod, {"securityContext": {"runAsNonRoot": False}}) is False
