@@ -41,9 +41,17 @@ if have_all; then
 fi
 
 log() { printf '\033[1;34m[tools]\033[0m %s\n' "$*" >&2; }
-export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 mkdir -p "$bindir"
-# Two shared cores: one package at a time per compile step keeps the machine usable.
+# One build at a time per folder (two set-ups started together must not share temp files);
+# whoever waited re-checks, and leftovers of an interrupted build are removed.
+exec 9>"$bindir/.lock"
+flock 9
+if have_all; then
+  exit 0
+fi
+rm -rf "$bindir"/.build.* "$bindir"/.*.tmp
+export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+# -p: build actions run in parallel; 2 matches this machine's cores (LLMOP_GO_PARALLEL overrides).
 gobuild=(go build -trimpath -p "${LLMOP_GO_PARALLEL:-2}")
 
 build_k8s() {
