@@ -209,3 +209,33 @@ def test_a_claim_is_bound_and_its_data_outlives_the_pod(cluster: Cluster, namesp
         assert cluster.kubectl("logs", name, "-n", namespace).stdout == expected
     pvc = cluster.kubectl_json("get", "pvc", "data", "-n", namespace)
     assert pvc["status"]["phase"] == "Bound"
+
+
+def test_failing_liveness_probe_restarts_the_container(cluster: Cluster, namespace: str) -> None:
+    alive = {
+        "exec": {"command": ["test", "-f", "/state/alive"]},
+        "periodSeconds": 1,
+        "failureThreshold": 2,
+    }
+    started = {"tcpSocket": {"port": 8000}, "periodSeconds": 1, "failureThreshold": 30}
+    script = "touch /state/alive && exec python -m http.server 8000"
+    ctr = nt.container("app", ["sh", "-c", script], livenessProbe=alive, startupProbe=started,
+                       volumeMounts=[{"name": "state", "mountPath": "/state"}])  # fmt: skip
+    spec = {"containers": [ctr], "volumes": [{"name": "state", "emptyDir": {}}]}
+    cluster.apply(nt.pod("sickly", spec), namespace=namespace)
+
+    def started_ok() -> Obj | None:
+        pod = get_pod(cluster, namespace, "sickly")
+        return pod if nt.container_status(pod, "app").get("started") else None
+
+    pod = nt.wait_until(started_ok, timeout=40, what="started by its startup probe")
+    assert nt.container_status(pod, "app")["restartCount"] == 0
+    done = nt.in_pod(pod, "nsenter", "-t", str(nt.pid_of(pod, "app")), "-m", "rm", "/state/alive")
+    assert done.returncode == 0, done.stderr
+
+    def restarted() -> Obj | None:
+        st = nt.container_status(get_pod(cluster, namespace, "sickly"), "app")
+        return st if st.get("restartCount") == 1 and st.get("started") else None
+
+    st = nt.wait_until(restarted, timeout=40, what="restarted after failing liveness")
+    assert st["lastState"]["terminated"]["exitCode"] in (137, 143)
