@@ -108,8 +108,8 @@ def test_grpcurl_asks_smollm2_the_capital_of_france_and_gets_paris(
     )
     answer = json.loads(out)
     assert "Paris" in answer["text"], answer
-    assert answer["finishReason"] == "FINISH_REASON_STOP"
-    assert int(answer["promptTokens"]) > 0
+    assert answer["finish_reason"] == "FINISH_REASON_STOP"  # grpcurl keeps the proto names
+    assert int(answer["prompt_tokens"]) > 0
 
 
 def test_the_python_client_streams_paris_and_metrics_pass_promtool(
