@@ -5,12 +5,12 @@
 #
 # torch comes from the PyTorch wheel index of the variant named by TORCH_VARIANT:
 #   cpu (default)  https://download.pytorch.org/whl/cpu    (no CUDA libraries, ~200 MB)
-#   cu126, cu128…  https://download.pytorch.org/whl/cu128  (CUDA libraries as nvidia-* wheels;
+#   cu128, cu130…  https://download.pytorch.org/whl/cu130  (CUDA libraries as nvidia-* wheels;
 #                  the node provides the driver through the NVIDIA container toolkit)
 # Build from the repository root:
 #   docker build -f images/runtime.Dockerfile -t llm-operator/runtime:0.1.0 .
-#   docker build -f images/runtime.Dockerfile --build-arg TORCH_VARIANT=cu128 \
-#     -t llm-operator/runtime:0.1.0-cu128 .
+#   docker build -f images/runtime.Dockerfile --build-arg TORCH_VARIANT=cu130 \
+#     -t llm-operator/runtime:0.1.0-cu130 .
 #
 # Not built by CI here (this machine has no container engine); hack/kind-up.sh builds it for kind.
 
