@@ -406,6 +406,20 @@ def schema_node(schema: Doc, path: tuple[str, ...]) -> Doc | None:
     return node
 
 
+def schema_paths(node: Doc, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every key path the schema declares, down to free-form objects."""
+    for key, child in node.get("properties", {}).items():
+        yield (*prefix, key)
+        yield from schema_paths(child, (*prefix, key))
+
+
+def test_values_yaml_sets_every_value_the_schema_declares() -> None:
+    schema = yaml.safe_load((CHART / "values.schema.json").read_text())
+    keys = {path for path, _ in value_keys((CHART / "values.yaml").read_text())}
+    missing = set(schema_paths(schema)) - keys - {("global",)}
+    assert not missing, f"declared in values.schema.json, absent from values.yaml: {missing}"
+
+
 def test_every_value_is_commented_and_described_in_the_schema() -> None:
     schema = yaml.safe_load((CHART / "values.schema.json").read_text())
     for path, commented in value_keys((CHART / "values.yaml").read_text()):
