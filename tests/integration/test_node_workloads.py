@@ -66,6 +66,9 @@ def test_deployment_becomes_available_and_answers_on_pod_ips_and_cluster_ip(
 ) -> None:
     cluster.apply(nt.deployment("web", replicas=2, pod_spec=web_pod_spec()), namespace=namespace)
     cluster.apply(nt.service("web", port=80, target="http"), namespace=namespace)
+    headless = nt.service("web", port=8000, target="http", headless=True)
+    headless["metadata"]["name"] = "web-pods"
+    cluster.apply(headless, namespace=namespace)
     client = nt.pod("client", {"containers": [nt.container("c", ["sleep", "600"])]})
     cluster.apply(client, namespace=namespace)
     nt.wait_until(lambda: available(cluster, namespace, "web"), timeout=60, what="web Available")
@@ -93,6 +96,12 @@ def test_deployment_becomes_available_and_answers_on_pod_ips_and_cluster_ip(
             return fetch(here, u) == "200"
 
         nt.wait_until(answered, timeout=20, what=f"{url} from a pod")
+
+    def headless_ips() -> list[str]:
+        code = "import socket; print(' '.join(sorted(socket.gethostbyname_ex('web-pods')[2])))"
+        return nt.in_pod(here, "python3", "-c", code).stdout.split()
+
+    nt.wait_until(lambda: headless_ips() == ips, timeout=20, what="headless name -> both pod IPs")
 
 
 def test_killed_container_is_restarted_and_counted(cluster: Cluster, namespace: str) -> None:
@@ -155,7 +164,7 @@ while True:
 """
 
 
-def test_deleting_a_pod_sends_sigterm_and_waits_the_grace_period(
+def test_deleting_a_pod_runs_prestop_sends_sigterm_and_waits_the_grace_period(
     cluster: Cluster, namespace: str, tmp_path: Any
 ) -> None:
     out = tmp_path / "out"
@@ -163,7 +172,9 @@ def test_deleting_a_pod_sends_sigterm_and_waits_the_grace_period(
     spec = {
         "terminationGracePeriodSeconds": 4,
         "containers": [nt.container("app", ["python", "-c", SIGTERM_RECORDER],
-                                    volumeMounts=[{"name": "out", "mountPath": "/out"}])],
+                                    volumeMounts=[{"name": "out", "mountPath": "/out"}],
+                                    lifecycle={"preStop": {"exec": {"command": [
+                                        "sh", "-c", "date +%s.%N > /out/prestop"]}}})],
         "volumes": [{"name": "out", "hostPath": {"path": str(out)}}],
     }  # fmt: skip
     cluster.apply(nt.pod("stubborn", spec), namespace=namespace)
@@ -173,7 +184,9 @@ def test_deleting_a_pod_sends_sigterm_and_waits_the_grace_period(
     began, began_wall = time.monotonic(), time.time()
     cluster.kubectl("delete", "pod", "stubborn", "-n", namespace, "--wait=true", timeout=60)
     took = time.monotonic() - began
+    assert (out / "prestop").exists(), "the preStop hook did not run in the container"
     assert (out / "sigterm").exists(), "the container never saw SIGTERM"
+    assert float((out / "prestop").read_text()) <= float((out / "sigterm").read_text())
     assert 4 <= took < 12, f"deletion took {took:.1f}s for a 4s grace period"
     assert float((out / "sigterm").read_text()) - began_wall < 3, "SIGTERM came late"
 
