@@ -76,7 +76,8 @@ async def start(
         host_ip=shared.host_ip,
     )
     argv = containerspec.argv(spec, rule, env)
-    binds = mounts.container_mounts(spec, shared.sources)
+    read_only = mounts.read_only_volumes(shared.pod)
+    binds = mounts.container_mounts(spec, shared.sources, read_only=read_only)
     hidden = mounts.shadowed(binds, procs.needed_paths(argv[0]))
     if hidden:
         target, path = hidden[0]

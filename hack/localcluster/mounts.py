@@ -11,7 +11,7 @@ ConfigMap or Secret are not propagated (a documented gap), the token is refreshe
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,17 +149,35 @@ def prepare_folder(volume: Mapping[str, Any], source: str) -> None:
         os.makedirs(source, exist_ok=True)
 
 
-def container_mounts(container: Mapping[str, Any], sources: Mapping[str, str]) -> list[Mount]:
+def read_only_volumes(pod: Mapping[str, Any]) -> set[str]:
+    """Volumes every mount of which is read-only: content volumes (as a kubelet mounts them)
+    and claims marked `readOnly` in the pod's volume list."""
+    names = set()
+    for volume in pod.get("spec", {}).get("volumes", []):
+        if any(k in volume for k in ("configMap", "secret", "downwardAPI", "projected")):
+            names.add(volume["name"])
+        elif volume.get("persistentVolumeClaim", {}).get("readOnly"):
+            names.add(volume["name"])
+    return names
+
+
+def container_mounts(
+    container: Mapping[str, Any],
+    sources: Mapping[str, str],
+    *,
+    read_only: Collection[str] = frozenset(),
+) -> list[Mount]:
     """The binds of one container, subPath applied, in the order given (parents first)."""
-    mounts = []
+    binds = []
     for vm in container.get("volumeMounts", []):
         source = sources.get(vm["name"])
         if source is None:
             raise containerspec.ConfigError(f"volumeMount {vm['name']!r} names no volume")
         if vm.get("subPath"):
             source = os.path.join(source, vm["subPath"])
-        mounts.append(Mount(source, vm["mountPath"], bool(vm.get("readOnly", False))))
-    return sorted(mounts, key=lambda m: m.target.count("/"))
+        ro = bool(vm.get("readOnly", False)) or vm["name"] in read_only
+        binds.append(Mount(source, vm["mountPath"], ro))
+    return sorted(binds, key=lambda m: m.target.count("/"))
 
 
 def shadowed(binds: Iterable[Mount], needed: Iterable[str]) -> list[tuple[str, str]]:

@@ -231,3 +231,17 @@ def test_container_identity_prefers_the_container_and_adds_fs_group() -> None:
     assert containers.identity(pod, spec) == (10, 2)
     assert containers.supplemental_groups(pod) == [3, 4]
     assert containers.non_root_required(pod, {"securityContext": {"runAsNonRoot": False}}) is False
+
+
+def test_content_volumes_and_read_only_claims_mount_read_only() -> None:
+    pod = {"spec": {"volumes": [
+        {"name": "cfg", "configMap": {"name": "c"}}, {"name": "src", "persistentVolumeClaim": {"claimName": "s", "readOnly": True}},
+        {"name": "cache", "persistentVolumeClaim": {"claimName": "m"}}, {"name": "tmp", "emptyDir": {}},
+    ]}}  # fmt: skip
+    assert mounts.read_only_volumes(pod) == {"cfg", "src"}
+    container = {
+        "volumeMounts": [{"name": "src", "mountPath": "/src"}, {"name": "cache", "mountPath": "/m"}]
+    }
+    sources = {"src": "/h/src", "cache": "/h/m"}
+    binds = mounts.container_mounts(container, sources, read_only=mounts.read_only_volumes(pod))
+    assert binds == [mounts.Mount("/h/src", "/src", True), mounts.Mount("/h/m", "/m", False)]
