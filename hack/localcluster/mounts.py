@@ -154,9 +154,9 @@ def read_only_volumes(pod: Mapping[str, Any]) -> set[str]:
     and claims marked `readOnly` in the pod's volume list."""
     names = set()
     for volume in pod.get("spec", {}).get("volumes", []):
-        if any(k in volume for k in ("configMap", "secret", "downwardAPI", "projected")):
-            names.add(volume["name"])
-        elif volume.get("persistentVolumeClaim", {}).get("readOnly"):
+        if any(
+            k in volume for k in ("configMap", "secret", "downwardAPI", "projected")
+        ) or volume.get("persistentVolumeClaim", {}).get("readOnly"):
             names.add(volume["name"])
     return names
 
