@@ -121,14 +121,20 @@ def volume_files(
 
 
 def write_files(folder: Path, files: FileMap) -> None:
-    """Write a content volume's files (in place, so a bound folder sees refreshed tokens)."""
+    """Write a content volume's files, each atomically (temp file + rename in the folder).
+
+    The folder is what gets bound into the pod, so a renamed-in file (a refreshed token) is seen
+    at once and a reader never sees it half written.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o755)
     for rel, (content, mode) in files.items():
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-        path.chmod(mode)
+        fresh = path.with_name(f".{path.name}.tmp")
+        fresh.write_text(content)
+        fresh.chmod(mode)
+        os.replace(fresh, path)
 
 
 def folder_source(volume: Mapping[str, Any], *, pod_dir: Path, pvc_paths: Mapping[str, str]) -> str:

@@ -245,3 +245,11 @@ def test_content_volumes_and_read_only_claims_mount_read_only() -> None:
     sources = {"src": "/h/src", "cache": "/h/m"}
     binds = mounts.container_mounts(container, sources, read_only=mounts.read_only_volumes(pod))
     assert binds == [mounts.Mount("/h/src", "/src", True), mounts.Mount("/h/m", "/m", False)]
+
+
+def test_volume_files_are_written_with_their_modes(tmp_path: Path) -> None:
+    mounts.write_files(tmp_path / "v", {"token": ("jwt", 0o600), "dir/ca.crt": ("PEM", 0o644)})
+    assert (tmp_path / "v/token").read_text() == "jwt"
+    assert (tmp_path / "v/token").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "v/dir/ca.crt").read_text() == "PEM"
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["dir", "token"]
