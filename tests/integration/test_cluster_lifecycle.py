@@ -51,13 +51,19 @@ def _links() -> frozenset[str]:
     )
 
 
+# iproute2 turns /run/netns into a shared mount point the first time any namespace is added
+# and keeps it; the namespaces themselves are the mounts below it, and those must go.
+IPROUTE2_RUNTIME_MOUNT = "/run/netns"
+
+
 def _mounts() -> frozenset[tuple[str, str, str]]:
     """(mount point, fs type, source) from /proc/self/mountinfo; mount ids change, these do not."""
     found = set()
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields = line.split()
         sep = fields.index("-")
-        found.add((fields[4], fields[sep + 1], fields[sep + 2]))
+        if fields[4] != IPROUTE2_RUNTIME_MOUNT:
+            found.add((fields[4], fields[sep + 1], fields[sep + 2]))
     return frozenset(found)
 
 
