@@ -77,18 +77,22 @@ def node_object(cfg: NodeConfig) -> Obj:
     }
 
 
-def node_status(cfg: NodeConfig, *, at: str) -> Obj:
-    """Ready, no pressure, addresses, the kubelet endpoint and what we can hold."""
+def node_status(cfg: NodeConfig, *, at: str, first: bool = True) -> Obj:
+    """Ready, no pressure, addresses, the kubelet endpoint and what we can hold.
+
+    Heartbeats (`first=False`) leave lastTransitionTime out: a strategic merge patch keeps the
+    stored one, so it keeps meaning "when the status last changed".
+    """
 
     def condition(kind: str, ok: bool, reason: str) -> Obj:
-        return {
+        entry = {
             "type": kind,
             "status": "True" if ok else "False",
             "reason": reason,
             "message": "process node",
             "lastHeartbeatTime": at,
-            "lastTransitionTime": at,
         }
+        return {**entry, "lastTransitionTime": at} if first else entry
 
     return {
         "capacity": resources(cfg),
@@ -153,12 +157,12 @@ async def register(api: kubeapi.Api, cfg: NodeConfig) -> str:
         if exc.status != 409:
             raise
         node = await api.get(f"/api/v1/nodes/{cfg.name}")
-    await send_status(api, cfg)
+    await send_status(api, cfg, first=True)
     return str(node["metadata"]["uid"])
 
 
-async def send_status(api: kubeapi.Api, cfg: NodeConfig) -> None:
-    body = {"status": node_status(cfg, at=status.now_rfc3339())}
+async def send_status(api: kubeapi.Api, cfg: NodeConfig, *, first: bool = False) -> None:
+    body = {"status": node_status(cfg, at=status.now_rfc3339(), first=first)}
     await api.patch(f"/api/v1/nodes/{cfg.name}/status", body, content_type=kubeapi.STRATEGIC_PATCH)
 
 

@@ -253,3 +253,9 @@ def test_volume_files_are_written_with_their_modes(tmp_path: Path) -> None:
     assert (tmp_path / "v/token").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "v/dir/ca.crt").read_text() == "PEM"
     assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["dir", "token"]
+
+
+def test_node_heartbeats_keep_the_transition_time() -> None:
+    beat = registration.node_status(registration.NodeConfig(), at="t2", first=False)
+    ready = next(c for c in beat["conditions"] if c["type"] == "Ready")
+    assert ready["lastHeartbeatTime"] == "t2" and "lastTransitionTime" not in ready
