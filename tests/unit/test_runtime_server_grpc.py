@@ -167,6 +167,7 @@ async def test_an_expired_deadline_is_deadline_exceeded_and_frees_the_slot(
     call = c.generate(client.build_request("a", max_new_tokens=LONG), deadline=0.05)
     assert await _code_of(call) == grpc.StatusCode.DEADLINE_EXCEEDED
     await _until(lambda: _stats(srv) == (0, 0))
+    await _until(lambda: _requests(srv, "Generate", "DEADLINE_EXCEEDED") == 1)
 
 
 async def test_a_cancelled_stream_leaves_the_batch_at_once(
@@ -182,6 +183,15 @@ async def test_a_cancelled_stream_leaves_the_batch_at_once(
     assert srv.state.serving is not None
     info = srv.state.serving.engine.stats()
     assert info.kv_cache_usage == 0.0
+    await _until(lambda: _requests(srv, "GenerateStream", "CANCELLED") == 1)
+
+
+def _requests(srv: server.RuntimeServer, method: str, code: str) -> float | None:
+    """llm_runtime_requests_total for one method and code, as /metrics would show it."""
+    assert srv.state.serving is not None
+    info = srv.state.serving.info
+    labels = {"method": method, "code": code, "model": info.name, "revision": info.revision}
+    return srv.metrics.registry.get_sample_value("llm_runtime_requests_total", labels)
 
 
 def _stats(srv: server.RuntimeServer) -> tuple[int, int]:
