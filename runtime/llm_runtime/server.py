@@ -2,7 +2,7 @@
 
 Lifecycle, as the kubelet and clients see it:
 1. start: both ports open at once; Health answers NOT_SERVING and Generate UNAVAILABLE while the
-   model loads (in a worker thread, so the event loop keeps answering probes).
+   model loads (in a daemon thread, so the event loop keeps answering probes).
 2. ready: the engine started and its warm-up generation succeeded -> Health SERVING.
 3. drain (SIGTERM/SIGINT): Health NOT_SERVING, new calls UNAVAILABLE, in-flight calls get
    `grace_seconds` to finish (then `server.stop` cancels the rest, which frees their slots),
