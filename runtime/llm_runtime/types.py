@@ -91,7 +91,7 @@ class EngineStats:
     kv_cache_usage: float  # 0..1 of the configured KV budget
 
 
-class RuntimeError_(Exception):
+class RuntimeError_(Exception):  # noqa: N801, N818  (the _ keeps the builtin unshadowed)
     """Base of the runtime's domain errors; the gRPC edge maps each subclass to one status code."""
 
 
