@@ -105,12 +105,17 @@ class UpResult:
 
 def up(layout: Layout, *, bindir: Path, timeout: float = 90.0) -> UpResult:
     """Start (or verify) everything; returns the Ready node (None without a node agent)."""
-    began = time.monotonic()
     with exclusive(layout):
-        controlplane.start(layout, bindir=bindir, timeout=timeout)
-        has_node = start_node(layout, bindir=bindir)
-        controlplane.wait_controllers(layout, timeout=timeout)
-        node = wait_node_ready(layout, timeout=timeout) if has_node else None
+        return up_holding_lock(layout, bindir=bindir, timeout=timeout)
+
+
+def up_holding_lock(layout: Layout, *, bindir: Path, timeout: float = 90.0) -> UpResult:
+    """`up` for a caller already inside `exclusive(layout)` (a test that owns the cluster)."""
+    began = time.monotonic()
+    controlplane.start(layout, bindir=bindir, timeout=timeout)
+    has_node = start_node(layout, bindir=bindir)
+    controlplane.wait_controllers(layout, timeout=timeout)
+    node = wait_node_ready(layout, timeout=timeout) if has_node else None
     return UpResult(node=node, seconds=time.monotonic() - began)
 
 
@@ -142,9 +147,14 @@ def node_cleanup(layout: Layout, *, bindir: Path) -> str | None:
 def down(layout: Layout, *, bindir: Path) -> list[str]:
     """Stop everything `up` started and remove what it created; returns what was running."""
     with exclusive(layout):
-        stopped = [NODE] if cp_procs.stop(layout.pidfile(NODE), timeout=30.0) else []
-        problem = node_cleanup(layout, bindir=bindir)
-        stopped += controlplane.stop(layout)
+        return down_holding_lock(layout, bindir=bindir)
+
+
+def down_holding_lock(layout: Layout, *, bindir: Path) -> list[str]:
+    """`down` for a caller already inside `exclusive(layout)`."""
+    stopped = [NODE] if cp_procs.stop(layout.pidfile(NODE), timeout=30.0) else []
+    problem = node_cleanup(layout, bindir=bindir)
+    stopped += controlplane.stop(layout)
     if problem:
         raise CleanupError(problem)
     return stopped

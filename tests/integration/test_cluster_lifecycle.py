@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localcluster import cp_layout, cp_net
+from localcluster import cp_cluster, cp_layout, cp_net
 from localcluster.cp_layout import Layout
-from localcluster.cp_testing import Cluster, localcluster_cli
+from localcluster.cp_testing import Cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.takes_cluster_down]
 
@@ -145,13 +145,20 @@ def _http_get(url: str, timeout: float = 30) -> int:
 
 
 def test_up_pod_down_leaves_the_host_as_it_was(cluster: Cluster) -> None:
-    layout = cluster.layout
-    localcluster_cli("down", layout=layout)
+    """Holds the cluster lock throughout, so no other session's `up` or `down` runs meanwhile
+    (theirs wait); `up`/`down` therefore run in-process, the CLI would wait for the lock too."""
+    layout, bindir = cluster.layout, cluster.bin_dir
+    with cp_cluster.exclusive(layout):
+        _up_pod_down(cluster, layout=layout, bindir=bindir)
+
+
+def _up_pod_down(cluster: Cluster, *, layout: Layout, bindir: Path) -> None:
+    cp_cluster.down_holding_lock(layout, bindir=bindir)
     before = snapshot(layout)
     assert not cp_net.link_exists(), "down must remove the bridge"
 
     began = time.monotonic()
-    localcluster_cli("up", layout=layout)
+    cp_cluster.up_holding_lock(layout, bindir=bindir)
     up_seconds = time.monotonic() - began
     assert up_seconds < UP_BUDGET_S, f"warm up took {up_seconds:.1f}s"
     assert cluster.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
@@ -161,7 +168,7 @@ def test_up_pod_down_leaves_the_host_as_it_was(cluster: Cluster) -> None:
     # A second `up` only verifies: same processes, seconds at most.
     pids = {p.name: p.read_text() for p in layout.run.glob("*.pid")}
     began = time.monotonic()
-    localcluster_cli("up", layout=layout)
+    cp_cluster.up_holding_lock(layout, bindir=bindir)
     assert time.monotonic() - began < 5.0
     assert {p.name: p.read_text() for p in layout.run.glob("*.pid")} == pids
 
@@ -176,7 +183,7 @@ def test_up_pod_down_leaves_the_host_as_it_was(cluster: Cluster) -> None:
     assert any("kube-apiserver" in p for p in during.cluster_processes)
     assert any("http.server" in p for p in during.cluster_processes)
 
-    localcluster_cli("down", layout=layout)
+    cp_cluster.down_holding_lock(layout, bindir=bindir)
     after = snapshot(layout)
     assert after.netns == before.netns
     assert after.links == before.links
