@@ -6,6 +6,13 @@ sequences, pure), `sampling` (per-row sampling with per-request RNGs), `kvcache`
 `core` (the asyncio-facing engine). Importing this package imports torch.
 """
 
+import os
+
+# Must happen before torch loads libgomp (the first `import torch`); an explicit setting wins.
+# Idle OpenMP workers then sleep instead of spinning: on a 2-core machine shared with other pods,
+# spinning workers fought them for the cores and every 2-thread step ran 5-7x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from llm_runtime.engine.core import BatchingEngine, EventStream
 from llm_runtime.engine.limits import EngineLimits
 
