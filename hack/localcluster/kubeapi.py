@@ -23,6 +23,7 @@ import yaml
 Obj = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+UNREACHABLE = 0  # ApiError.status when the apiserver did not answer (down, timeout, reset)
 
 
 class ApiError(Exception):
@@ -95,22 +96,25 @@ class Api:
         content_type: str = "application/json",
         limit_s: float = 30.0,
     ) -> Obj:
-        """One call; raises ApiError on any non-2xx reply."""
+        """One call; raises ApiError on any non-2xx reply, status 0 when none came at all."""
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type, "Accept": "application/json"}
-        async with self._session.request(
-            method,
-            path,
-            data=data,
-            params=params,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=limit_s),
-        ) as reply:
-            text = await reply.text()
-            if reply.status >= 300:
-                raise ApiError(reply.status, text[:500])
-            result: Obj = json.loads(text) if text else {}
-            return result
+        try:
+            async with self._session.request(
+                method,
+                path,
+                data=data,
+                params=params,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=limit_s),
+            ) as reply:
+                text = await reply.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ApiError(UNREACHABLE, f"{method} {path}: {exc!r}") from exc
+        if reply.status >= 300:
+            raise ApiError(reply.status, text[:500])
+        result: Obj = json.loads(text) if text else {}
+        return result
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Obj:
         return await self.request("GET", path, params=params)

@@ -21,7 +21,7 @@ import shutil
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from localcluster import kubeapi, logs, mounts, netns, pods, procs, proxy, registration, services
 
@@ -29,6 +29,7 @@ log = logging.getLogger("localcluster.node")
 Obj = dict[str, Any]
 CREATED_PATHS = "created-paths.json"
 NODE_SUBDIR = "node"
+T = TypeVar("T")
 
 
 def default_cluster_dir() -> Path:
@@ -60,6 +61,18 @@ async def informer(
         except Exception as exc:
             log.warning("watch %s: %s; relisting", path, exc)
             await asyncio.sleep(1)
+
+
+async def until_answered(call: Callable[[], Awaitable[T]], *, every: float = 1.0) -> T:
+    """Retry a call while the apiserver is unreachable or failing (it may still be starting)."""
+    while True:
+        try:
+            return await call()
+        except kubeapi.ApiError as exc:
+            if exc.status not in (kubeapi.UNREACHABLE, 429) and exc.status < 500:
+                raise
+            log.warning("apiserver not answering yet: %s", exc)
+            await asyncio.sleep(every)
 
 
 class Node:
@@ -206,7 +219,7 @@ class Node:
 
     # ----- run ------------------------------------------------------------------------------
     async def run(self) -> None:
-        node_uid = await registration.register(self.api, self.cfg)
+        node_uid = await until_answered(lambda: registration.register(self.api, self.cfg))
         log_server = await logs.serve(
             self.locate_log, folder=self.state_dir, ip=self.cfg.host_ip, port=self.cfg.kubelet_port
         )
@@ -292,7 +305,7 @@ async def amain(args: argparse.Namespace) -> None:
     kubeconfig = args.kubeconfig or args.state_dir / "kubeconfig"
     creds = kubeapi.load_credentials(kubeconfig, scratch=state_dir / "credentials")
     api = kubeapi.Api(creds)
-    version = (await api.get("/version")).get("gitVersion", "v1.37.0")
+    version = (await until_answered(lambda: api.get("/version"))).get("gitVersion", "v1.37.0")
     cfg = registration.NodeConfig(
         name=args.node_name,
         gpus=args.gpus,

@@ -91,6 +91,9 @@ class PodWorker:
         except kubeapi.ApiError as exc:
             level = logging.DEBUG if exc.status == 404 else logging.WARNING  # deleted meanwhile
             log.log(level, "pod %s/%s status: %s", self.namespace, self.name, exc)
+            if exc.status == kubeapi.UNREACHABLE or exc.status >= 500:
+                await asyncio.sleep(RETRY_SECONDS)  # the apiserver is back soon: write again
+                self.dirty()
 
     async def _status_writer(self) -> None:
         while True:
