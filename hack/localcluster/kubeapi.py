@@ -143,10 +143,10 @@ class Api:
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
                     if line.strip():
-                        yield _event(line)
+                        yield parse_event(line)
 
 
-def _event(line: bytes) -> Obj:
+def parse_event(line: bytes) -> Obj:
     """One watch event; an ERROR event (e.g. 410 Gone) becomes ApiError so callers relist."""
     event: Obj = json.loads(line)
     if event.get("type") == "ERROR":

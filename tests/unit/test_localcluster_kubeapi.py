@@ -35,10 +35,10 @@ def test_inline_kubeconfig_credentials_become_files(tmp_path: Path) -> None:
 
 def test_watch_events_parse_and_errors_raise_with_their_code() -> None:
     event = {"type": "ADDED", "object": {"metadata": {"name": "p"}}}
-    assert kubeapi._event(json.dumps(event).encode()) == event
+    assert kubeapi.parse_event(json.dumps(event).encode()) == event
     gone = {"type": "ERROR", "object": {"code": 410, "message": "too old resource version"}}
     with pytest.raises(kubeapi.ApiError) as caught:
-        kubeapi._event(json.dumps(gone).encode())
+        kubeapi.parse_event(json.dumps(gone).encode())
     assert caught.value.status == 410
 
 
