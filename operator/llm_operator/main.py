@@ -17,6 +17,16 @@ import kopf
 from llm_operator import handlers, kube, settings
 
 
+class QuietTimers(logging.Filter):
+    """Drops kopf's "Timer 'status' succeeded." lines: one per object every few seconds buries
+    everything else. Failures, and everything at debug level, still get through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        noisy = message.startswith("Timer '") and message.endswith("' succeeded.")
+        return not noisy or record.levelno > logging.INFO
+
+
 def _parser() -> argparse.ArgumentParser:
     names = "\n".join(
         f"  {settings.PREFIX}{name.upper()}" for name in settings.Settings.model_fields
@@ -39,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_format = kopf.LogFormat.JSON if ops.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(log_format=log_format, verbose=ops.log_level == "debug")
     logging.getLogger().setLevel(ops.log_level.upper())
+    if ops.log_level != "debug":
+        logging.getLogger("kopf.objects").addFilter(QuietTimers())
     kube.load_config()
     if ops.peering:
         for namespace in ops.namespaces or (None,):

@@ -55,3 +55,19 @@ def test_an_empty_peering_name_means_standalone() -> None:
 def test_a_bad_value_fails_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(settings.SettingsError, match=name):
         settings.from_env({name: value})
+
+
+def test_timer_success_lines_are_dropped_but_failures_kept() -> None:
+    import logging
+
+    from llm_operator import main
+
+    def record(message: str, level: int) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", level, __file__, 1, message, (), None)
+
+    quiet = main.QuietTimers()
+    assert not quiet.filter(record("Timer 'status' succeeded.", logging.INFO))
+    assert quiet.filter(
+        record("Timer 'status' failed with an exception. Will retry.", logging.ERROR)
+    )
+    assert quiet.filter(record("Handler 'apply' succeeded.", logging.INFO))
