@@ -30,26 +30,35 @@ LOAD_TIMEOUT = 600.0  # fetch + convert + load + warm-up on two shared cores
 CHILDREN = ("deployment", "service", "poddisruptionbudget", "serviceaccount")
 
 
-def helm(cluster: Cluster, *args: str) -> str:
+def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}", *args],
         env=cluster.env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
-    assert done.returncode == 0, f"helm {' '.join(args)}:\n{done.stdout}{done.stderr}"
-    return done.stdout
+    assert not check or done.returncode == 0, f"helm {' '.join(args)}:\n{done.stdout}{done.stderr}"
+    return done
 
 
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster) -> Iterator[Cluster]:
-    """The chart installed (CRDs, RBAC, operator Deployment) and the operator pod Ready."""
-    helm(
-        cluster, "upgrade", "--install", RELEASE, str(CHART),
-        "--namespace", SYSTEM_NS, "--create-namespace", "--wait", "--timeout", "300s",
-        "--set-json",
-        'operator.extraEnv=[{"name":"LLM_OPERATOR_DRIFT_INTERVAL_SECONDS","value":"5"}]',
+    """The chart installed (CRDs, RBAC, operator Deployment) and the operator pod Ready.
+
+    A release that is already installed (another test module's) is used as it is and left alone,
+    so two modules never run two operators or uninstall each other's."""
+    installed = helm(cluster, "status", RELEASE, "--namespace", SYSTEM_NS, check=False)
+    if installed.returncode != 0:
+        helm(
+            cluster, "upgrade", "--install", RELEASE, str(CHART),
+            "--namespace", SYSTEM_NS, "--create-namespace", "--wait", "--timeout", "300s",
+            "--set-json",
+            'operator.extraEnv=[{"name":"LLM_OPERATOR_DRIFT_INTERVAL_SECONDS","value":"5"}]',
+        )  # fmt: skip
+    cluster.kubectl(
+        "rollout", "status", f"deployment/{RELEASE}", "-n", SYSTEM_NS, "--timeout=180s",
     )  # fmt: skip
     yield cluster
-    helm(cluster, "uninstall", RELEASE, "--namespace", SYSTEM_NS, "--wait")
+    if installed.returncode != 0:
+        helm(cluster, "uninstall", RELEASE, "--namespace", SYSTEM_NS, "--wait")
 
 
 def wait_for(what: str, probe: Callable[[], Any], *, timeout: float, interval: float = 2.0) -> Any:
@@ -193,8 +202,7 @@ def test_operator_restart_neither_duplicates_nor_loses_children(
     before = children_uids(operator, ready_ns)
     operator.kubectl("delete", "pod", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/name=llm-operator")
     operator.kubectl(
-        "rollout", "status", "deployment", "-n", SYSTEM_NS, "--timeout=180s",
-        "-l", "app.kubernetes.io/name=llm-operator",
+        "rollout", "status", f"deployment/{RELEASE}", "-n", SYSTEM_NS, "--timeout=180s",
     )  # fmt: skip
     # A change made while the operator restarts is picked up by the new one (resume).
     operator.kubectl(
