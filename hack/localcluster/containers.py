@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from localcluster import probes as probing
 log = logging.getLogger("localcluster.containers")
 Obj = dict[str, Any]
 Process = asyncio.subprocess.Process
+# (reason, message, warning, container name) -> an Event about the pod
+Recorder = Callable[[str, str, bool, str | None], None]
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class PodShared:
     objects: Mapping[containerspec.ObjectKey, Mapping[str, str] | None]
     sources: Mapping[str, str]
     service_env: Mapping[str, str]
+    record: Recorder = field(default=lambda reason, message, warning, container: None)
 
 
 def identity(pod: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[int | None, int | None]:
@@ -107,6 +110,7 @@ async def start(
         log_file=procs.log_path(shared.pod_dir, c.name, c.restart_count),
     )
     c.run(pid=proc.pid, at=status.now_rfc3339())
+    shared.record("Started", f"Started container {c.name}", False, c.name)
     return proc, env
 
 
@@ -159,8 +163,12 @@ async def _probe_loop(
         before, tracker = tracker.result, tracker.record(ok, timing)
         if kind == "startup" and tracker.result:
             return True
+        if not ok and tracker.failures == timing.failure_threshold:
+            shared.record("Unhealthy", f"{kind.capitalize()} probe failed", True, c.name)
         if kind != "readiness" and tracker.result is False:
             log.info("container %s failed its %s probe; killing it", c.name, kind)
+            message = f"Container {c.name} failed {kind} probe, will be restarted"
+            shared.record("Killing", message, False, c.name)
             await procs.stop(proc, grace=grace)
             return False
         if kind == "readiness" and tracker.result is not None and tracker.result != before:
@@ -182,6 +190,7 @@ async def stop(
     """preStop within the grace period, then SIGTERM, the rest of it, SIGKILL."""
     loop = asyncio.get_running_loop()
     began = loop.time()
+    shared.record("Killing", f"Stopping container {c.name}", False, c.name)
     hook = spec.get("lifecycle", {}).get("preStop")
     if hook:
         with contextlib.suppress(TimeoutError):

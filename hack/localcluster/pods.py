@@ -16,7 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localcluster import containers, containerspec, images, kubeapi, netns, podsetup, procs, status
+from localcluster import (
+    containers,
+    containerspec,
+    events,
+    images,
+    kubeapi,
+    netns,
+    podsetup,
+    procs,
+    status,
+)
 
 log = logging.getLogger("localcluster.pods")
 Obj = dict[str, Any]
@@ -66,6 +76,29 @@ class PodWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self.main_task: asyncio.Task[None] | None = None
         self.terminating = False
+        self._events: set[asyncio.Task[None]] = set()
+
+    # ----- events ---------------------------------------------------------------------------
+    def event(self, reason: str, message: str, warning: bool, container: str | None) -> None:
+        """Record an Event in the background; losing one never blocks the pod."""
+        body = events.event_object(
+            self.pod,
+            reason=reason,
+            message=message,
+            warning=warning,
+            container=container,
+            node=self.ctx.node_name,
+            at=status.now_rfc3339(),
+        )
+        path = kubeapi.namespaced_path(self.namespace, "events")
+
+        async def send() -> None:
+            with contextlib.suppress(kubeapi.ApiError):
+                await self.ctx.api.create(path, body)
+
+        task = asyncio.create_task(send())
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
 
     # ----- status ---------------------------------------------------------------------------
     def dirty(self) -> None:
@@ -134,6 +167,7 @@ class PodWorker:
             objects=self.objects,
             sources=self.sources,
             service_env=self.ctx.service_env(self.namespace),
+            record=self.event,
         )
 
     def specs(self) -> dict[str, Obj]:
@@ -152,8 +186,14 @@ class PodWorker:
                 except images.ImageNotFoundError as exc:
                     missing.append(c)
                     c.wait("ErrImagePull" if attempt == 0 else "ImagePullBackOff", str(exc))
+                    if attempt == 0:
+                        self.event(
+                            "Failed", f"Failed to pull image {c.image!r}: {exc}", True, c.name
+                        )
             if not missing:
                 for c in [*self.inits, *self.mains]:
+                    message = f"Container image {c.image!r} maps to {rules[c.name].match!r}"
+                    self.event("Pulled", message, False, c.name)
                     if c.waiting in ("ErrImagePull", "ImagePullBackOff"):
                         c.wait("PodInitializing" if self.inits else "ContainerCreating")
                 return rules
@@ -242,6 +282,7 @@ class PodWorker:
             c.wait(
                 "CrashLoopBackOff", f"back-off {delay:.0f}s restarting failed container={c.name}"
             )
+            self.event("BackOff", "Back-off restarting failed container", True, c.name)
             self.dirty()
             await asyncio.sleep(delay)
         c.restart_count += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from localcluster import probes, status
+from localcluster import events, probes, status
 
 pytestmark = pytest.mark.unit
 AT = "2026-11-29T01:00:00Z"
@@ -156,3 +156,17 @@ def test_exec_probe_enters_the_containers_namespaces_as_its_user() -> None:
         "cat",
         "/tmp/ok",
     ]
+
+
+def test_events_name_the_pod_and_container_from_the_kubelet() -> None:
+    pod = {"metadata": {"name": "web-0", "namespace": "team", "uid": "u-1"}}
+    ev = events.event_object(pod, reason="Unhealthy", message="Readiness probe failed", warning=True,
+                             container="app", node="local-node", at="t")  # fmt: skip
+    assert ev["involvedObject"] == {"apiVersion": "v1", "kind": "Pod", "namespace": "team", "name": "web-0",
+                                    "uid": "u-1", "fieldPath": "spec.containers{app}"}  # fmt: skip
+    assert (ev["type"], ev["reason"], ev["source"]) == (
+        "Warning",
+        "Unhealthy",
+        {"component": "kubelet", "host": "local-node"},
+    )
+    assert ev["metadata"]["namespace"] == "team" and ev["metadata"]["name"].startswith("web-0.")
