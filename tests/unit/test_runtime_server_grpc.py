@@ -186,6 +186,24 @@ async def test_a_cancelled_stream_leaves_the_batch_at_once(
     await _until(lambda: _requests(srv, "GenerateStream", "CANCELLED") == 1)
 
 
+async def test_closing_a_blocking_clients_stream_early_cancels_the_call(
+    runtime: tuple[server.RuntimeServer, client.AsyncRuntimeClient],
+) -> None:
+    srv, _ = runtime
+
+    def read_one_then_stop() -> runtime_pb2.GenerateStreamResponse:
+        with client.RuntimeClient(client.Connection(f"127.0.0.1:{srv.grpc_port}")) as c:
+            stream = c.generate_stream(client.build_request("a", max_new_tokens=LONG))
+            first = next(stream)
+            stream.close()
+            return first
+
+    first = await asyncio.to_thread(read_one_then_stop)
+    assert first.token_ids
+    await _until(lambda: _requests(srv, "GenerateStream", "CANCELLED") == 1)
+    await _until(lambda: _stats(srv) == (0, 0))
+
+
 def _requests(srv: server.RuntimeServer, method: str, code: str) -> float | None:
     """llm_runtime_requests_total for one method and code, as /metrics would show it."""
     assert srv.state.serving is not None

@@ -10,7 +10,7 @@ frees the request's slot), unlike a local asyncio timeout.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Generator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -149,10 +149,13 @@ class RuntimeClient:
 
     def generate_stream(
         self, request: runtime_pb2.GenerateRequest, *, deadline: float | None = None
-    ) -> Iterator[runtime_pb2.GenerateStreamResponse]:
-        return iter(
-            self._stub.GenerateStream(request, timeout=deadline, metadata=_metadata(self._conn))
-        )
+    ) -> Generator[runtime_pb2.GenerateStreamResponse, None, None]:
+        """The stream's messages; closing the generator early cancels the call (frees the slot)."""
+        call = self._stub.GenerateStream(request, timeout=deadline, metadata=_metadata(self._conn))
+        try:
+            yield from call
+        finally:
+            call.cancel()  # type: ignore[no-untyped-call]  # no-op once the stream ended
 
     def model_info(self, *, deadline: float | None = None) -> runtime_pb2.ModelInfoResponse:
         return self._stub.ModelInfo(
