@@ -19,6 +19,15 @@ def get_pod(cluster: Cluster, namespace: str, name: str) -> Obj:
     return pod
 
 
+def pod_events(cluster: Cluster, namespace: str, name: str) -> set[tuple[str, str]]:
+    """(type, reason) of the Events about a pod, as `kubectl describe` would list them."""
+    selector = f"involvedObject.kind=Pod,involvedObject.name={name}"
+    items = cluster.kubectl_json("get", "events", "-n", namespace, "--field-selector", selector)[
+        "items"
+    ]
+    return {(e["type"], e["reason"]) for e in items}
+
+
 def phase(cluster: Cluster, namespace: str, name: str) -> str:
     return str(get_pod(cluster, namespace, name).get("status", {}).get("phase", ""))
 
@@ -168,6 +177,7 @@ def test_an_image_without_a_mapping_backs_off_like_a_failed_pull(
     )
     nt.wait_until(lambda: reason() == "ImagePullBackOff", timeout=30, what="ImagePullBackOff")
     assert phase(cluster, namespace, "nowhere") == "Pending"
+    assert ("Warning", "Failed") in pod_events(cluster, namespace, "nowhere")
 
 
 def test_a_crashing_container_enters_crash_loop_back_off(cluster: Cluster, namespace: str) -> None:
@@ -239,3 +249,5 @@ def test_failing_liveness_probe_restarts_the_container(cluster: Cluster, namespa
 
     st = nt.wait_until(restarted, timeout=40, what="restarted after failing liveness")
     assert st["lastState"]["terminated"]["exitCode"] in (137, 143)
+    seen = pod_events(cluster, namespace, "sickly")
+    assert {("Warning", "Unhealthy"), ("Normal", "Killing"), ("Normal", "Started")} <= seen
