@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from localcluster import logs, services
+from localcluster import logs, procs, services
 
 pytestmark = pytest.mark.unit
 
@@ -88,3 +89,27 @@ def test_tail_lines_then_limit_bytes() -> None:
     assert logs.tail(b"a\nb\nc\n", 2, None) == b"b\nc\n"
     assert logs.tail(b"a\nb\nc\n", None, 3) == b"a\nb"
     assert logs.tail(b"a\nb\n", 0, None) == b""
+
+
+def test_latest_and_previous_logs_follow_the_restart_count(tmp_path: Path) -> None:
+    folder = tmp_path / "logs" / "app"
+    folder.mkdir(parents=True)
+    for run in (0, 1, 10):
+        (folder / f"{run}.log").write_text(f"run {run}\n")
+    assert logs.latest_log(tmp_path, "app", previous=False) == folder / "10.log"
+    assert logs.latest_log(tmp_path, "app", previous=True) == folder / "1.log"
+    assert logs.latest_log(tmp_path, "other", previous=False) is None
+
+
+def test_closed_folders_on_the_way_to_the_interpreter_are_exposed_child_by_child() -> None:
+    closed = {"/root"}
+    found = procs.blocked_folders(
+        [
+            "/root/.pyenv/versions/3.11/bin/python3.11",
+            "/root/.local/x",
+            "/work/main/.venv/bin/python",
+        ],
+        is_open=lambda folder: folder not in closed,
+    )
+    assert found == [("/root", [".local", ".pyenv"])]
+    assert procs.exit_code(-9) == 137 and procs.exit_code(3) == 3
