@@ -6,9 +6,13 @@ Building the Event is pure; sending it is fire-and-forget (a lost Event must nev
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Mapping
 from typing import Any
+
+from localcluster import kubeapi, status
 
 Obj = dict[str, Any]
 
@@ -52,3 +56,36 @@ def event_object(
         "lastTimestamp": at,
         "count": 1,
     }
+
+
+class EventSink:
+    """Sends Events in the background; a failed send is dropped, never retried or raised."""
+
+    def __init__(self, api: kubeapi.Api, *, node: str) -> None:
+        self.api, self.node = api, node
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def record(
+        self,
+        pod: Mapping[str, Any],
+        reason: str,
+        message: str,
+        warning: bool,
+        container: str | None,
+    ) -> None:
+        body = event_object(
+            pod,
+            reason=reason,
+            message=message,
+            warning=warning,
+            container=container,
+            node=self.node,
+            at=status.now_rfc3339(),
+        )
+        task = asyncio.create_task(self._send(pod["metadata"]["namespace"], body))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, namespace: str, body: Obj) -> None:
+        with contextlib.suppress(kubeapi.ApiError):
+            await self.api.create(kubeapi.namespaced_path(namespace, "events"), body)

@@ -23,7 +23,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from localcluster import kubeapi, logs, mounts, netns, pods, procs, proxy, registration, services
+from localcluster import (
+    events,
+    kubeapi,
+    logs,
+    mounts,
+    netns,
+    pods,
+    procs,
+    proxy,
+    registration,
+    services,
+)
 
 log = logging.getLogger("localcluster.node")
 Obj = dict[str, Any]
@@ -103,6 +114,7 @@ class Node:
             backoff_cap=backoff_cap,
             hosts_for=self.hosts_for,
             service_env=self.service_env,
+            events=events.EventSink(api, node=cfg.name),
         )
 
     # ----- services -------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class NodeContext:
     hosts_for: Callable[[str, str, str], str] = lambda ns, name, ip: f"{ip} {name}\n"
     service_env: Callable[[str], dict[str, str]] = lambda ns: {}
     created_paths: list[str] = field(default_factory=list)
+    events: events.EventSink | None = None
 
 
 class PodWorker:
@@ -68,6 +69,7 @@ class PodWorker:
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.envs: dict[str, dict[str, str]] = {}
         self.pod_ip: str | None = None
+        self.holds_ip = False
         self.netns: str | None = None
         self.start_time = status.now_rfc3339()
         self.objects: dict[containerspec.ObjectKey, dict[str, str] | None] = {}
@@ -76,29 +78,12 @@ class PodWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self.main_task: asyncio.Task[None] | None = None
         self.terminating = False
-        self._events: set[asyncio.Task[None]] = set()
 
     # ----- events ---------------------------------------------------------------------------
     def event(self, reason: str, message: str, warning: bool, container: str | None) -> None:
-        """Record an Event in the background; losing one never blocks the pod."""
-        body = events.event_object(
-            self.pod,
-            reason=reason,
-            message=message,
-            warning=warning,
-            container=container,
-            node=self.ctx.node_name,
-            at=status.now_rfc3339(),
-        )
-        path = kubeapi.namespaced_path(self.namespace, "events")
-
-        async def send() -> None:
-            with contextlib.suppress(kubeapi.ApiError):
-                await self.ctx.api.create(path, body)
-
-        task = asyncio.create_task(send())
-        self._events.add(task)
-        task.add_done_callback(self._events.discard)
+        """Record an Event about this pod (in the background)."""
+        if self.ctx.events is not None:
+            self.ctx.events.record(self.pod, reason, message, warning, container)
 
     # ----- status ---------------------------------------------------------------------------
     def dirty(self) -> None:
@@ -207,6 +192,7 @@ class PodWorker:
         """Network namespace, pod IP and volumes; config errors keep the pod ContainerCreating."""
         self.pod_ip = netns.allocate_ip(self.ctx.used_ips, after=self.ctx.last_ip)
         self.ctx.used_ips.add(self.pod_ip)
+        self.holds_ip = True
         self.ctx.last_ip = self.pod_ip
         hosts = self.ctx.hosts_for(self.namespace, self.name, self.pod_ip)
         while self.netns is None:
@@ -218,6 +204,10 @@ class PodWorker:
                     c.message = f"network set-up failed: {exc}"
                 self.dirty()
                 await asyncio.sleep(RETRY_SECONDS)
+        # Services may have changed while the namespace was being made.
+        netns.write_etc(
+            self.netns, hosts=self.ctx.hosts_for(self.namespace, self.name, self.pod_ip)
+        )
         while True:
             try:
                 self.objects = await podsetup.fetch_objects(self.ctx.api, self.pod)
@@ -391,8 +381,13 @@ class PodWorker:
         await asyncio.to_thread(shutil.rmtree, self.dir / "volumes", True)
 
     async def _teardown_network(self) -> None:
-        if self.netns is not None:
+        """Remove the namespace whenever set-up began (it may have been cancelled half-way).
+
+        `netns` is cleared before the first await, so a hosts-file rewrite running meanwhile
+        cannot recreate /etc/netns/<name> after it is removed.
+        """
+        self.netns = None
+        if self.pod_ip is not None and self.holds_ip:
+            self.holds_ip = False  # before the await: never release an IP twice
             await netns.delete(pod_uid=self.uid, pod_ip=self.pod_ip)
-            self.netns = None
-        if self.pod_ip is not None:
             self.ctx.used_ips.discard(self.pod_ip)
