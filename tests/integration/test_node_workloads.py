@@ -10,9 +10,11 @@ import os
 import signal
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
+from localcluster import netns
 from localcluster import node_testing as nt
 from localcluster.cp_testing import Cluster
 
@@ -181,6 +183,8 @@ def test_deleting_a_pod_runs_prestop_sends_sigterm_and_waits_the_grace_period(
     nt.wait_until(lambda: "running" in nt.container_status(get_pod(cluster, namespace, "stubborn"), "app").get("state", {}),
                   timeout=40, what="stubborn running")  # fmt: skip
     time.sleep(1)  # let python install its handler
+    name = netns.netns_name(get_pod(cluster, namespace, "stubborn")["metadata"]["uid"])
+    assert Path("/run/netns", name).exists()
     began, began_wall = time.monotonic(), time.time()
     cluster.kubectl("delete", "pod", "stubborn", "-n", namespace, "--wait=true", timeout=60)
     took = time.monotonic() - began
@@ -189,6 +193,9 @@ def test_deleting_a_pod_runs_prestop_sends_sigterm_and_waits_the_grace_period(
     assert float((out / "prestop").read_text()) <= float((out / "sigterm").read_text())
     assert 4 <= took < 12, f"deletion took {took:.1f}s for a 4s grace period"
     assert float((out / "sigterm").read_text()) - began_wall < 3, "SIGTERM came late"
+    # Nothing of the pod stays on the host: its namespace and its /etc/netns files are gone.
+    time.sleep(1)
+    assert not Path("/run/netns", name).exists() and not Path("/etc/netns", name).exists()
 
 
 def test_rolling_update_respects_max_surge_and_max_unavailable(
