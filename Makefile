@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export LLMOP_CACHE ?= $(HOME)/.cache/llm-operator
 export PYTHONPATH := $(CURDIR)/hack$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help setup gen lint test unit integration e2e demo cluster-up cluster-down bench clean
+.PHONY: help setup gen lint test unit integration e2e demo cluster-up cluster-down install-operator kind-up bench clean
 
 help: ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,12 @@ cluster-up: setup ## Start the local cluster (idempotent).
 
 cluster-down: ## Stop the local cluster and remove everything it created.
 	$(PY) -m localcluster down
+
+install-operator: cluster-up ## Helm-install (or upgrade) the operator into the local cluster and wait for it.
+	eval "$$($(PY) -m localcluster env)" && bash hack/install-operator.sh
+
+kind-up: ## Real-cluster path: build images, kind cluster, chart, example (not run by CI here).
+	bash hack/kind-up.sh
 
 bench: setup ## Runtime benchmark: continuous batching vs a naive server.
 	$(PY) hack/bench/runtime_bench.py

@@ -6,7 +6,8 @@
 # applies them itself first (server-side, the same way on install and upgrade) and waits until the
 # API server serves them.
 #
-# Usage: hack/install-operator.sh [--namespace NS] [--release NAME] [--tag TAG] [--timeout SECONDS]
+# Usage: hack/install-operator.sh [--namespace NS] [--release NAME] [--tag TAG (default: appVersion)]
+#                                 [--timeout SECONDS]
 #                                 [-- extra helm arguments, e.g. --set replicaCount=2]
 # Env:   KUBECONFIG / --kube-context via extra args; HELM and KUBECTL override the binaries (default:
 #        the local cluster's tools from hack/tools/build.sh, then PATH).
@@ -16,7 +17,9 @@ chart="$root/charts/llm-operator"
 
 namespace=llm-operator-system
 release=llm-operator
-tag=dev
+# The chart's appVersion, like a plain `helm install`: the runtime image name is part of every
+# LLMDeployment's revision hash, so both ways of installing must agree or pods roll needlessly.
+tag=$(awk '$1 == "appVersion:" { gsub(/"/, "", $2); print $2 }' "$chart/Chart.yaml")
 timeout=180
 helm_args=()
 while (($#)); do
@@ -26,7 +29,7 @@ while (($#)); do
     -t | --tag) tag=$2 && shift 2 ;;
     --timeout) timeout=$2 && shift 2 ;;
     --) shift && helm_args=("$@") && break ;;
-    -h | --help) sed -n '2,13p' "${BASH_SOURCE[0]}" && exit 0 ;;
+    -h | --help) sed -n '2,14p' "${BASH_SOURCE[0]}" && exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2 && exit 2 ;;
   esac
 done
