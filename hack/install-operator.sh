@@ -29,7 +29,7 @@ while (($#)); do
     -t | --tag) tag=$2 && shift 2 ;;
     --timeout) timeout=$2 && shift 2 ;;
     --) shift && helm_args=("$@") && break ;;
-    -h | --help) sed -n '2,14p' "${BASH_SOURCE[0]}" && exit 0 ;;
+    -h | --help) sed -n '2,13p' "${BASH_SOURCE[0]}" && exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2 && exit 2 ;;
   esac
 done

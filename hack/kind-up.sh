@@ -28,7 +28,7 @@ while (($#)); do
     --torch) torch=$2 && shift 2 ;;
     --no-example) example=false && shift ;;
     --) shift && helm_args=("$@") && break ;;
-    -h | --help) sed -n '2,14p' "${BASH_SOURCE[0]}" && exit 0 ;;
+    -h | --help) sed -n '2,13p' "${BASH_SOURCE[0]}" && exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2 && exit 2 ;;
   esac
 done
