@@ -88,10 +88,32 @@ async def test_concurrent_greedy_requests_match_hf_generate_alone(
 ) -> None:
     prompts = ["The quick brown fox", "Kubernetes operators deploy", "What is", "Numbers 0 1 2"]
     results = await asyncio.gather(*(_run(engine, _req(p, max_new_tokens=8)) for p in prompts))
+    compared = 0
     for prompt, events in zip(prompts, results, strict=True):
         final = _final(events)
-        if final.finish_reason is types.FinishReason.LENGTH:
+        if final.finish_reason is types.FinishReason.LENGTH:  # HF stops at EOS differently
             assert final.text == _hf_greedy(tiny_dir, prompt, 8)
+            compared += 1
+    assert compared >= 3
+
+
+async def test_prompts_longer_than_the_prefill_budget_are_chunked_correctly(
+    tiny_dir: Path,
+) -> None:
+    engine = await _engine(tiny_dir, dataclasses.replace(LIMITS, prefill_token_budget=5))
+    try:
+        prompts = ["The quick brown fox jumps over the lazy dog", "What is", "Numbers 0 1 2 3"]
+        results = await asyncio.gather(*(_run(engine, _req(p, max_new_tokens=8)) for p in prompts))
+        compared = 0
+        for prompt, events in zip(prompts, results, strict=True):
+            final = _final(events)
+            if final.finish_reason is types.FinishReason.LENGTH:  # HF stops at EOS differently
+                assert final.text == _hf_greedy(tiny_dir, prompt, 8)
+                compared += 1
+        assert compared >= 2
+        assert engine.stats().running == 0
+    finally:
+        await engine.stop()
 
 
 async def test_chat_messages_use_the_chat_template(engine: BatchingEngine) -> None:

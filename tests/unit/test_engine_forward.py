@@ -20,6 +20,10 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny.make_tiny_model(tmp_path_factory.mktemp("tiny"), seed=3)
 
 
+def _whole(prompts: list[list[int]]) -> list[llama.Chunk]:
+    return [llama.Chunk(slot=i, start=0, ids=p) for i, p in enumerate(prompts)]
+
+
 def _model(tiny_dir: Path) -> Any:
     return loading.load_model(tiny_dir, dtype="float32", device="cpu").model
 
@@ -33,7 +37,7 @@ def test_prefill_and_decode_match_the_hf_forward(tiny_dir: Path) -> None:
     model = _model(tiny_dir)
     runner = llama.LlamaRunner(model, slots=4, max_len=128)
     with torch.inference_mode():
-        logits = runner.prefill(PROMPTS, [0, 1, 2])
+        logits = runner.prefill(_whole(PROMPTS))
         nxt = logits.argmax(-1).tolist()
         step = runner.decode(nxt, [len(p) for p in PROMPTS])
     for i, prompt in enumerate(PROMPTS):
@@ -47,7 +51,7 @@ def test_moved_slot_keeps_its_sequence(tiny_dir: Path) -> None:
     model = _model(tiny_dir)
     runner = llama.LlamaRunner(model, slots=3, max_len=64)
     with torch.inference_mode():
-        runner.prefill(PROMPTS, [0, 1, 2])
+        runner.prefill(_whole(PROMPTS))
         runner.cache.move(src=2, dst=0, length=len(PROMPTS[2]))
         step = runner.decode([42], [len(PROMPTS[2])])
     torch.testing.assert_close(step[0], _reference(model, [*PROMPTS[2], 42]), atol=1e-4, rtol=1e-4)
@@ -58,7 +62,7 @@ def test_cache_growth_keeps_contents(tiny_dir: Path) -> None:
     runner = llama.LlamaRunner(model, slots=1, max_len=256)
     ids = list(range(3, 70))  # longer than the first 64-token cache
     with torch.inference_mode():
-        runner.prefill([ids[:10]], [0])
+        runner.prefill([llama.Chunk(slot=0, start=0, ids=ids[:10])])
         for pos in range(10, len(ids)):
             step = runner.decode([ids[pos]], [pos])
     assert runner.cache.capacity == 128
@@ -83,12 +87,31 @@ def test_prompts_after_a_cached_prefix_match_the_hf_forward(tiny_dir: Path) -> N
     prompts = [[*prefix, 20, 21, 22], [5, 6, 7], [*prefix, 30]]
     with torch.inference_mode():
         runner.set_prefix(prefix)
-        assert [runner.cached_prefix(p) for p in prompts] == [4, 0, 4]
         assert runner.cached_prefix(prefix) == 0  # the last prompt token is always computed
-        logits = runner.prefill(prompts, [0, 1, 2])
+        skips = [runner.copy_prefix(slot, p) for slot, p in enumerate(prompts)]
+        assert skips == [4, 0, 4]
+        logits = runner.prefill(
+            [
+                llama.Chunk(slot=i, start=k, ids=p[k:])
+                for i, (p, k) in enumerate(zip(prompts, skips, strict=True))
+            ]
+        )
         step = runner.decode([1, 2, 3], [len(p) for p in prompts])
     for i, prompt in enumerate(prompts):
         torch.testing.assert_close(logits[i], _reference(model, prompt), atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(
             step[i], _reference(model, [*prompt, i + 1]), atol=1e-4, rtol=1e-4
         )
+
+
+def test_a_prompt_prefilled_in_chunks_matches_the_hf_forward(tiny_dir: Path) -> None:
+    model = _model(tiny_dir)
+    runner = llama.LlamaRunner(model, slots=2, max_len=128)
+    ids = list(range(5, 45))
+    with torch.inference_mode():
+        for start in range(0, 40, 15):  # 15 + 15 + 10, alongside an unrelated whole prompt
+            chunk = llama.Chunk(slot=1, start=start, ids=ids[start : start + 15])
+            logits = runner.prefill([chunk, llama.Chunk(slot=0, start=0, ids=[3, 4, 5])])
+        step = runner.decode([0, 7], [3, 40])
+    torch.testing.assert_close(logits[0], _reference(model, ids), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(step[1], _reference(model, [*ids, 7]), atol=1e-4, rtol=1e-4)

@@ -98,20 +98,30 @@ def test_slot_capacity_is_prompt_plus_output_within_context() -> None:
 
 
 @pytest.mark.parametrize(
-    ("lengths", "free", "budget", "expected"),
+    ("lengths", "free", "budget", "chunk_left", "expected"),
     [
-        ([], 4, 100, 0),
-        ([40, 40, 40], 4, 100, 2),  # the budget stops the third
-        ([40, 40, 40], 1, 100, 1),  # free slots stop the second
-        ([500, 10], 4, 100, 1),  # a prompt over the budget still goes alone
-        ([10] * 10, 0, 100, 0),  # no free slot: nothing
-        ([30, 30, 40], 8, 100, 3),  # exactly the budget
+        ([], 4, 100, None, (0, False, 0)),
+        ([40, 40, 40], 4, 100, None, (2, True, 20)),  # the third starts in chunks
+        ([40, 40, 40], 1, 100, None, (1, False, 0)),  # free slots stop the second
+        ([500, 10], 4, 100, None, (0, True, 100)),  # a long prompt is chunked, FIFO kept
+        ([10] * 10, 0, 100, None, (0, False, 0)),  # no free slot: nothing
+        ([30, 30, 40], 8, 100, None, (3, False, 0)),  # exactly the budget
+        ([30, 30], 8, 100, 250, (0, False, 100)),  # a chunked prompt takes the budget first
+        ([30, 30], 8, 100, 40, (2, False, 40)),  # ...and leaves the rest to others
+        ([30, 80], 8, 100, 40, (1, False, 40)),  # only one chunked prompt at a time
     ],
 )
-def test_admission_respects_slots_and_token_budget(
-    lengths: list[int], free: int, budget: int, expected: int
+def test_prefill_plan_respects_slots_budget_and_fifo(
+    lengths: list[int],
+    free: int,
+    budget: int,
+    chunk_left: int | None,
+    expected: tuple[int, bool, int],
 ) -> None:
-    assert scheduler.plan_admissions(lengths, free_slots=free, token_budget=budget) == expected
+    plan = scheduler.plan_prefill(
+        lengths, free_slots=free, token_budget=budget, chunk_left=chunk_left
+    )
+    assert (plan.admit, plan.start_chunked, plan.chunk_tokens) == expected
 
 
 @pytest.mark.parametrize(

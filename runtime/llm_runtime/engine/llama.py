@@ -5,13 +5,15 @@ length per batch (left padding) or paged attention over every cached token (cont
 and both were measured slower here than needed. This forward is ~100 lines and does exactly two
 things:
 
-* `prefill` packs the new prompts into one `[tokens, hidden]` matrix, so the big matmuls (QKV, O,
-  MLP) run once over all of them without padding, then runs causal attention per sequence and
-  writes each sequence's K/V into its slot. Only each prompt's last position goes through the
-  LM head (49k-wide for SmolLM2: the single largest matmul).
-  A prefix many prompts share (the chat template's system prompt: ~20 of SmolLM2's ~40 prompt
-  tokens) is computed once by `set_prefix` and copied into each slot, so prefill computes only
-  the rest: less than half the prefill work for typical chat requests, hence lower TTFT.
+* `prefill` packs prompt chunks (whole prompts, or slices of a long one) into one
+  `[tokens, hidden]` matrix, so the big matmuls (QKV, O, MLP) run once over all of them without
+  padding, then runs causal attention per sequence and writes each sequence's K/V into its
+  slot. Only each chunk's last position goes through the LM head (49k-wide for SmolLM2: the
+  single largest matmul).
+  A chunk may start after positions already cached (an earlier chunk of the same prompt, or
+  the shared prefix): a prefix many prompts share (the chat template's system prompt: ~20 of
+  SmolLM2's ~40 prompt tokens) is computed once by `set_prefix` and copied into each slot by
+  `copy_prefix`, so prefill computes only the rest - half the work for typical chat requests.
 * `decode` runs one token for every running sequence: batched matmuls over `[batch, hidden]`,
   and attention of each row against its own slot via one batched matmul with a length mask.
 
@@ -23,6 +25,7 @@ shorter than a slot, qwen2 with its QKV bias).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -83,6 +86,15 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor
     return x * cos + rotated * sin
 
 
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """Prompt tokens to prefill into `slot` at positions `start`, `start + 1`, ..."""
+
+    slot: int
+    start: int
+    ids: list[int]
+
+
 class _Layer:
     """The tensors one decoder layer needs, pulled out of the HF module once."""
 
@@ -133,12 +145,12 @@ class LlamaRunner:
     @torch.inference_mode()
     def set_prefix(self, ids: list[int]) -> None:
         """Compute and keep the K/V of a prompt prefix many requests share (the chat template's
-        system prompt); `prefill` then copies it into a slot instead of recomputing it. Call only
-        while no sequence runs: slot 0 is used as scratch."""
+        system prompt), so `copy_prefix` can put it in a slot instead of recomputing it. Call
+        only while no sequence runs: slot 0 is used as scratch."""
         self.prefix_ids, self.prefix_kv = [], None
         if not ids:
             return
-        self.prefill([ids], [0])
+        self.prefill([Chunk(slot=0, start=0, ids=list(ids))])
         n = len(ids)
         self.prefix_kv = (
             self.cache.k[:, 0, :, :n].clone(),
@@ -154,29 +166,29 @@ class LlamaRunner:
             return n
         return 0
 
-    def prefill(self, prompts: list[list[int]], slots: list[int]) -> torch.Tensor:
-        """Fill `slots` with the prompts' K/V; return float32 logits of each prompt's last token.
-        The shared prefix, where a prompt starts with it, is copied rather than computed."""
-        skips = [self.cached_prefix(p) for p in prompts]
-        self.cache.grow(max(len(p) for p in prompts))
-        for slot, skip in zip(slots, skips, strict=True):
-            if skip and self.prefix_kv is not None:
-                self.cache.k[:, slot, :, :skip] = self.prefix_kv[0]
-                self.cache.v[:, slot, :, :skip] = self.prefix_kv[1]
-        news = [p[k:] for p, k in zip(prompts, skips, strict=True)]
-        lengths = [len(n) for n in news]
-        ids = torch.tensor([t for n in news for t in n], device=self.device)
+    def copy_prefix(self, slot: int, prompt: list[int]) -> int:
+        """Put the shared prefix's K/V in `slot` when `prompt` starts with it; tokens covered."""
+        n = self.cached_prefix(prompt)
+        if n and self.prefix_kv is not None:
+            self.cache.grow(n)
+            self.cache.k[:, slot, :, :n] = self.prefix_kv[0]
+            self.cache.v[:, slot, :, :n] = self.prefix_kv[1]
+        return n
+
+    def prefill(self, chunks: list[Chunk]) -> torch.Tensor:
+        """Compute K/V for each chunk (positions `start..` of its slot, whose earlier positions
+        are already cached) and return float32 logits of each chunk's last token."""
+        lengths = [len(c.ids) for c in chunks]
+        self.cache.grow(max(c.start + len(c.ids) for c in chunks))
+        ids = torch.tensor([t for c in chunks for t in c.ids], device=self.device)
         positions = torch.cat(
-            [
-                torch.arange(k, k + n, device=self.device)
-                for k, n in zip(skips, lengths, strict=True)
-            ]
+            [torch.arange(c.start, c.start + len(c.ids), device=self.device) for c in chunks]
         )
         token_slots = torch.cat(
-            [torch.full((n,), s, device=self.device) for n, s in zip(lengths, slots, strict=True)]
+            [torch.full((len(c.ids),), c.slot, device=self.device) for c in chunks]
         )
         starts = [sum(lengths[:i]) for i in range(len(lengths))]
-        masks = [self._prefill_mask(k, n) for k, n in zip(skips, lengths, strict=True)]
+        masks = [self._prefill_mask(c.start, len(c.ids)) for c in chunks]
         x = self.model.model.embed_tokens(ids)
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
         for index, layer in enumerate(self.layers):
@@ -184,14 +196,13 @@ class LlamaRunner:
             self.cache.k[index][token_slots, :, positions] = k
             self.cache.v[index][token_slots, :, positions] = v
             outs = []
-            for start, n, skip, slot, mask in zip(
-                starts, lengths, skips, slots, masks, strict=True
-            ):
+            for row, chunk, mask in zip(starts, chunks, masks, strict=True):
+                n, end = len(chunk.ids), chunk.start + len(chunk.ids)
                 outs.append(
                     F.scaled_dot_product_attention(
-                        q[start : start + n].transpose(0, 1)[None],
-                        self.cache.k[index, slot : slot + 1, :, : skip + n],
-                        self.cache.v[index, slot : slot + 1, :, : skip + n],
+                        q[row : row + n].transpose(0, 1)[None],
+                        self.cache.k[index, chunk.slot : chunk.slot + 1, :, :end],
+                        self.cache.v[index, chunk.slot : chunk.slot + 1, :, :end],
                         attn_mask=mask,
                         is_causal=mask is None,
                         scale=self.scale,

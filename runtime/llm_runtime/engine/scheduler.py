@@ -3,10 +3,12 @@
 One thread owns the model and runs steps forever. Each step:
 
 1. drops sequences whose client went away (cancelled, deadline) - their slot frees at once;
-2. admits waiting requests FIFO while slots are free, up to `prefill_token_budget` prompt tokens
-   (always at least one), and prefills them together: a burst of 32 requests is split into a few
-   prefill chunks interleaved with decode steps, so the first requests get their first token
-   early instead of all waiting for one huge prefill, and running streams never stall for long;
+2. prefills under a token budget (`prefill_token_budget`): first the next slice of a long prompt
+   being prefilled in chunks, then waiting requests FIFO whose prompts fit whole; a prompt that
+   does not fit starts a chunked prefill in a reserved slot. All of it is one packed forward.
+   A burst of 32 requests is thus split into a few prefill steps interleaved with decode steps,
+   so the first requests get their first token early instead of all waiting for one huge
+   prefill, and a 2k-token prompt never stalls the running streams for seconds;
 3. runs one batched decode forward over every running sequence (new ones included).
 
 Finished sequences leave between steps; the last slot moves into the hole (compaction), keeping
@@ -55,15 +57,34 @@ class Sequence:
     finish: types.FinishReason | None = None
 
 
-def plan_admissions(prompt_lengths: Seq[int], *, free_slots: int, token_budget: int) -> int:
-    """How many waiting requests (FIFO) to prefill this step: as many as fit the free slots and
-    the token budget, but at least one when a slot is free so a long prompt cannot starve."""
-    count, tokens = 0, 0
-    for length in prompt_lengths:
-        if count >= free_slots or (count > 0 and tokens + length > token_budget):
-            break
-        count, tokens = count + 1, tokens + length
-    return count
+@dataclasses.dataclass(frozen=True)
+class PrefillPlan:
+    """This step's prefill work: whole prompts to admit, and the chunked (long) prompt's share."""
+
+    admit: int  # waiting requests (FIFO) prefilled whole this step
+    start_chunked: bool  # the next waiting request starts a chunked prefill this step
+    chunk_tokens: int  # tokens of the chunked prompt (continuing or starting) computed now
+
+
+def plan_prefill(
+    lengths: Seq[int], *, free_slots: int, token_budget: int, chunk_left: int | None
+) -> PrefillPlan:
+    """Split this step's prefill token budget: first the prompt being prefilled in chunks (if
+    any, `chunk_left` tokens to go), then waiting prompts FIFO that fit whole (`lengths`: tokens
+    still to compute). A waiting prompt that does not fit what is left starts a chunked prefill
+    - one at a time - so a long prompt can neither stall decoding for seconds nor starve."""
+    budget, chunk = token_budget, 0
+    if chunk_left is not None:
+        chunk = min(budget, chunk_left)
+        budget -= chunk
+    admit, used = 0, 0
+    while admit < min(free_slots, len(lengths)) and used + lengths[admit] <= budget:
+        used += lengths[admit]
+        admit += 1
+    start = chunk_left is None and admit < min(free_slots, len(lengths)) and used < budget
+    if start:
+        chunk = min(budget - used, lengths[admit])
+    return PrefillPlan(admit=admit, start_chunked=start, chunk_tokens=chunk)
 
 
 class Scheduler:
@@ -83,7 +104,9 @@ class Scheduler:
         self._max_len = max_len
         self._cond = threading.Condition()
         self._waiting: collections.deque[Sequence] = collections.deque()
-        self._running: list[Sequence] = []
+        self._running: list[Sequence] = []  # decoding; sequence i lives in slot i
+        self._chunked: Sequence | None = None  # a long prompt being prefilled in chunks
+        self._chunk_slot = limits.max_batch_size - 1  # its slot, kept free of running ones
         self._stopping = False
         self.last_batch_size = 0
 
@@ -107,6 +130,9 @@ class Scheduler:
     def counts(self) -> tuple[int, int, int]:
         """(running, waiting, cached tokens) - racy by a step at most, fine for gauges."""
         running = list(self._running)
+        chunked = self._chunked
+        if chunked is not None:
+            running.append(chunked)
         return len(running), len(self._waiting), sum(s.cached for s in running)
 
     # ---- the scheduler thread ----
@@ -114,53 +140,108 @@ class Scheduler:
         """Thread body: step until shut down, then end every remaining request as cancelled."""
         with torch.inference_mode():
             while self._next_work():
-                admitted = self._admit()
+                plan, admitted = self._admit()
                 try:
-                    self._step(admitted)
+                    self._step(plan, admitted)
                 except Exception as exc:  # a bug or OOM must fail requests, not kill the thread
-                    log.exception("engine step failed; failing %d requests", len(self._running))
-                    for seq in {id(s): s for s in self._running + admitted}.values():
-                        seq.emit(exc)
-                    self._running = []
+                    self._fail(exc, admitted)
         with self._cond:
             leftover = self._running + list(self._waiting)
-            self._running, self._waiting = [], collections.deque()
+            if self._chunked is not None:
+                leftover.append(self._chunked)
+            self._running, self._waiting, self._chunked = [], collections.deque(), None
         for seq in leftover:
             self._finish_now(seq, types.FinishReason.CANCELLED)
+
+    def _fail(self, exc: Exception, admitted: list[Sequence]) -> None:
+        """End every sequence the failed step touched with the error (the server says INTERNAL)."""
+        touched = self._running + admitted + ([self._chunked] if self._chunked else [])
+        log.exception("engine step failed; failing %d requests", len(touched))
+        for seq in {id(s): s for s in touched}.values():
+            seq.emit(exc)
+        self._running, self._chunked = [], None
 
     def _next_work(self) -> bool:
         """Block while idle; False once shutdown was asked."""
         with self._cond:
-            while not self._stopping and not self._running and not self._waiting:
+            while (
+                not self._stopping
+                and not self._running
+                and not self._waiting
+                and self._chunked is None
+            ):
                 self._cond.wait()
             return not self._stopping
 
-    def _admit(self) -> list[Sequence]:
+    def _admit(self) -> tuple[PrefillPlan, list[Sequence]]:
+        """Plan this step's prefill and take the admitted requests (the chunked one included,
+        last) off the waiting queue."""
         with self._cond:
             self._waiting = collections.deque(s for s in self._waiting if not s.cancelled)
-            count = plan_admissions(
-                [len(s.prompt_ids) for s in self._waiting],
-                free_slots=self._limits.max_batch_size - len(self._running),
+            chunked = self._chunked
+            busy = len(self._running) + (1 if chunked is not None else 0)
+            plan = plan_prefill(
+                [
+                    len(s.prompt_ids) - self._runner.cached_prefix(s.prompt_ids)
+                    for s in self._waiting
+                ],
+                free_slots=self._limits.max_batch_size - busy,
                 token_budget=self._limits.prefill_token_budget,
+                chunk_left=None if chunked is None else len(chunked.prompt_ids) - chunked.cached,
             )
-            return [self._waiting.popleft() for _ in range(count)]
+            taken = plan.admit + (1 if plan.start_chunked else 0)
+            return plan, [self._waiting.popleft() for _ in range(taken)]
 
-    def _step(self, admitted: list[Sequence]) -> None:
+    def _step(self, plan: PrefillPlan, admitted: list[Sequence]) -> None:
         self._release([i for i, s in enumerate(self._running) if s.cancelled])
-        self._runner.cache.ensure(max([s.cached + 1 for s in self._running] + [1]))
-        if admitted:
-            self._prefill(admitted)
+        if self._chunked is not None and self._chunked.cancelled:
+            self._chunked = None
+        live = [*self._running, *([self._chunked] if self._chunked else [])]
+        self._runner.cache.ensure(max([s.cached + 1 for s in live] + [1]))
+        if admitted or (self._chunked is not None and plan.chunk_tokens):
+            self._prefill(plan, admitted)
         if self._running:
             self._decode()
 
-    def _prefill(self, admitted: list[Sequence]) -> None:
-        first_slot = len(self._running)
-        slots = list(range(first_slot, first_slot + len(admitted)))
-        logits = self._runner.prefill([s.prompt_ids for s in admitted], slots)
-        self._running.extend(admitted)
-        for seq in admitted:
-            seq.cached = len(seq.prompt_ids)
-        self._sample_and_accept(admitted, logits)
+    def _prefill(self, plan: PrefillPlan, admitted: list[Sequence]) -> None:
+        """One packed prefill: the chunked prompt's next slice, then whole admitted prompts."""
+        whole = admitted[: plan.admit]
+        if plan.start_chunked:
+            self._chunked = admitted[-1]
+            self._chunked.cached = self._runner.copy_prefix(
+                self._chunk_slot, self._chunked.prompt_ids
+            )
+        chunks: list[llama.Chunk] = []
+        owners: list[Sequence] = []
+        chunked = self._chunked
+        if chunked is not None and plan.chunk_tokens:
+            ids = chunked.prompt_ids[chunked.cached : chunked.cached + plan.chunk_tokens]
+            chunks.append(llama.Chunk(slot=self._chunk_slot, start=chunked.cached, ids=ids))
+            owners.append(chunked)
+        for slot, seq in enumerate(whole, start=len(self._running)):
+            seq.cached = self._runner.copy_prefix(slot, seq.prompt_ids)
+            chunks.append(
+                llama.Chunk(slot=slot, start=seq.cached, ids=seq.prompt_ids[seq.cached :])
+            )
+            owners.append(seq)
+        logits = self._runner.prefill(chunks)
+        for chunk, seq in zip(chunks, owners, strict=True):
+            seq.cached = chunk.start + len(chunk.ids)
+        self._running.extend(whole)
+        done = [s for s in owners if s.cached == len(s.prompt_ids)]
+        rows = [i for i, s in enumerate(owners) if s.cached == len(s.prompt_ids)]
+        if chunked is not None and chunked.cached == len(chunked.prompt_ids):
+            self._promote_chunked(chunked)
+        if done:
+            self._sample_and_accept(done, logits[rows])
+
+    def _promote_chunked(self, seq: Sequence) -> None:
+        """The chunked prompt is complete: move it from its reserved slot into the batch."""
+        slot = len(self._running)
+        if slot != self._chunk_slot:
+            self._runner.cache.move(src=self._chunk_slot, dst=slot, length=seq.cached)
+        self._running.append(seq)
+        self._chunked = None
 
     def _decode(self) -> None:
         batch = list(self._running)
