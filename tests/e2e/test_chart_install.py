@@ -1,7 +1,8 @@
 """The chart end to end: `hack/install-operator.sh` installs it into the local cluster with two
-replicas, the operators run in-cluster as pods under the chart's RBAC with their ServiceAccount
-token, coordinate through kopf peering (distinct priorities, so one works), reconcile an
-LLMDeployment with nothing more than those grants, and `helm uninstall` removes what it installed.
+replicas in a namespace that enforces the `restricted` Pod Security Standard; the operators run
+in-cluster as pods under the chart's RBAC with their ServiceAccount token, coordinate through kopf
+peering (distinct priorities, so one works), reconcile an LLMDeployment with nothing more than
+those grants, and `helm uninstall` removes what it installed.
 
 The release watches only its own test namespace (the per-namespace Role path), so it never
 competes with a cluster-wide operator installed by other tests.
@@ -124,6 +125,10 @@ def owned_children(cluster: Cluster, namespace: str, owner_uid: str) -> set[str]
 def test_chart_runs_the_operator_in_cluster_under_its_rbac_and_uninstalls_cleanly(
     cluster: Cluster, namespace: str
 ) -> None:
+    # Pod Security Admission's strictest level: the operator pods must be admitted under it.
+    cluster.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
     done = install(cluster, namespace)
     assert done.returncode == 0, done.stdout + done.stderr
     try:
