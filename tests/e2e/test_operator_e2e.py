@@ -161,7 +161,11 @@ def test_children_are_owned_and_the_pod_is_hardened(operator: Cluster, ready_ns:
         "Deployment/smollm2", "Service/smollm2", "Service/smollm2-headless",
         "PodDisruptionBudget/smollm2", "ServiceAccount/smollm2-runtime",
     }  # fmt: skip
-    deploy = operator.kubectl_json("get", "deployment", "smollm2", "-n", ready_ns)
+    deploy = json.loads(
+        operator.kubectl(
+            "get", "deployment", "smollm2", "-n", ready_ns, "-o", "json", "--show-managed-fields"
+        ).stdout
+    )
     assert deploy["metadata"]["ownerReferences"][0]["uid"] == uid
     managers = {
         m["manager"] for m in deploy["metadata"]["managedFields"] if m["operation"] == "Apply"
@@ -279,3 +283,27 @@ def test_deleting_the_llmdeployment_cascades_to_every_child(
         ),
         timeout=120,
     )
+
+
+def test_operator_pod_exports_reconcile_metrics(operator: Cluster, ready_ns: str) -> None:
+    import urllib.request
+
+    pods = operator.kubectl_json(
+        "get", "pods", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/name=llm-operator"
+    )["items"]
+    running = [p for p in pods if p["status"].get("podIP") and p["status"]["phase"] == "Running"]
+    assert running, pods
+    pod = running[0]
+    ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+    url = f"http://{pod['status']['podIP']}:{ports['metrics']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    ok = [
+        line
+        for line in text.splitlines()
+        if line.startswith("llm_operator_reconciles_total{")
+        and 'trigger="status"' in line
+        and 'result="ok"' in line
+    ]
+    assert ok and float(ok[0].split()[-1]) > 0, text[:2000]
+    assert "llm_operator_reconcile_duration_seconds_bucket" in text
