@@ -165,6 +165,12 @@ async def test_tls_serves_verified_clients_and_refuses_plaintext(
             assert await c.health() == "SERVING"
             done = await c.generate(client.build_request("hi", max_new_tokens=2))
             assert done.completion_tokens == 2
+        async with _connect(srv, ca_file=cert, server_name="localhost") as by_name:
+            assert await by_name.health() == "SERVING"  # a pod IP, verified as a DNS name
+        async with _connect(srv, ca_file=cert, server_name="elsewhere") as wrong_name:
+            with pytest.raises(aio.AioRpcError) as info:
+                await wrong_name.health(deadline=2)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         async with _connect(srv) as plain:
             with pytest.raises(aio.AioRpcError) as info:
                 await plain.health(deadline=2)
