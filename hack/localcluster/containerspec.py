@@ -9,6 +9,7 @@ unknown references stay as written; `envFrom` comes first and `env` overrides it
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -181,8 +182,6 @@ def resource_field(container: Mapping[str, Any], ref: Mapping[str, Any]) -> str:
 
 def secret_data(secret: Mapping[str, Any]) -> dict[str, str]:
     """A Secret's data decoded to text (stringData never reaches the API as such)."""
-    import base64
-
     return {
         k: base64.b64decode(v).decode("utf-8", errors="replace")
         for k, v in (secret.get("data") or {}).items()
