@@ -153,8 +153,9 @@ async def test_a_full_waiting_queue_is_resource_exhausted(tiny_model: Path) -> N
     ):
         long = client.build_request("a", max_new_tokens=LONG)
         running = asyncio.create_task(c.generate(long))
+        await _until(lambda: _stats(srv) == (1, 0))  # admitted: the queue is empty again
         waiting = asyncio.create_task(c.generate(long))
-        await _until(lambda: srv.state.serving is not None and _stats(srv) == (1, 1))
+        await _until(lambda: _stats(srv) == (1, 1))
         assert await _code_of(c.generate(long)) == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert (await running).completion_tokens == LONG
         assert (await waiting).completion_tokens == LONG
