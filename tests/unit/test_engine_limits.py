@@ -30,6 +30,7 @@ def _request(
         (types.SamplingParams(top_p=1.5), "top_p"),
         (types.SamplingParams(top_k=-1), "top_k"),
         (types.SamplingParams(stop=("",)), "stop"),
+        (types.SamplingParams(stop=("x" * 257,)), "stop"),
         (types.SamplingParams(stop=tuple(str(i) for i in range(17))), "stop"),
     ],
 )

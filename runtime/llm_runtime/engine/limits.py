@@ -14,6 +14,8 @@ from llm_runtime import types
 
 # More stop sequences than this is almost certainly a client bug and costs a scan per token.
 MAX_STOP_SEQUENCES = 16
+# Held-back text is scanned against every stop prefix per token; bound the cost.
+MAX_STOP_CHARS = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,8 @@ def check_sampling(params: types.SamplingParams, *, limits: EngineLimits) -> Non
         raise types.InvalidRequestError(f"stop accepts at most {MAX_STOP_SEQUENCES} sequences")
     if any(not s for s in params.stop):
         raise types.InvalidRequestError("stop sequences must not be empty strings")
+    if any(len(s) > MAX_STOP_CHARS for s in params.stop):
+        raise types.InvalidRequestError(f"stop sequences must be at most {MAX_STOP_CHARS} chars")
 
 
 def check_input(request: types.GenerationRequest) -> None:
