@@ -102,6 +102,7 @@ async def start(
         gid=gid,
         groups=supplemental_groups(shared.pod),
         expose=await asyncio.to_thread(procs.exposures_for, argv[0]) if uid else [],
+        read_only_root=bool(spec.get("securityContext", {}).get("readOnlyRootFilesystem")),
     )
     proc = await procs.spawn(
         netns=shared.netns,

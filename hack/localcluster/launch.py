@@ -57,6 +57,24 @@ def expose(folder: str, children: list[str]) -> None:
         bind(source, target, read_only=False)
 
 
+KEEP_WRITABLE = {"proc", "sys", "dev", "run"}
+
+
+def read_only_root(volume_targets: set[str]) -> None:
+    """readOnlyRootFilesystem, best effort: every top-level folder becomes a read-only bind.
+
+    Kernel filesystems and /run stay as they are; volumes already bound below a folder keep
+    their own (writable) mounts because only the top of each recursive bind is remounted.
+    """
+    for entry in sorted(os.listdir("/")):
+        path = "/" + entry
+        if entry in KEEP_WRITABLE or path in volume_targets:
+            continue
+        if os.path.islink(path) or not os.path.isdir(path):
+            continue
+        bind(path, path, read_only=True)
+
+
 def drop_privileges(spec: dict[str, Any]) -> None:
     """setuid/setgid to the pod's numbers; no user needs to exist for this."""
     uid, gid = spec.get("uid"), spec.get("gid")
@@ -76,6 +94,8 @@ def main() -> None:
     # Volumes first: their sources may live in a folder that `expose` is about to cover.
     for mount in spec.get("mounts", []):
         bind(mount["source"], mount["target"], read_only=bool(mount.get("readOnly")))
+    if spec.get("readOnlyRoot"):
+        read_only_root({mount["target"].rstrip("/") for mount in spec.get("mounts", [])})
     for folder, children in spec.get("expose", []):
         expose(folder, children)
     drop_privileges(spec)

@@ -41,9 +41,11 @@ def launch_spec(
     gid: int | None,
     groups: Sequence[int],
     expose: Sequence[tuple[str, list[str]]] = (),
+    read_only_root: bool = False,
 ) -> dict[str, Any]:
     """The JSON document launch.py reads."""
     return {
+        "readOnlyRoot": read_only_root,
         "expose": [[folder, children] for folder, children in expose],
         "argv": list(argv),
         "env": dict(env),

@@ -251,3 +251,35 @@ def test_failing_liveness_probe_restarts_the_container(cluster: Cluster, namespa
     assert st["lastState"]["terminated"]["exitCode"] in (137, 143)
     seen = pod_events(cluster, namespace, "sickly")
     assert {("Warning", "Unhealthy"), ("Normal", "Killing"), ("Normal", "Started")} <= seen
+
+
+TRY_WRITES = """
+import json, os
+def attempt(path):
+    try:
+        with open(path, "w") as out:
+            out.write("x")
+        return "wrote"
+    except OSError as exc:
+        return exc.strerror
+print(json.dumps({"volume": attempt("/data/file"), "root": attempt(f"/tmp/llmop-ro-{os.getpid()}")}))
+"""
+
+
+def test_read_only_root_filesystem_leaves_only_volumes_writable(
+    cluster: Cluster, namespace: str
+) -> None:
+    ctr = nt.container("app", ["python", "-c", TRY_WRITES],
+                       securityContext={"runAsUser": 1000, "readOnlyRootFilesystem": True},
+                       volumeMounts=[{"name": "d", "mountPath": "/data"}])  # fmt: skip
+    spec = {
+        "restartPolicy": "Never",
+        "containers": [ctr],
+        "volumes": [{"name": "d", "emptyDir": {}}],
+    }
+    cluster.apply(nt.pod("readonly", spec), namespace=namespace)
+    nt.wait_until(
+        lambda: phase(cluster, namespace, "readonly") == "Succeeded", timeout=40, what="Succeeded"
+    )
+    report = json.loads(cluster.kubectl("logs", "readonly", "-n", namespace).stdout)
+    assert report == {"volume": "wrote", "root": "Read-only file system"}
