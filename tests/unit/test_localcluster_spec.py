@@ -259,3 +259,9 @@ def test_node_heartbeats_keep_the_transition_time() -> None:
     beat = registration.node_status(registration.NodeConfig(), at="t2", first=False)
     ready = next(c for c in beat["conditions"] if c["type"] == "Ready")
     assert ready["lastHeartbeatTime"] == "t2" and "lastTransitionTime" not in ready
+
+
+def test_secret_data_is_decoded_to_text() -> None:
+    secret = {"data": {"token": "czNjcmV0", "empty": ""}}
+    assert containerspec.secret_data(secret) == {"token": "s3cret", "empty": ""}
+    assert containerspec.secret_data({}) == {}
