@@ -230,11 +230,8 @@ def test_scale_subresource_adds_a_serving_replica(operator: Cluster, ready_ns: s
     )
     st = wait_for("Ready 2/2", phase_is(operator, ready_ns, "Ready", "2/2"), timeout=LOAD_TIMEOUT)
     assert st["readyReplicas"] == 2
-    scale = operator.kubectl_json(
-        "get",
-        "--raw",
-        f"/apis/llm-operator.io/v1alpha1/namespaces/{ready_ns}/llmdeployments/smollm2/scale",
-    )
+    path = f"/apis/llm-operator.io/v1alpha1/namespaces/{ready_ns}/llmdeployments/smollm2/scale"
+    scale = json.loads(operator.kubectl("get", "--raw", path).stdout)
     assert scale["status"]["replicas"] == 2
     assert (
         scale["status"]["selector"]
@@ -307,3 +304,17 @@ def test_operator_pod_exports_reconcile_metrics(operator: Cluster, ready_ns: str
     ]
     assert ok and float(ok[0].split()[-1]) > 0, text[:2000]
     assert "llm_operator_reconcile_duration_seconds_bucket" in text
+
+
+def test_children_the_api_server_refuses_make_the_phase_failed(
+    operator: Cluster, namespace: str
+) -> None:
+    # Valid for the CRD, invalid for a Pod: a toleration with operator Exists may carry no value.
+    bad = [{"key": "gpu", "operator": "Exists", "value": "yes", "effect": "NoSchedule"}]
+    apply_example(operator, namespace, scheduling={"tolerations": bad})
+    st = wait_for("Failed", phase_is(operator, namespace, "Failed"), timeout=60)
+    assert "422" in st["lastError"]
+    assert "toleration" in st["lastError"].lower()
+    degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ApplyFailed")
+    assert any(e["reason"] == "ApplyFailed" for e in events(operator, namespace))
