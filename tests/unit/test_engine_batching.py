@@ -287,3 +287,24 @@ async def test_requests_beyond_the_slots_queue_and_match_their_solo_runs(tiny_di
         assert engine.stats().running == 0
     finally:
         await engine.stop()
+
+
+async def test_the_event_loop_keeps_running_while_the_model_generates(
+    engine: BatchingEngine,
+) -> None:
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.005)
+            lags.append(loop.time() - before - 0.005)
+
+    tick = asyncio.create_task(ticker())
+    started = asyncio.get_running_loop().time()
+    await asyncio.gather(*(_run(engine, _req(f"n {i}", max_new_tokens=150)) for i in range(4)))
+    elapsed = asyncio.get_running_loop().time() - started
+    tick.cancel()
+    assert len(lags) > elapsed / 0.05  # the loop ticked throughout, not once at the end
+    assert max(lags) < 0.25
