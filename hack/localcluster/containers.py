@@ -125,7 +125,15 @@ async def probe(
     grace: float,
     changed: Callable[[], None],
 ) -> None:
-    """Startup probe first; then liveness and readiness side by side until the process ends."""
+    """postStart, then the startup probe; then liveness and readiness until the process ends.
+
+    A failed postStart hook kills the container (FailedPostStartHook), as a kubelet does.
+    """
+    post_start = spec.get("lifecycle", {}).get("postStart")
+    if post_start and not await _run_hook(post_start, proc, spec=spec, shared=shared, env=env):
+        shared.record("FailedPostStartHook", f"PostStartHook failed for {c.name}", True, c.name)
+        await procs.stop(proc, grace=grace)
+        return
 
     async def loop(kind: str) -> bool:
         return await _probe_loop(
@@ -202,13 +210,13 @@ async def stop(
 
 async def _run_hook(
     hook: Obj, proc: Process, *, spec: Obj, shared: PodShared, env: Mapping[str, str]
-) -> None:
-    """A lifecycle handler: sleep, exec (in the container's namespaces) or httpGet."""
+) -> bool:
+    """A lifecycle handler: sleep, exec (in the container's namespaces) or httpGet; True if ok."""
     if "sleep" in hook:
         await asyncio.sleep(float(hook["sleep"]["seconds"]))
-        return
+        return True
     uid, gid = identity(shared.pod, spec)
-    await probing.check(
+    return await probing.check(
         {**hook, "timeoutSeconds": 3600},
         container=spec,
         pod_ip=shared.pod_ip,

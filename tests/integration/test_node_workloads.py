@@ -166,7 +166,7 @@ while True:
 """
 
 
-def test_deleting_a_pod_runs_prestop_sends_sigterm_and_waits_the_grace_period(
+def test_pod_hooks_run_and_deletion_sends_sigterm_and_waits_the_grace_period(
     cluster: Cluster, namespace: str, tmp_path: Any
 ) -> None:
     out = tmp_path / "out"
@@ -176,7 +176,9 @@ def test_deleting_a_pod_runs_prestop_sends_sigterm_and_waits_the_grace_period(
         "containers": [nt.container("app", ["python", "-c", SIGTERM_RECORDER],
                                     volumeMounts=[{"name": "out", "mountPath": "/out"}],
                                     lifecycle={"preStop": {"exec": {"command": [
-                                        "sh", "-c", "date +%s.%N > /out/prestop"]}}})],
+                                        "sh", "-c", "date +%s.%N > /out/prestop"]}},
+                                               "postStart": {"exec": {"command": [
+                                        "sh", "-c", "date +%s.%N > /out/poststart"]}}})],
         "volumes": [{"name": "out", "hostPath": {"path": str(out)}}],
     }  # fmt: skip
     cluster.apply(nt.pod("stubborn", spec), namespace=namespace)
@@ -188,6 +190,7 @@ def test_deleting_a_pod_runs_prestop_sends_sigterm_and_waits_the_grace_period(
     began, began_wall = time.monotonic(), time.time()
     cluster.kubectl("delete", "pod", "stubborn", "-n", namespace, "--wait=true", timeout=60)
     took = time.monotonic() - began
+    assert (out / "poststart").exists(), "the postStart hook did not run in the container"
     assert (out / "prestop").exists(), "the preStop hook did not run in the container"
     assert (out / "sigterm").exists(), "the container never saw SIGTERM"
     assert float((out / "prestop").read_text()) <= float((out / "sigterm").read_text())
