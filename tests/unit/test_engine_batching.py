@@ -308,3 +308,25 @@ async def test_the_event_loop_keeps_running_while_the_model_generates(
     tick.cancel()
     assert len(lags) > elapsed / 0.05  # the loop ticked throughout, not once at the end
     assert max(lags) < 0.25
+
+
+async def test_one_new_token_finishes_at_prefill(engine: BatchingEngine) -> None:
+    final = _final(await _run(engine, _req(max_new_tokens=1)))
+    assert final.completion_tokens <= 1
+    assert engine.stats().running == 0
+
+
+async def test_cancelling_a_chunk_prefilled_request_frees_its_slot(tiny_dir: Path) -> None:
+    limits = dataclasses.replace(LIMITS, max_batch_size=2, prefill_token_budget=2)
+    engine = await _engine(tiny_dir, limits)
+    try:
+        long_prompt = "The quick brown fox jumps over the lazy dog while the cat sleeps."
+        stream = engine.generate(_req(long_prompt, max_new_tokens=400))
+        await _wait_until(lambda: engine.stats().running == 1)  # chunk slot, then the batch
+        await stream.aclose()  # type: ignore[attr-defined]
+        await _wait_until(lambda: engine.stats().running == 0)
+        assert engine.stats().kv_cache_usage == 0
+        both = await asyncio.gather(*(_run(engine, _req(max_new_tokens=4)) for _ in range(2)))
+        assert all(_final(r).completion_tokens > 0 for r in both)
+    finally:
+        await engine.stop()
