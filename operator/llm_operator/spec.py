@@ -81,12 +81,16 @@ class SecuritySpec(_Model):
 
 
 class Pause(_Model):
-    duration: str = "60s"
+    """A pause without a duration waits for a manual promote (rollout.llm-operator.io/promote)."""
+
+    duration: str | None = None
 
 
 class Step(_Model):
+    """One canary step; without `pause` the rollout moves on as soon as the step passed."""
+
     weight: int
-    pause: Pause = Pause()
+    pause: Pause | None = None
 
 
 class MetricLimits(_Model):
@@ -108,17 +112,24 @@ class SmokePrompt(_Model):
 
 
 class AnalysisSpec(_Model):
-    interval: str = "30s"
-    failure_limit: int = 2
+    interval: str = "10s"
+    failure_limit: int = 1
+    min_requests: int = 1
     inconclusive: Literal["hold", "pass", "rollback"] = "hold"
     metrics: MetricLimits = MetricLimits()
     relative_to_stable: RelativeLimits = RelativeLimits()
     smoke_prompts: tuple[SmokePrompt, ...] = ()
 
 
+DEFAULT_STEPS = (
+    Step(weight=25, pause=Pause(duration="30s")),
+    Step(weight=50, pause=Pause(duration="30s")),
+)
+
+
 class RolloutSpec(_Model):
-    strategy: Literal["Recreate", "Canary"] = "Recreate"
-    steps: tuple[Step, ...] = ()
+    strategy: Literal["Canary", "Recreate"] = "Canary"
+    steps: tuple[Step, ...] = DEFAULT_STEPS
     analysis: AnalysisSpec = AnalysisSpec()
 
 

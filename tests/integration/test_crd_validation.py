@@ -63,7 +63,10 @@ def test_the_example_is_accepted_and_defaulted(crds: Cluster, namespace: str) ->
     code, out = _apply(crds, _valid(), namespace)
     assert code == 0, out
     got = crds.kubectl_json("get", "llmd", "smollm2", "-n", namespace)
-    assert got["spec"]["rollout"]["strategy"] == "Recreate"
+    rollout = got["spec"]["rollout"]
+    assert rollout["strategy"] == "Canary"
+    assert [s["weight"] for s in rollout["steps"]] == [25, 50]
+    assert (rollout["analysis"]["interval"], rollout["analysis"]["failureLimit"]) == ("10s", 1)
     assert got["spec"]["security"] == {"authTokenSecretName": "", "tlsSecretName": ""}
     assert got["spec"]["model"]["cacheClaimName"] == ""
 
@@ -121,8 +124,28 @@ INVALID = [
         id="port-out-of-range",
     ),
     pytest.param(
-        _with("spec.rollout", {"strategy": "Canary"}), "spec.rollout.steps",
+        _with("spec.rollout", {"strategy": "Canary", "steps": []}), "spec.rollout.steps",
         "a Canary rollout needs at least one step", id="canary-without-steps",
+    ),
+    pytest.param(
+        _with("spec.rollout", {"steps": [{"weight": 50}, {"weight": 50}]}),
+        "spec.rollout.steps", "strictly increasing", id="canary-weights-repeated",
+    ),
+    pytest.param(
+        _with("spec.rollout", {"steps": [{"weight": 0}]}), "spec.rollout.steps[0].weight",
+        "greater than or equal to 1", id="canary-weight-zero",
+    ),
+    pytest.param(
+        _with("spec.rollout", {"steps": [{"weight": 50, "pause": {"duration": "soon"}}]}),
+        "spec.rollout.steps[0].pause.duration", "should match", id="bad-pause-duration",
+    ),
+    pytest.param(
+        _with("spec.rollout", {"strategy": "BlueGreen"}), "spec.rollout.strategy",
+        "Unsupported value", id="unknown-strategy",
+    ),
+    pytest.param(
+        _with("spec.rollout.analysis", {"minRequests": 0}), "spec.rollout.analysis.minRequests",
+        "greater than or equal to 1", id="min-requests-zero",
     ),
     pytest.param(
         _with("spec.rollout", {"strategy": "Canary", "steps": [{"weight": 50}, {"weight": 10}]}),

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from llm_operator import spec
+from llm_operator.rollout import report, state
 
 pytestmark = pytest.mark.unit
 
@@ -68,15 +70,36 @@ def test_status_and_scale_subresources_point_at_real_fields() -> None:
     assert {"replicas", "selector", "readyReplicas", "phase", "conditions"} <= set(status_fields)
 
 
-def test_printer_columns_are_model_ready_phase_revision_age() -> None:
+def test_printer_columns_show_model_ready_phase_and_the_rollout() -> None:
     columns = [(c["name"], c["jsonPath"]) for c in _version()["additionalPrinterColumns"]]
     assert columns == [
         ("Model", ".spec.model.name"),
         ("Ready", ".status.ready"),
         ("Phase", ".status.phase"),
+        ("Stable", ".status.rollout.stableRevision"),
+        ("Canary", ".status.rollout.canaryRevision"),
+        ("Weight", ".status.rollout.weight"),
+        ("Verdict", ".status.rollout.lastVerdict"),
         ("Revision", ".status.currentRevision"),
         ("Age", ".metadata.creationTimestamp"),
     ]
+    wide_only = {c["name"] for c in _version()["additionalPrinterColumns"] if c.get("priority")}
+    assert wide_only == {"Revision"}
+
+
+def test_rollout_printer_columns_match_the_rollout_core() -> None:
+    by_name = {c["name"]: c for c in _version()["additionalPrinterColumns"]}
+    for column in report.PRINTER_COLUMNS:
+        assert by_name[column["name"]]["jsonPath"] == column["jsonPath"]
+
+
+def test_status_declares_every_rollout_field_the_core_writes() -> None:
+    """The API server prunes undeclared status fields; the rollout state must survive."""
+    status = _schema()["properties"]["status"]["properties"]
+    written = state.to_status(state.RolloutStatus())
+    assert set(written["rollout"]) <= set(status["rollout"]["properties"])
+    rollback = state.Rollback("a", "b", "R", "m", datetime.now(UTC), signal_at=datetime.now(UTC))
+    assert set(rollback.to_dict()) <= set(status["rollback"]["properties"])
 
 
 def _defaults(node: dict[str, Any]) -> dict[str, Any]:

@@ -107,9 +107,11 @@ def _optional_float(raw: Mapping[str, Any], key: str) -> float | None:
 
 
 def _step(raw: Mapping[str, Any]) -> Step:
-    """A step whose pause has no `duration` waits for a manual promote (the issue's rule)."""
-    pause = raw.get("pause") or {}
-    duration = pause.get("duration")
+    """A step whose pause has no `duration` (`pause: {}`) waits for a manual promote (the
+    issue's rule); a step without `pause` moves on as soon as it passed (Argo Rollouts' reading)."""
+    if raw.get("pause") is None:
+        return Step(weight=int(raw["weight"]), pause_seconds=0.0)
+    duration = raw["pause"].get("duration")
     return Step(
         weight=int(raw["weight"]),
         pause_seconds=None if duration is None else parse_duration(duration),
