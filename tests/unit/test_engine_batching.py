@@ -200,6 +200,7 @@ async def test_closing_the_stream_frees_the_slot_at_once(tiny_dir: Path) -> None
         stream = engine.generate(_req(max_new_tokens=400))
         await anext(stream)
         assert engine.stats().kv_cache_usage > 0
+        await _wait_until(lambda: engine.stats().batch_size == 1)  # the gauge sees the batch
         await stream.aclose()  # type: ignore[attr-defined]
         await _wait_until(lambda: engine.stats().running == 0)
         assert engine.stats().kv_cache_usage == 0
@@ -272,9 +273,9 @@ async def test_info_and_stats_describe_the_engine(engine: BatchingEngine) -> Non
     assert (info.dtype, info.device, info.context_length) == ("float32", "cpu", tiny.CONTEXT_LENGTH)
     assert (info.max_batch_size, info.max_waiting, info.max_new_tokens) == (4, 4, 400)
     await _run(engine, _req(max_new_tokens=3))
+    await _wait_until(lambda: engine.stats().batch_size == 0)  # idle again
     stats = engine.stats()
     assert (stats.running, stats.waiting, stats.kv_cache_usage) == (0, 0, 0.0)
-    assert stats.batch_size >= 1
 
 
 async def test_requests_beyond_the_slots_queue_and_match_their_solo_runs(tiny_dir: Path) -> None:

@@ -170,6 +170,7 @@ class Scheduler:
                 and not self._waiting
                 and self._chunked is None
             ):
+                self.last_batch_size = 0  # idle: the batch-size gauge reads 0, not the last burst
                 self._cond.wait()
             return not self._stopping
 
