@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -282,27 +283,35 @@ def test_deleting_the_llmdeployment_cascades_to_every_child(
     )
 
 
-def test_operator_pod_exports_reconcile_metrics(operator: Cluster, ready_ns: str) -> None:
-    import urllib.request
-
-    pods = operator.kubectl_json(
+def operator_pods(cluster: Cluster) -> list[dict[str, Any]]:
+    pods = cluster.kubectl_json(
         "get", "pods", "-n", SYSTEM_NS, "-l", "app.kubernetes.io/name=llm-operator"
     )["items"]
-    running = [p for p in pods if p["status"].get("podIP") and p["status"]["phase"] == "Running"]
-    assert running, pods
-    pod = running[0]
+    return [p for p in pods if p["status"].get("podIP") and p["status"]["phase"] == "Running"]
+
+
+def scrape(pod: dict[str, Any]) -> str:
+    """The operator pod's /metrics page, read on its pod IP as Prometheus would."""
     ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
     url = f"http://{pod['status']['podIP']}:{ports['metrics']}/metrics"
     with urllib.request.urlopen(url, timeout=10) as resp:
-        text = resp.read().decode()
-    ok = [
-        line
-        for line in text.splitlines()
-        if line.startswith("llm_operator_reconciles_total{")
-        and 'trigger="status"' in line
-        and 'result="ok"' in line
-    ]
-    assert ok and float(ok[0].split()[-1]) > 0, text[:2000]
+        return str(resp.read().decode())
+
+
+def status_reconciles(text: str) -> float:
+    """llm_operator_reconciles_total{trigger="status",result="ok"} from a /metrics page."""
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        wanted = ('trigger="status"', 'result="ok"')
+        if name.startswith("llm_operator_reconciles_total{") and all(w in name for w in wanted):
+            return float(value)
+    return 0.0
+
+
+def test_operator_pod_exports_reconcile_metrics(operator: Cluster, ready_ns: str) -> None:
+    (pod,) = operator_pods(operator)
+    text = scrape(pod)
+    assert status_reconciles(text) > 0, text[:2000]
     assert "llm_operator_reconcile_duration_seconds_bucket" in text
 
 
@@ -318,3 +327,33 @@ def test_children_the_api_server_refuses_make_the_phase_failed(
     degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "ApplyFailed")
     assert any(e["reason"] == "ApplyFailed" for e in events(operator, namespace))
+
+
+def test_two_operator_replicas_peer_and_only_one_acts(operator: Cluster, ready_ns: str) -> None:
+    deploy = f"deployment/{RELEASE}"
+    operator.kubectl("scale", deploy, "-n", SYSTEM_NS, "--replicas", "2")
+    try:
+        operator.kubectl("rollout", "status", deploy, "-n", SYSTEM_NS, "--timeout=180s")
+
+        def two_peers() -> dict[str, Any] | None:
+            items = operator.kubectl_json("get", "clusterkopfpeerings")["items"]
+            peers = {k: v for item in items for k, v in (item.get("status") or {}).items()}
+            return peers if len(peers) == 2 else None
+
+        peers = wait_for("two peers in the peering object", two_peers, timeout=60)
+        assert len({p["priority"] for p in peers.values()}) == 2  # no tie: kopf would freeze both
+        operator.kubectl("delete", "service", "smollm2", "-n", ready_ns)
+        wait_for(
+            "the Service recreated by the active replica",
+            lambda: "Service/smollm2" in children_uids(operator, ready_ns),
+            timeout=60,
+        )
+        # Only the higher-priority replica runs the status timers; the other one is paused.
+        pods = operator_pods(operator)
+        before = [status_reconciles(scrape(p)) for p in pods]
+        time.sleep(12)  # more than two status periods
+        after = [status_reconciles(scrape(p)) for p in pods]
+        assert sum(a > b for a, b in zip(after, before, strict=True)) == 1, (before, after)
+        assert llmd(operator, ready_ns)["status"]["phase"] == "Ready"
+    finally:
+        operator.kubectl("scale", deploy, "-n", SYSTEM_NS, "--replicas", "1")
