@@ -100,7 +100,23 @@ def hosts_text(
             lines.append(f"{cluster_ip}\t{names}")
         elif cluster_ip == "None":
             lines += [f"{ip}\t{names}" for ip in ready_ips(svc, slices)]
+            lines += _pod_names(svc, slices)
     return "\n".join(lines) + "\n"
+
+
+def _pod_names(svc: Mapping[str, Any], slices: Iterable[Mapping[str, Any]]) -> list[str]:
+    """`<hostname>.<svc>.<ns>.svc.cluster.local` for endpoints that carry a hostname (the pods
+    of a StatefulSet, or any pod with hostname + subdomain naming this headless Service)."""
+    meta = svc["metadata"]
+    lines = []
+    for s in _slices_of(svc, slices):
+        for endpoint in s.get("endpoints") or []:
+            host = endpoint.get("hostname")
+            if not host or endpoint.get("conditions", {}).get("ready", True) is False:
+                continue
+            fqdn = f"{host}.{meta['name']}.{meta['namespace']}.svc.{DOMAIN}"
+            lines += [f"{ip}\t{fqdn} {host}.{meta['name']}" for ip in endpoint.get("addresses", [])]
+    return sorted(lines)
 
 
 def _env_name(name: str) -> str:

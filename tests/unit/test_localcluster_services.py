@@ -113,3 +113,12 @@ def test_closed_folders_on_the_way_to_the_interpreter_are_exposed_child_by_child
     )
     assert found == [("/root", [".local", ".pyenv"])]
     assert procs.exit_code(-9) == 137 and procs.exit_code(3) == 3
+
+
+def test_stateful_pods_behind_a_headless_service_get_their_own_names() -> None:
+    db_slice = slice_("db", "team", [("198.18.0.30", True)], [{"port": 5432}])
+    db_slice["endpoints"][0]["hostname"] = "db-0"
+    text = services.hosts_text(
+        namespace="team", pod_name="p", pod_ip="198.18.0.50", services=[DB], slices=[db_slice]
+    )
+    assert "198.18.0.30\tdb-0.db.team.svc.cluster.local db-0.db" in text.splitlines()
