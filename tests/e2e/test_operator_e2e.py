@@ -8,6 +8,7 @@ and gRPC answers through the Service.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.request
@@ -103,6 +104,15 @@ def children_uids(cluster: Cluster, ns: str) -> dict[str, str]:
     return {f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["uid"] for i in items}
 
 
+def table_row(table: str) -> dict[str, str]:
+    """The first row of `kubectl get` output as {HEADER: cell}, cut at the header's offsets
+    (cells may be empty, so splitting on spaces would shift them)."""
+    header, row = table.splitlines()[:2]
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    ends = [*starts[1:], None]
+    return {header[a:b].strip(): row[a:b].strip() for a, b in zip(starts, ends, strict=True)}
+
+
 def ask(cluster: Cluster, ns: str, question: str) -> str:
     """One chat request through the ClusterIP Service, as an in-cluster client would send it."""
     svc = cluster.kubectl_json("get", "service", "smollm2", "-n", ns)
@@ -140,16 +150,13 @@ def test_example_becomes_ready_and_answers_paris_through_the_service(
     assert st["endpoint"] == f"smollm2.{ready_ns}.svc:50051"
     conds = {c["type"]: c["status"] for c in st["conditions"]}
     assert conds == {"Available": "True", "Progressing": "False", "Degraded": "False"}
-    table = operator.kubectl("get", "llmd", "-n", ready_ns).stdout
-    header, row = table.splitlines()[:2]
-    assert header.split() == ["NAME", "MODEL", "READY", "PHASE", "REVISION", "AGE"]
-    assert row.split()[:5] == [
-        "smollm2",
-        "smollm2-135m-instruct",
-        "1/1",
-        "Ready",
-        st["currentRevision"],
-    ]
+    table = operator.kubectl("get", "llmd", "-n", ready_ns, "-o", "wide").stdout
+    columns = table_row(table)
+    assert columns["NAME"] == "smollm2"
+    assert columns["MODEL"] == "smollm2-135m-instruct"
+    assert (columns["READY"], columns["PHASE"]) == ("1/1", "Ready")
+    assert columns["REVISION"] == st["currentRevision"]
+    assert "AGE" in columns
     assert "Paris" in ask(operator, ready_ns, "What is the capital of France?")
     reasons = {e["reason"] for e in events(operator, ready_ns)}
     assert "Ready" in reasons
