@@ -1,5 +1,6 @@
-"""What the canary e2e tests need beyond kubectl: an operator of their own, a pod watch that
-never misses a status, time arithmetic on Kubernetes timestamps, and model folders on the node.
+"""What the canary e2e tests, the rollback benchmark and the demo share: an operator of their own,
+one LLMDeployment driven through kubectl, a pod watch that never misses a status, time arithmetic
+on Kubernetes timestamps, and model folders on the node (a tiny model, a corrupt one).
 
 The operator is installed with the chart (`hack/install-operator.sh`) under its own release and
 namespace and watches only the test namespace, so it never competes with the cluster-wide
@@ -9,6 +10,7 @@ namespace, so `wait_for_no_foreign_operator` waits until none runs.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import stat
@@ -32,6 +34,26 @@ LABEL_REVISION = "llm-operator.io/revision"
 NODE_MODELS = Path("/var/tmp/llm-operator-canary-e2e")
 
 Pod = dict[str, Any]
+CACHE_CLAIM = "model-cache"
+INTERVAL = 5  # seconds between analyses in tests and the benchmark (the CRD default is 10)
+
+# SmolLM2 with a model cache claim (a new pod skips the fetch) and short analysis intervals.
+BASE_SPEC: dict[str, Any] = {
+    "model": {
+        "name": "smollm2-135m-instruct",
+        "source": "builtin://smollm2-135m-instruct",
+        "cacheClaimName": CACHE_CLAIM,
+    },
+    "replicas": 1,
+    "runtime": {"limits": {"maxBatchSize": 8, "maxWaiting": 64, "maxNewTokens": 64}},
+    "startupBudgetSeconds": 600,
+    "drainGracePeriodSeconds": 10,
+    "rollout": {
+        "strategy": "Canary",
+        "steps": [{"weight": 50}],
+        "analysis": {"interval": f"{INTERVAL}s"},
+    },
+}
 
 
 def wait_for(
@@ -268,3 +290,127 @@ def corrupt_gguf_on_node(name: str) -> Path:
     path.write_bytes(b"GGUF" + os.urandom(4096))
     path.chmod(0o644)
     return path
+
+
+def spec_with(*, env: str | None = None, **changes: Any) -> dict[str, Any]:
+    """Pure: BASE_SPEC with top-level `changes` merged one level deep and, optionally, a marker
+    env variable whose value makes a new revision that serves the same model."""
+    spec = copy.deepcopy(BASE_SPEC)
+    for key, value in changes.items():
+        spec[key] = {**spec[key], **value} if isinstance(value, dict) else value
+    if env is not None:
+        spec["runtime"] = {**spec["runtime"], "env": [{"name": "CANARY_E2E", "value": env}]}
+    return spec
+
+
+def cache_claim() -> dict[str, Any]:
+    """The claim `BASE_SPEC` keeps fetched weights in (the node provisions it)."""
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": CACHE_CLAIM},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}},
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Target:
+    """One LLMDeployment, driven and read the way a user would with kubectl."""
+
+    cluster: Cluster
+    namespace: str
+    name: str = "chat"
+
+    @property
+    def selector(self) -> str:
+        return f"{LABEL_DEPLOYMENT}={self.name}"
+
+    def apply(self, spec: dict[str, Any]) -> None:
+        obj = {
+            "apiVersion": "llm-operator.io/v1alpha1",
+            "kind": "LLMDeployment",
+            "metadata": {"name": self.name},
+            "spec": spec,
+        }
+        self.cluster.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps(obj))
+
+    def get(self) -> dict[str, Any]:
+        return dict(self.cluster.kubectl_json("get", "llmd", self.name, "-n", self.namespace))
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.get().get("status") or {})
+
+    def rollout(self) -> dict[str, Any]:
+        return dict(self.status().get("rollout") or {})
+
+    def new_revision(self, old: str) -> str:
+        """The revision the spec asks for once the operator has seen the change."""
+        rev = wait_for(
+            "status.currentRevision to move",
+            lambda: (r := self.status().get("currentRevision")) != old and r,
+            timeout=30,
+            interval=0.5,
+        )
+        return str(rev)
+
+    def settled(self, *, timeout: float = 120) -> str:
+        """Waits until nothing is in flight (Stable or RolledBack); returns the stable revision."""
+        ro = wait_for(
+            "no rollout in flight",
+            lambda: (r := self.rollout()).get("phase") in ("Stable", "RolledBack") and r,
+            timeout=timeout,
+        )
+        return str(ro["stableRevision"])
+
+    def promoted(
+        self, rev: str, *, timeout: float, on_poll: Callable[[], None] | None = None
+    ) -> None:
+        wait_for(
+            f"{rev} promoted",
+            lambda: (
+                (r := self.rollout()).get("phase") == "Stable" and r.get("stableRevision") == rev
+            ),
+            timeout=timeout,
+            on_poll=on_poll,
+        )
+
+    def rolled_back(
+        self, rev: str, *, timeout: float, on_poll: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
+        """Waits for `rev` to be rolled back; returns the whole status."""
+
+        def probe() -> dict[str, Any] | None:
+            st = self.status()
+            ro, rb = st.get("rollout") or {}, st.get("rollback") or {}
+            return st if ro.get("phase") == "RolledBack" and rb.get("from") == rev else None
+
+        result: dict[str, Any] = wait_for(
+            f"{rev} rolled back", probe, timeout=timeout, interval=0.5, on_poll=on_poll
+        )
+        return result
+
+    def events(self, reason: str) -> list[dict[str, Any]]:
+        got = self.cluster.kubectl_json(
+            "get", "events", "-n", self.namespace, "--field-selector",
+            f"involvedObject.name={self.name}",
+        )  # fmt: skip
+        return [e for e in got["items"] if e.get("reason") == reason]
+
+    def service_target(self) -> str:
+        """host:port of the ClusterIP Service, reachable from the node (and this machine)."""
+        svc = self.cluster.kubectl_json("get", "service", self.name, "-n", self.namespace)
+        return f"{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
+
+    def deployments(self) -> dict[str, int]:
+        """Deployment name -> spec.replicas of every revision's Deployment."""
+        items = self.cluster.kubectl_json(
+            "get", "deployments", "-n", self.namespace, "-l", self.selector
+        )["items"]
+        return {d["metadata"]["name"]: int(d["spec"].get("replicas") or 0) for d in items}
+
+    def live_pods(self, rev: str | None = None) -> list[Pod]:
+        sel = self.selector + (f",{LABEL_REVISION}={rev}" if rev else "")
+        pods = self.cluster.kubectl_json("get", "pods", "-n", self.namespace, "-l", sel)["items"]
+        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    def watch(self, rev: str | None = None) -> PodWatch:
+        sel = self.selector + (f",{LABEL_REVISION}={rev}" if rev else "")
+        return PodWatch(self.cluster, self.namespace, sel)
