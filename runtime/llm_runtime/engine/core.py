@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -22,8 +23,10 @@ from typing import Any, Protocol
 import torch
 
 from llm_runtime import types
+from llm_runtime.engine import generic, llama, sampling, scheduler, text
 from llm_runtime.engine import limits as limits_
-from llm_runtime.engine import llama, sampling, scheduler, text
+
+log = logging.getLogger(__name__)
 
 WARMUP_REQUEST = types.GenerationRequest(
     request_id="warm-up",
@@ -247,9 +250,13 @@ class BatchingEngine:
 
     def _build_scheduler(self) -> scheduler.Scheduler:
         """Off the event loop: fuse weights, build the KV cache, precompute the shared prefix."""
-        runner = llama.LlamaRunner(
-            self._model, slots=self._limits.max_batch_size, max_len=self._max_len
-        )
+        slots, max_len = self._limits.max_batch_size, self._max_len
+        runner: llama.LlamaRunner | generic.GenericRunner
+        try:
+            runner = llama.LlamaRunner(self._model, slots=slots, max_len=max_len)
+        except llama.UnsupportedModelError as exc:
+            log.warning("%s; serving through the model's own forward without batching", exc)
+            runner = generic.GenericRunner(self._model, slots=slots, max_len=max_len)
         runner.set_prefix(shared_chat_prefix(self._tokenizer))
         return scheduler.Scheduler(
             runner,

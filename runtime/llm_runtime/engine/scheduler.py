@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
+from typing import Protocol
 
 import torch
 
@@ -36,6 +37,29 @@ from llm_runtime.engine import llama, sampling, text
 log = logging.getLogger(__name__)
 
 Emit = Callable[[types.GenerationEvent | BaseException], bool]
+
+
+class SlotCache(Protocol):
+    """The slot-cache operations the scheduler performs (`kvcache.KVCache`, `generic.SlotCaches`)."""
+
+    def ensure(self, needed: int) -> None: ...
+
+    def move(self, *, src: int, dst: int, length: int) -> None: ...
+
+
+class Runner(Protocol):
+    """What the scheduler needs from a model runner (`llama.LlamaRunner`, `generic.GenericRunner`)."""
+
+    @property
+    def cache(self) -> SlotCache: ...
+
+    def cached_prefix(self, prompt: list[int]) -> int: ...
+
+    def copy_prefix(self, slot: int, prompt: list[int]) -> int: ...
+
+    def prefill(self, chunks: list[llama.Chunk]) -> torch.Tensor: ...
+
+    def decode(self, tokens: list[int], positions: list[int]) -> torch.Tensor: ...
 
 
 @dataclasses.dataclass(eq=False)
@@ -92,7 +116,7 @@ class Scheduler:
 
     def __init__(
         self,
-        runner: llama.LlamaRunner,
+        runner: Runner,
         *,
         limits: limits_.EngineLimits,
         eos_ids: frozenset[int],
