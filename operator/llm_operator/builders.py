@@ -16,10 +16,21 @@ Obj = dict[str, Any]
 
 @dataclasses.dataclass(frozen=True)
 class Desired:
-    """Everything the operator wants to exist for one LLMDeployment, plus the revision."""
+    """Everything the operator wants to exist for one LLMDeployment, plus the revision.
+
+    `shared` are the children every revision shares (identity, Services, budget); `deployment` is
+    the Deployment of the spec's revision at full size. During a canary the handler sizes it from
+    the rollout plan instead (`deployment(d, replicas=...)`).
+    """
 
     revision: str
-    children: tuple[Obj, ...]
+    shared: tuple[Obj, ...]
+    deployment: Obj
+
+    @property
+    def children(self) -> tuple[Obj, ...]:
+        """All children in apply order: identity first, then the pods, then the ways in."""
+        return (self.shared[0], self.deployment, *self.shared[1:])
 
 
 def runtime_image(d: spec.LLMDeployment, *, default_image: str) -> str:
@@ -28,22 +39,29 @@ def runtime_image(d: spec.LLMDeployment, *, default_image: str) -> str:
 
 
 def deployment_strategy(s: spec.LLMDeploymentSpec) -> Obj:
-    """Never drop serving capacity on a change: surge one new pod, wait for it to load, then
-    retire an old one. (The Canary strategy will drive its own revisions on top of this.)"""
+    """A revision's pod template never changes (a change is a new revision, hence a new
+    Deployment); this only governs replacing a lost pod: surge, never drop capacity."""
     return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
 
 
-def deployment(d: spec.LLMDeployment, *, default_image: str) -> tuple[Obj, str]:
-    """The runtime Deployment and the revision of its pod template."""
+def deployment(
+    d: spec.LLMDeployment, *, default_image: str, replicas: int | None = None
+) -> tuple[Obj, str]:
+    """The Deployment of the spec's revision (`<name>-<revision>`) and the revision.
+
+    Its selector includes the revision, so two revisions' Deployments never adopt each other's
+    pods; the Services select without it, so both serve. `replicas` defaults to the spec's.
+    """
     image = runtime_image(d, default_image=default_image)
     template, revision = pod.pod_template(d, image=image)
+    name = naming.deployment_name(d.owner.name, revision)
     obj = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": naming.child_metadata(d, name=d.owner.name, component="runtime"),
+        "metadata": naming.child_metadata(d, name=name, component="runtime", revision=revision),
         "spec": {
-            "replicas": d.spec.replicas,
-            "selector": {"matchLabels": naming.selector_labels(d.owner.name)},
+            "replicas": d.spec.replicas if replicas is None else replicas,
+            "selector": {"matchLabels": naming.revision_selector_labels(d.owner.name, revision)},
             "strategy": deployment_strategy(d.spec),
             "revisionHistoryLimit": 3,
             # Kubernetes marks the rollout failed after this; loading may take the whole budget.
@@ -129,13 +147,12 @@ def service_account(d: spec.LLMDeployment) -> Obj:
 
 
 def desired(d: spec.LLMDeployment, *, default_image: str) -> Desired:
-    """All children in apply order: identity first, then the pods, then the ways to reach them."""
+    """The shared children and the spec revision's Deployment at full size."""
     deploy, revision = deployment(d, default_image=default_image)
-    children = (
+    shared = (
         service_account(d),
-        deploy,
         service(d),
         headless_service(d),
         pod_disruption_budget(d),
     )
-    return Desired(revision=revision, children=children)
+    return Desired(revision=revision, shared=shared, deployment=deploy)

@@ -1,17 +1,17 @@
 """kopf wiring: thin handlers that parse, build (pure), apply (kube) and publish status.
 
-- create/update/resume: apply the children now.
-- a drift timer re-applies the children (server-side apply is a no-op when nothing drifted, and
+- create/update/resume: apply the shared children (ServiceAccount, Services, PDB) now.
+- a drift timer re-applies them (server-side apply is a no-op when nothing drifted, and
   recreates a deleted child).
-- a status timer observes the Deployment and pods and writes a truthful status; phase changes post
-  an Event. It is the only writer of status, so Events are not duplicated by racing handlers.
-  Change handlers alone would miss crash loops and finished loads.
+- the rollout tick (`canary.run`, every ~2 s) observes the pods of every revision, analyses a
+  canary, decides (pure core in `llm_operator.rollout`), converges the per-revision Deployments
+  and writes a truthful status; transitions post Events. It is the only writer of status and of
+  the Deployments, so neither races. Change handlers alone would miss crash loops and loads.
 Deletion needs no handler: every child carries an ownerReference, so the garbage collector cascades.
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 from collections.abc import Iterator
@@ -20,8 +20,8 @@ from typing import Any
 
 import kopf
 
-from llm_operator import GROUP, PLURAL, VERSION, builders, kube, metrics, naming, spec, status
-from llm_operator import observe as obs
+from llm_operator import GROUP, PLURAL, VERSION, builders, canary, kube, metrics, spec, status
+from llm_operator.rollout import inputs
 from llm_operator.settings import Settings
 
 PERSISTENCE_PREFIX = GROUP
@@ -47,16 +47,13 @@ def _measured(trigger: str) -> Iterator[None]:
         metrics.DURATION.labels(trigger).observe(time.monotonic() - start)
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def apply_children(d: spec.LLMDeployment, *, settings: Settings, memo: Any) -> str:
-    """Applies every child; remembers (per object, in memo) a refusal for the status to show.
-    Returns the revision. Refusals that retrying cannot fix become the Failed phase."""
+def apply_shared(d: spec.LLMDeployment, *, settings: Settings, memo: Any) -> str:
+    """Applies the children every revision shares (identity, Services, budget); remembers (per
+    object, in memo) a refusal for the status to show. Returns the spec's revision. The
+    per-revision Deployments are the rollout tick's (they depend on the rollout state)."""
     desired = builders.desired(d, default_image=settings.runtime_image)
     try:
-        for child in desired.children:
+        for child in desired.shared:
             kube.apply(child)
     except kube.ApiError as e:
         if e.retriable:
@@ -67,54 +64,14 @@ def apply_children(d: spec.LLMDeployment, *, settings: Settings, memo: Any) -> s
     return desired.revision
 
 
-def observe(d: spec.LLMDeployment, *, revision: str, apply_error: str) -> status.Observed:
-    """Reads the Deployment and the pods of one LLMDeployment."""
-    ns, name = d.owner.namespace, d.owner.name
-    deploy = kube.get(api_version="apps/v1", kind="Deployment", namespace=ns, name=name)
-    pods = kube.list_objects(
-        api_version="v1", kind="Pod", namespace=ns, selector=naming.selector_string(name)
-    )
-    return status.Observed(
-        generation=d.owner.generation,
-        desired=d.spec.replicas,
-        revision=revision,
-        deployment=obs.deployment_view(deploy),
-        pods=tuple(obs.pod_view(p) for p in pods),
-        apply_error=apply_error,
-    )
-
-
-def publish(
-    *, body: kopf.Body, patch: Any, observed: status.Observed, d: spec.LLMDeployment
-) -> None:
-    """Writes the status when it changed and posts an Event when the phase changed."""
-    previous = dict(body.get("status") or {})
-    new = status.status_body(
-        observed,
-        selector=naming.selector_string(d.owner.name),
-        endpoint=naming.endpoint(d),
-        previous=previous,
-        now=_now(),
-    )
-    if status.changed(previous, new):
-        patch.status.update(new)
-    event = status.transition(previous.get("phase"), status.verdict(observed))
-    if event is not None:
-        metrics.PHASE_TRANSITIONS.labels(new["phase"]).inc()
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-
-
-def _revision(d: spec.LLMDeployment, settings: Settings) -> str:
-    return builders.desired(d, default_image=settings.runtime_image).revision
-
-
 def on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Spec (or labels/annotations) changed, or the operator restarted: apply the children now.
-    The status timer reports the outcome (one writer of status and Events, so no duplicates)."""
+    """Spec (or labels/annotations) changed, or the operator restarted: apply the shared
+    children now. The rollout tick sizes the Deployments and reports the outcome (one writer of
+    status and Events, so no duplicates)."""
     with _measured("change"):
         d = spec.parse(body)
         try:
-            apply_children(d, settings=memo.settings, memo=memo)
+            apply_shared(d, settings=memo.settings, memo=memo)
         except kube.ApiError as e:
             raise kopf.PermanentError(f"the API server refused a child: {e}") from e
 
@@ -122,13 +79,14 @@ def on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 def repair_drift(
     body: kopf.Body, memo: kopf.Memo, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
 ) -> None:
-    """Re-applies the children so manual edits and deletions are undone."""
+    """Re-applies the shared children so manual edits and deletions are undone (the rollout
+    tick re-applies the spec revision's Deployment on the same period)."""
     if body.get("metadata", {}).get("deletionTimestamp"):
         return
     with _measured("drift"):
         d = spec.parse(body)
         try:
-            apply_children(d, settings=memo.settings, memo=memo)
+            apply_shared(d, settings=memo.settings, memo=memo)
         except kube.ApiError as e:
             # Info, not warning: warnings become Events, and the status already says Failed
             # (with one Event on the transition) instead of one Event per drift period.
@@ -136,15 +94,34 @@ def repair_drift(
             logger.info("children refused while repairing drift: %s", e)
 
 
-def refresh_status(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Observes the children and writes the status (the source of truth for the phase)."""
+def rollout_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    """Observes pods, analyses a canary, decides, converges the Deployments, writes the status
+    and posts Events. Runs every few seconds: crash loops must not wait for a spec change."""
     if body.get("metadata", {}).get("deletionTimestamp"):
         return
+    ops: Settings = memo.settings
     with _measured("status"):
-        d = spec.parse(body)
-        revision = _revision(d, memo.settings)
-        observed = observe(d, revision=revision, apply_error=memo.get("apply_error", ""))
-        publish(body=body, patch=patch, observed=observed, d=d)
+        try:
+            tick = canary.run(
+                body=body,
+                memo=memo,
+                settings_image=ops.runtime_image,
+                drift_seconds=ops.drift_interval_seconds,
+            )
+        except kube.ApiError as e:
+            raise kopf.TemporaryError(f"rollout tick: {e}", delay=2) from e
+    previous = dict(body.get("status") or {})
+    if status.changed(previous, tick.new_status):
+        patch.status.update(tick.new_status)
+    decision = tick.decision
+    if decision.event is not None:
+        ev = decision.event
+        kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
+    canary.record(decision, strategy=str(inputs.from_spec_dict(body.get("spec") or {}).strategy))
+    if tick.phase_event is not None:
+        metrics.PHASE_TRANSITIONS.labels(tick.new_status["phase"]).inc()
+        t = tick.phase_event
+        kopf.event(body, type=t.type, reason=t.reason, message=t.message)
 
 
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -174,4 +151,4 @@ def register(ops: Settings) -> None:
     kopf.on.update(*resource, id="apply")(on_change)
     kopf.on.resume(*resource, id="apply")(on_change)
     kopf.timer(*resource, id="drift", interval=ops.drift_interval_seconds)(repair_drift)
-    kopf.timer(*resource, id="status", interval=ops.status_interval_seconds)(refresh_status)
+    kopf.timer(*resource, id="status", interval=ops.status_interval_seconds)(rollout_tick)

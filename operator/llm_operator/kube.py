@@ -23,6 +23,7 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "ServiceAccount"): ("serviceaccounts", True),
     ("v1", "Service"): ("services", True),
     ("v1", "Pod"): ("pods", True),
+    ("v1", "Secret"): ("secrets", True),
     ("apps/v1", "Deployment"): ("deployments", True),
     ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
     ("kopf.dev/v1", "ClusterKopfPeering"): ("clusterkopfpeerings", False),
@@ -128,6 +129,27 @@ def apply(obj: Mapping[str, Any]) -> dict[str, Any]:
         "PATCH", path, query=query, body=obj, content_type="application/apply-patch+yaml"
     )
     return result or {}
+
+
+def scale(*, api_version: str, kind: str, namespace: str, name: str, replicas: int) -> None:
+    """Sets spec.replicas only (a merge patch): resizes a revision's Deployment that the current
+    spec can no longer rebuild (the stable while a canary runs, an old one draining)."""
+    path = path_for(api_version=api_version, kind=kind, namespace=namespace, name=name)
+    body = {"spec": {"replicas": replicas}}
+    query = [("fieldManager", FIELD_MANAGER)]
+    _request("PATCH", path, query=query, body=body, content_type="application/merge-patch+json")
+
+
+def delete(*, api_version: str, kind: str, namespace: str, name: str) -> None:
+    """Deletes one object (a retired revision's Deployment); already gone is fine. Background
+    propagation: its ReplicaSets follow through the garbage collector."""
+    path = path_for(api_version=api_version, kind=kind, namespace=namespace, name=name)
+    body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+    try:
+        _request("DELETE", path, body=body)
+    except ApiError as e:
+        if e.status != 404:
+            raise
 
 
 def get(*, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:

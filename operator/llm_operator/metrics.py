@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import prometheus_client
 
+from llm_operator.rollout import metrics as rollout_metrics
+
 RECONCILES = prometheus_client.Counter(
     "llm_operator_reconciles_total",
     "Reconciliations of LLMDeployments, by trigger (change, drift, status) and result.",
@@ -25,6 +27,9 @@ PHASE_TRANSITIONS = prometheus_client.Counter(
     "LLMDeployment phase changes, by the phase entered.",
     ["phase"],
 )
+
+# Rollouts started, promotions, rollbacks by reason, analyses by verdict, time to rollback.
+ROLLOUT = rollout_metrics.RolloutMetrics()
 
 
 def serve(port: int) -> None:

@@ -27,6 +27,16 @@ def common_labels(name: str) -> dict[str, str]:
     }
 
 
+def revision_selector_labels(name: str, revision: str) -> dict[str, str]:
+    """Labels that select one revision's pods: the selector of that revision's Deployment."""
+    return {**selector_labels(name), LABEL_REVISION: revision}
+
+
+def deployment_name(name: str, revision: str) -> str:
+    """One Deployment per revision, so stable and canary are sized independently."""
+    return f"{name}-{revision}"
+
+
 def selector_string(name: str) -> str:
     """The pod selector as a string, the form the scale subresource and HPAs read."""
     return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(name).items()))
@@ -58,11 +68,17 @@ def owner_reference(owner: spec.Owner) -> dict[str, object]:
     }
 
 
-def child_metadata(d: spec.LLMDeployment, *, name: str, component: str) -> dict[str, object]:
-    """metadata for a child object: its name, the common labels and the owner reference."""
+def child_metadata(
+    d: spec.LLMDeployment, *, name: str, component: str, revision: str | None = None
+) -> dict[str, object]:
+    """metadata for a child object: its name, the common labels (plus the revision label for a
+    revision's own objects) and the owner reference."""
+    labels = {**common_labels(d.owner.name), LABEL_COMPONENT: component}
+    if revision is not None:
+        labels[LABEL_REVISION] = revision
     return {
         "name": name,
         "namespace": d.owner.namespace,
-        "labels": {**common_labels(d.owner.name), LABEL_COMPONENT: component},
+        "labels": labels,
         "ownerReferences": [owner_reference(d.owner)],
     }

@@ -38,8 +38,9 @@ class Settings(BaseModel):
     health_port: int = Field(default=8080, ge=1, le=65535)
     # Port of the Prometheus /metrics endpoint.
     metrics_port: int = Field(default=8081, ge=1, le=65535)
-    # How often each LLMDeployment's children are observed and its status refreshed.
-    status_interval_seconds: float = Field(default=5.0, gt=0)
+    # How often each LLMDeployment is observed, its rollout decided and its status refreshed
+    # (a crash-looping canary is rolled back within about this long of being seen).
+    status_interval_seconds: float = Field(default=2.0, gt=0)
     # How often the children are re-applied to undo manual edits and deletions (drift).
     drift_interval_seconds: float = Field(default=15.0, gt=0)
     # Log format: json (one object per line, for collectors) or text (for humans).

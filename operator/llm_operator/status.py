@@ -129,9 +129,10 @@ def status_body(
     endpoint: str,
     previous: Mapping[str, Any],
     now: str,
+    v: Verdict | None = None,
 ) -> dict[str, Any]:
-    """The whole .status the operator writes."""
-    v = verdict(o)
+    """The whole .status the operator writes (`v`: the verdict when a rollout refines it)."""
+    v = v or verdict(o)
     live = [p for p in o.pods if not p.terminating]
     ready = sum(1 for p in live if p.ready)
     conds = conditions_for(v, ready=ready, desired=o.desired)

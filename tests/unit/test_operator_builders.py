@@ -45,13 +45,11 @@ def test_every_child_is_owned_labelled_and_namespaced() -> None:
 
 
 def test_children_are_account_deployment_services_and_budget() -> None:
-    kinds = [
-        (c["kind"], c["metadata"]["name"])
-        for c in builders.desired(_d(), default_image=IMAGE).children
-    ]
+    desired = builders.desired(_d(), default_image=IMAGE)
+    kinds = [(c["kind"], c["metadata"]["name"]) for c in desired.children]
     assert kinds == [
         ("ServiceAccount", "chat-runtime"),
-        ("Deployment", "chat"),
+        ("Deployment", f"chat-{desired.revision}"),
         ("Service", "chat"),
         ("Service", "chat-headless"),
         ("PodDisruptionBudget", "chat"),
@@ -59,13 +57,36 @@ def test_children_are_account_deployment_services_and_budget() -> None:
 
 
 def test_deployment_replicas_selector_and_rolling_update_without_capacity_loss() -> None:
-    deploy, _ = builders.deployment(_d(replicas=3), default_image=IMAGE)
+    deploy, revision = builders.deployment(_d(replicas=3), default_image=IMAGE)
     s = deploy["spec"]
     assert s["replicas"] == 3
-    assert s["selector"]["matchLabels"] == naming.selector_labels("chat")
+    assert s["selector"]["matchLabels"] == naming.revision_selector_labels("chat", revision)
     template_labels = s["template"]["metadata"]["labels"]
-    assert naming.selector_labels("chat").items() <= template_labels.items()
+    assert s["selector"]["matchLabels"].items() <= template_labels.items()
     assert s["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def test_one_deployment_per_revision_named_and_labelled_by_it() -> None:
+    old, old_rev = builders.deployment(_d(), default_image=IMAGE)
+    new, new_rev = builders.deployment(_d(), default_image="other:2", replicas=1)
+    assert old_rev != new_rev
+    assert old["metadata"]["name"] == f"chat-{old_rev}"
+    assert new["metadata"]["name"] == f"chat-{new_rev}"
+    assert new["metadata"]["labels"][naming.LABEL_REVISION] == new_rev
+    assert new["spec"]["replicas"] == 1
+    # Neither revision's Deployment selects the other's pods.
+    new_pods = new["spec"]["template"]["metadata"]["labels"]
+    assert not old["spec"]["selector"]["matchLabels"].items() <= new_pods.items()
+
+
+def test_services_and_budget_select_every_revision() -> None:
+    """No mesh: the canary's share of traffic is its share of the pods behind the Services."""
+    desired = builders.desired(_d(), default_image=IMAGE)
+    by_kind = {(c["kind"], c["metadata"]["name"]): c for c in desired.shared}
+    for key in (("Service", "chat"), ("Service", "chat-headless")):
+        assert naming.LABEL_REVISION not in by_kind[key]["spec"]["selector"]
+    budget = by_kind[("PodDisruptionBudget", "chat")]["spec"]["selector"]["matchLabels"]
+    assert budget == naming.selector_labels("chat")
 
 
 def test_init_container_fetches_the_source_into_the_model_volume() -> None:

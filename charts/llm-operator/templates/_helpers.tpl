@@ -97,9 +97,10 @@ namespaces, into one Role per watched namespace otherwise.
   resources: ["llmdeployments/finalizers"]
   verbs: ["update"]
 # Children, applied server-side under one field manager (an apply that creates needs create).
+# Deployments: one per revision; list to find them, delete a retired revision once drained.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services", "serviceaccounts"]
   verbs: ["get", "create", "patch"]

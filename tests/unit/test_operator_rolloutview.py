@@ -1,0 +1,91 @@
+"""What the status says during a rollout: the serving revision, Progressing, Degraded after a
+rollback; and the stale-body guard of the rollout tick."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from llm_operator import canary, probes, rolloutview, status
+from llm_operator.rollout import inputs
+from llm_operator.rollout.state import Phase, Rollback, RolloutStatus
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
+READY = status.Verdict("Ready", "ReplicasReady", "2/2 replicas serve the model")
+
+
+def test_serving_revision_is_the_stable_except_while_recreating() -> None:
+    assert rolloutview.serving_revision(RolloutStatus(), "r1") == "r1"
+    canary_run = RolloutStatus(phase=Phase.CANARY, stable_revision="r1", canary_revision="r2")
+    assert rolloutview.serving_revision(canary_run, "r2") == "r1"
+    recreate = RolloutStatus(phase=Phase.RECREATING, stable_revision="r1", canary_revision="r2")
+    assert rolloutview.serving_revision(recreate, "r2") == "r2"
+
+
+def test_a_canary_in_flight_makes_a_ready_stable_progressing() -> None:
+    r = RolloutStatus(
+        phase=Phase.CANARY,
+        stable_revision="r1",
+        canary_revision="r2",
+        weight=50,
+        message="weight 50% -> 1 canary pod beside 2 stable (33% of pods)",
+    )
+    v = rolloutview.verdict(READY, r, now=NOW)
+    assert (v.phase, v.reason) == ("Progressing", "RolloutCanary")
+    assert "r2" in v.message and "33% of pods" in v.message
+
+
+def test_a_rollback_makes_the_phase_degraded_with_the_failed_check() -> None:
+    rb = Rollback("r2", "r1", "SmokePromptMismatch", "pod x answered 'hi'", NOW)
+    r = RolloutStatus(
+        phase=Phase.ROLLED_BACK, stable_revision="r1", rejected_revision="r2", rollback=rb
+    )
+    v = rolloutview.verdict(READY, r, now=NOW)
+    assert (v.phase, v.reason) == ("Degraded", "SmokePromptMismatch")
+    assert "r2 rolled back to r1" in v.message and "answered 'hi'" in v.message
+
+
+def test_a_failing_stable_or_refused_apply_outranks_the_rollout() -> None:
+    failed = status.Verdict("Failed", "ApplyFailed", "422")
+    r = RolloutStatus(phase=Phase.CANARY, stable_revision="r1", canary_revision="r2")
+    assert rolloutview.verdict(failed, r, now=NOW) == failed
+
+
+def test_stable_rollout_leaves_the_pod_verdict_alone() -> None:
+    r = RolloutStatus(phase=Phase.STABLE, stable_revision="r1")
+    assert rolloutview.verdict(READY, r, now=NOW) == READY
+
+
+def test_a_body_older_than_our_last_write_is_read_with_that_write() -> None:
+    """The watch may not have delivered the status written one tick ago; deciding again from
+    the old one would replay a transition (a second rollback Event, a double count)."""
+    cache = canary.Cache(based_on="41", written={"rollout": {"phase": "RolledBack"}})
+    stale = {"metadata": {"resourceVersion": "41"}, "status": {"rollout": {"phase": "Canary"}}}
+    fresh = {"metadata": {"resourceVersion": "42"}, "status": {"rollout": {"phase": "Stable"}}}
+    assert canary.previous_status(stale, cache)["rollout"]["phase"] == "RolledBack"
+    assert canary.previous_status(fresh, cache)["rollout"]["phase"] == "Stable"
+
+
+def test_smoke_requests_are_greedy_and_short() -> None:
+    req = probes.smoke_request(inputs.SmokePrompt("What is the capital of France?", "(?i)paris"))
+    assert [(m.role, m.content) for m in req.messages] == [
+        ("user", "What is the capital of France?")
+    ]
+    assert req.temperature == 0.0
+    assert 0 < req.max_new_tokens <= 64
+
+
+def test_smoke_without_access_fails_every_prompt_naming_why() -> None:
+    prompts = (inputs.SmokePrompt("a", "b"), inputs.SmokePrompt("c", "d"))
+    access = probes.Access(port=50051, error="cannot read the Secret")
+    replies = probes.smoke(pod="p", pod_ip="198.18.0.9", prompts=prompts, access=access)
+    assert [(r.index, r.error) for r in replies] == [(0, access.error), (1, access.error)]
+
+
+def test_step_without_pause_moves_on_and_empty_pause_waits_for_promote() -> None:
+    parsed = inputs.from_spec_dict(
+        {"rollout": {"steps": [{"weight": 10}, {"weight": 50, "pause": {}}]}}
+    )
+    assert [s.pause_seconds for s in parsed.steps] == [0.0, None]
