@@ -2,7 +2,8 @@
 
 Modules: `limits` (limits and request checks, pure), `text` (incremental detokenization and stop
 sequences, pure), `sampling` (per-row sampling with per-request RNGs), `kvcache` (slot KV cache),
-`llama` (direct batched forward for Llama-family models), `scheduler` (the step loop thread),
+`llama` (direct batched forward for Llama-family models), `generic` (fallback runner for other
+architectures, no batching), `scheduler` (the step loop thread),
 `core` (the asyncio-facing engine). Importing this package imports torch.
 """
 

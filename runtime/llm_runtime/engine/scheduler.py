@@ -23,7 +23,6 @@ import collections
 import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from typing import Protocol
@@ -73,7 +72,6 @@ class Sequence:
     emit: Emit  # returns False when the consumer is gone
     decoder: text.IncrementalDecoder
     stream: text.TextStream
-    enqueued_at: float = dataclasses.field(default_factory=time.monotonic)
     cancelled: bool = False
     cached: int = 0  # tokens whose K/V are in the cache
     completion_tokens: int = 0
