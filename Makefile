@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export LLMOP_CACHE ?= $(HOME)/.cache/llm-operator
 export PYTHONPATH := $(CURDIR)/hack$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help setup gen lint test unit integration e2e demo cluster-up cluster-down install-operator kind-up bench clean
+.PHONY: help setup gen lint test unit integration e2e demo cluster-up cluster-down install-operator kind-up bench bench-rollback clean
 
 help: ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ kind-up: ## Real-cluster path: build images, kind cluster, chart, example (not r
 
 bench: setup ## Runtime benchmark: continuous batching vs a naive server.
 	$(PY) hack/bench/runtime_bench.py
+
+bench-rollback: cluster-up ## Canary benchmark: time from a failing signal to rollback, per failure kind.
+	$(PY) hack/bench/rollback_bench.py
 
 clean: ## Remove the virtualenv and build outputs (not the tool cache).
 	rm -rf $(VENV) build *.egg-info
