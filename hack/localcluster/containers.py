@@ -110,6 +110,7 @@ async def start(
         spec_file=shared.pod_dir / "specs" / f"{c.name}.json",
         log_file=procs.log_path(shared.pod_dir, c.name, c.restart_count),
     )
+    await procs.wait_exec(proc.pid)  # mounts in place before hooks and probes enter
     c.run(pid=proc.pid, at=status.now_rfc3339())
     shared.record("Started", f"Started container {c.name}", False, c.name)
     return proc, env

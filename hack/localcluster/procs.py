@@ -135,6 +135,34 @@ async def spawn(
         )
 
 
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def past_launcher(cmdline: bytes | None) -> bool:
+    """Whether a container process has exec'd its own program (or is gone).
+
+    Until then it is `ip netns exec` or launch.py, whose bind mounts are not all in place yet,
+    so hooks and exec probes entering its mount namespace would see the host's folders.
+    """
+    if cmdline is None:
+        return True
+    return not cmdline.startswith(b"ip\0netns\0exec\0") and str(LAUNCHER).encode() not in cmdline
+
+
+async def wait_exec(pid: int, *, limit: float = 10.0) -> None:
+    """Wait (bounded) until the process runs the container's program."""
+    step = 0.02
+    for _ in range(int(limit / step)):
+        if past_launcher(_cmdline(pid)):
+            return
+        await asyncio.sleep(step)
+
+
 def signal_group(pid: int, sig: signal.Signals) -> None:
     """Signal the container's process group (falls back to the PID); gone is fine."""
     with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -122,3 +122,13 @@ def test_stateful_pods_behind_a_headless_service_get_their_own_names() -> None:
         namespace="team", pod_name="p", pod_ip="198.18.0.50", services=[DB], slices=[db_slice]
     )
     assert "198.18.0.30\tdb-0.db.team.svc.cluster.local db-0.db" in text.splitlines()
+
+
+def test_a_container_counts_as_started_once_past_the_launcher() -> None:
+    launcher = str(procs.LAUNCHER).encode()
+    assert not procs.past_launcher(
+        b"ip\0netns\0exec\0llmop-1\0/py\0-I\0" + launcher + b"\0spec.json\0"
+    )
+    assert not procs.past_launcher(b"/py\0-I\0" + launcher + b"\0spec.json\0")
+    assert procs.past_launcher(b"/usr/bin/sleep\0600\0")
+    assert procs.past_launcher(None)
