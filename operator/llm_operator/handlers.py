@@ -112,7 +112,7 @@ def rollout_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) 
             raise kopf.TemporaryError(f"rollout tick: {e}", delay=2) from e
     previous = dict(body.get("status") or {})
     if status.changed(previous, tick.new_status):
-        patch.status.update(tick.new_status)
+        patch.status.update(status.patch_of(tick.new_status, previous=previous))
     decision = tick.decision
     if decision.event is not None:
         ev = decision.event

@@ -152,9 +152,31 @@ def status_body(
     }
 
 
+def pruned(value: Any) -> Any:
+    """`value` without None entries, recursively: what a JSON merge patch leaves stored (None
+    deletes a key), so a status read back compares equal to the one written."""
+    if isinstance(value, Mapping):
+        return {k: pruned(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Whether writing `new` would change anything the status shows."""
-    return any(previous.get(k) != v for k, v in new.items())
+    """Whether writing `new` (as a merge patch) would change anything the status shows."""
+    return any(pruned(previous.get(k)) != pruned(v) for k, v in new.items())
+
+
+def patch_of(new: Mapping[str, Any], *, previous: Mapping[str, Any]) -> dict[str, Any]:
+    """`new` as a merge patch over `previous`: keys of a nested object that `new` no longer has
+    are set to None, or the merge would keep them (e.g. an old rollback's signalAt)."""
+    out: dict[str, Any] = {}
+    for key, value in new.items():
+        before = previous.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            gone = {k: None for k in before if k not in value}
+            out[key] = {**gone, **value}
+        else:
+            out[key] = value
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

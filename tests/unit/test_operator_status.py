@@ -184,3 +184,18 @@ def test_transition_events() -> None:
     assert bad.message == "phase Loading -> Degraded: pod x"
     first = status.transition(None, status.Verdict("Pending", "Creating", "m"))
     assert first is not None and first.message.startswith("phase None -> Pending")
+
+
+def test_a_status_read_back_without_its_none_fields_is_unchanged() -> None:
+    """None deletes a key in a merge patch; comparing must not see that as a change (or the
+    status would be patched on every tick)."""
+    written = {"rollout": {"phase": "Stable", "canaryRevision": None}, "rollback": None}
+    stored = {"rollout": {"phase": "Stable"}}
+    assert not status.changed(stored, written)
+    assert status.changed(stored, {"rollout": {"phase": "Canary", "canaryRevision": "r2"}})
+
+
+def test_patch_clears_nested_keys_the_new_status_no_longer_has() -> None:
+    before = {"rollback": {"from": "r2", "signalAt": "2026-11-29T02:21:08Z"}, "phase": "Ready"}
+    patch = status.patch_of({"rollback": {"from": "r3"}, "phase": "Degraded"}, previous=before)
+    assert patch == {"rollback": {"from": "r3", "signalAt": None}, "phase": "Degraded"}
