@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from llm_operator import canary, probes, rolloutview, status
-from llm_operator.rollout import inputs
+from llm_operator.rollout import decide, inputs
 from llm_operator.rollout.state import Phase, Rollback, RolloutStatus
 
 pytestmark = pytest.mark.unit
@@ -89,3 +89,17 @@ def test_step_without_pause_moves_on_and_empty_pause_waits_for_promote() -> None
         {"rollout": {"steps": [{"weight": 10}, {"weight": 50, "pause": {}}]}}
     )
     assert [s.pause_seconds for s in parsed.steps] == [0.0, None]
+
+
+def test_reverting_the_spec_after_a_rollback_clears_the_failed_verdict() -> None:
+    rb = Rollback("r2", "r1", "CrashLoopBackOff", "crash", NOW)
+    rolled_back = RolloutStatus(
+        phase=Phase.ROLLED_BACK,
+        stable_revision="r1",
+        rejected_revision="r2",
+        last_verdict="Failed",
+        rollback=rb,
+    )
+    d = decide.decide(decide.Observed("r1"), rolled_back, inputs.RolloutSpec(), NOW)
+    assert (d.status.phase, d.status.last_verdict) == (Phase.STABLE, "Reverted")
+    assert d.status.rollback == rb  # kept as history

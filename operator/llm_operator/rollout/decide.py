@@ -217,7 +217,12 @@ def _revision(
         if status.phase not in IN_FLIGHT and status.phase is not Phase.ROLLED_BACK:
             return None
         new = status.evolve(
-            phase=Phase.STABLE, canary_revision=None, rejected_revision=None, weight=0, message=""
+            phase=Phase.STABLE,
+            canary_revision=None,
+            rejected_revision=None,
+            weight=0,
+            message="",
+            last_verdict="Reverted",  # the VERDICT column must not keep saying Failed
         )
         text = f"spec is back at the stable revision {desired}: nothing to roll out"
         return _done(Action.REVERT, new, text, event=Event("Normal", "RolloutReverted", text))
