@@ -61,6 +61,7 @@ class Proxy:
         self.servers: dict[services.Listener, asyncio.Server] = {}
         self.addresses: set[str] = set()
         self._rr: dict[services.Listener, itertools.count[int]] = {}
+        self._connections: set[asyncio.Task[object]] = set()
 
     def pick(self, listener: services.Listener) -> services.Backend | None:
         backends = self.table.get(listener) or []
@@ -79,7 +80,15 @@ class Proxy:
         if backend is None:
             writer.close()
             return
-        await splice(reader, writer, backend)
+        # asyncio keeps only weak references to connection handlers: an idle, paused
+        # connection could be garbage-collected mid-stream. Hold each one until it ends.
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        try:
+            await splice(reader, writer, backend)
+        finally:
+            self._connections.discard(task)
 
     async def apply(self, table: dict[services.Listener, list[services.Backend]]) -> None:
         """Make the listeners and ClusterIP addresses match the table."""
@@ -113,10 +122,13 @@ class Proxy:
             log.warning("cannot listen on %s:%s: %s", ip, port, exc)
 
     async def close(self) -> None:
+        """Stop listening and remove the addresses this proxy added (and only those)."""
         for server in self.servers.values():
             server.close()
         self.servers.clear()
-        await remove_service_addresses()
+        for ip in sorted(self.addresses):
+            await netns.ip("addr", "del", f"{ip}/32", "dev", netns.BRIDGE, check=False)
+        self.addresses.clear()
 
 
 async def remove_service_addresses() -> None:
