@@ -143,12 +143,9 @@ class BatchingEngine:
     def __init__(self, loaded: LoadedModelLike, limits: limits_.EngineLimits | None = None) -> None:
         self._limits = limits or limits_.EngineLimits()
         self._tokenizer = loaded.tokenizer
-        # The scheduler thread decodes with its own copy: HF fast tokenizers are not safe to use
-        # from two threads at once ("Already borrowed").
-        decode_tokenizer = copy.deepcopy(loaded.tokenizer)
-        self._decode_fn: text.Decode = lambda ids: decode_tokenizer.decode(
-            list(ids), skip_special_tokens=True
-        )
+        # The scheduler thread decodes with its own copy (made in start()): HF fast tokenizers are
+        # not safe to use from two threads at once ("Already borrowed").
+        self._decode_tokenizer: Any = None
         self._context_length = int(loaded.context_length)
         self._max_len = limits_.sequence_capacity(
             limits=self._limits, context_length=self._context_length
@@ -214,11 +211,15 @@ class BatchingEngine:
                 else sampling.make_generator(seed=params.seed, device=self._device),
             ),
             emit=stream.push,
-            decoder=text.IncrementalDecoder(self._decode_fn),
+            decoder=text.IncrementalDecoder(self._decode_text),
             stream=text.TextStream(stops=params.stop),
         )
         self._scheduler.submit(stream.sequence)
         return stream
+
+    def _decode_text(self, ids: Sequence[int]) -> str:
+        """Detokenize on the scheduler thread, with its own tokenizer copy."""
+        return str(self._decode_tokenizer.decode(list(ids), skip_special_tokens=True))
 
     def _encode(self, request: types.GenerationRequest) -> list[int]:
         if request.prompt:
@@ -250,6 +251,7 @@ class BatchingEngine:
 
     def _build_scheduler(self) -> scheduler.Scheduler:
         """Off the event loop: fuse weights, build the KV cache, precompute the shared prefix."""
+        self._decode_tokenizer = copy.deepcopy(self._tokenizer)
         slots, max_len = self._limits.max_batch_size, self._max_len
         runner: llama.LlamaRunner | generic.GenericRunner
         try:
