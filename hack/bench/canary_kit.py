@@ -311,19 +311,24 @@ def cache_claim() -> dict[str, Any]:
     }  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass
 class Target:
     """One LLMDeployment, driven and read the way a user would with kubectl."""
 
     cluster: Cluster
     namespace: str
     name: str = "chat"
+    asked_before: str | None = None  # status.currentRevision when the spec was last applied
 
     @property
     def selector(self) -> str:
         return f"{LABEL_DEPLOYMENT}={self.name}"
 
     def apply(self, spec: dict[str, Any]) -> None:
+        """Applies `spec`, remembering the revision asked for until now (see new_revision)."""
+        found = self.cluster.kubectl_json("get", "llmd", "-n", self.namespace)["items"]
+        mine = [o for o in found if o["metadata"]["name"] == self.name]
+        self.asked_before = (mine[0].get("status") or {}).get("currentRevision") if mine else None
         obj = {
             "apiVersion": "llm-operator.io/v1alpha1",
             "kind": "LLMDeployment",
@@ -341,11 +346,12 @@ class Target:
     def rollout(self) -> dict[str, Any]:
         return dict(self.status().get("rollout") or {})
 
-    def new_revision(self, old: str) -> str:
-        """The revision the spec asks for once the operator has seen the change."""
+    def new_revision(self) -> str:
+        """The revision the last applied spec asks for, once the operator has seen it (the
+        previous one may be a rejected canary, not the stable: compare with what was asked)."""
         rev = wait_for(
             "status.currentRevision to move",
-            lambda: (r := self.status().get("currentRevision")) != old and r,
+            lambda: (r := self.status().get("currentRevision")) != self.asked_before and r,
             timeout=30,
             interval=0.5,
         )

@@ -145,12 +145,12 @@ def rollback_result(
 
 
 def run_good(chat: kit.Target) -> Result:
-    old = chat.settled()
+    chat.settled()
     config = loadgen.LoadConfig(target=chat.service_target(), concurrency=2, pause_seconds=0.2)
     with loadgen.BackgroundLoad(config) as load:
         start = now_text()
         chat.apply(kit.spec_with(env=f"bench-{time.time():.0f}"))
-        rev = chat.new_revision(old)
+        rev = chat.new_revision()
         chat.promoted(rev, timeout=LOAD_TIMEOUT)
         done = now_text()
         time.sleep(2)
@@ -160,11 +160,11 @@ def run_good(chat: kit.Target) -> Result:
 
 
 def run_crash(chat: kit.Target) -> Result:
-    stable = chat.settled()
+    chat.settled()
     bad = kit.corrupt_gguf_on_node(f"bench-corrupt-{chat.namespace}")
     with chat.watch() as pods:
         chat.apply(kit.spec_with(model={"source": f"file://{bad}", "format": "gguf"}))
-        rev = chat.new_revision(stable)
+        rev = chat.new_revision()
         st = chat.rolled_back(rev, timeout=300)
         time.sleep(1)
         signal = kit.first_termination(pods.of_revision(rev))
@@ -172,7 +172,7 @@ def run_crash(chat: kit.Target) -> Result:
 
 
 def run_smoke(chat: kit.Target) -> Result:
-    stable = chat.settled()
+    chat.settled()
     tiny = kit.tiny_model_on_node(f"bench-tiny-{chat.namespace}")
     smoke = [{"prompt": "What is the capital of France?", "expect": "(?i)paris"}]
     analysis = {"interval": f"{kit.INTERVAL}s", "smokePrompts": smoke}
@@ -182,14 +182,14 @@ def run_smoke(chat: kit.Target) -> Result:
                 model={"source": f"file://{tiny}", "format": "hf"}, rollout={"analysis": analysis}
             )
         )
-        rev = chat.new_revision(stable)
+        rev = chat.new_revision()
         st = chat.rolled_back(rev, timeout=300)
         signal = first_ready(pods.of_revision(rev))
     return rollback_result("smoke", chat, rev, st, signal)
 
 
 def run_metric(chat: kit.Target) -> Result:
-    stable = chat.settled()
+    chat.settled()
     analysis = {
         "interval": f"{kit.INTERVAL}s",
         "failureLimit": FAILURE_LIMIT,
@@ -200,17 +200,17 @@ def run_metric(chat: kit.Target) -> Result:
         chat.apply(
             kit.spec_with(env=f"bench-slow-{time.time():.0f}", rollout={"analysis": analysis})
         )
-        rev = chat.new_revision(stable)
+        rev = chat.new_revision()
         st = chat.rolled_back(rev, timeout=LOAD_TIMEOUT)
         signal = first_ready(pods.of_revision(rev))
     return rollback_result("metric", chat, rev, st, signal)
 
 
 def run_abort(chat: kit.Target) -> Result:
-    stable = chat.settled()
+    chat.settled()
     steps = [{"weight": 50, "pause": {}}]
     chat.apply(kit.spec_with(env=f"bench-abort-{time.time():.0f}", rollout={"steps": steps}))
-    rev = chat.new_revision(stable)
+    rev = chat.new_revision()
     kit.wait_for(
         "Paused",
         lambda: (r := chat.rollout()).get("phase") == "Paused" and r.get("canaryRevision") == rev,

@@ -149,7 +149,7 @@ def test_first_revision_is_adopted_as_stable_and_kubectl_shows_the_columns(
 def test_good_update_is_promoted_through_every_step_with_zero_failed_requests(
     chat: kit.Target,
 ) -> None:
-    old = chat.settled()
+    chat.settled()
     steps = [{"weight": 50, "pause": {"duration": "5s"}}, {"weight": 100}]
     phases: list[str] = []
     weights: set[int] = set()
@@ -166,7 +166,7 @@ def test_good_update_is_promoted_through_every_step_with_zero_failed_requests(
 
     with loadgen.BackgroundLoad(load_config(chat)) as load:
         chat.apply(kit.spec_with(env="good-1", rollout={"steps": steps}))
-        rev = chat.new_revision(old)
+        rev = chat.new_revision()
         chat.promoted(rev, timeout=LOAD_TIMEOUT, on_poll=record)
         time.sleep(2)  # requests sent during the last drain finish inside the load window
     report = load.report
@@ -195,7 +195,7 @@ def test_canary_whose_model_cannot_load_is_rolled_back_within_15s_of_its_first_c
     with chat.watch() as pods:
         start = pods.mark()
         chat.apply(kit.spec_with(model={"source": f"file://{bad}", "format": "gguf"}))
-        rev = chat.new_revision(stable)
+        rev = chat.new_revision()
         st = chat.rolled_back(rev, timeout=300)
         time.sleep(1)  # the watch catches up with the canary pod's last statuses
         crashed = kit.first_termination(pods.of_revision(rev))
@@ -232,7 +232,7 @@ def test_canary_failing_its_smoke_prompt_is_rolled_back(chat: kit.Target) -> Non
             rollout={"analysis": {"interval": f"{INTERVAL}s", "smokePrompts": smoke}},
         )
     )
-    rev = chat.new_revision(stable)
+    rev = chat.new_revision()
     st = chat.rolled_back(rev, timeout=300)
     rb = st["rollback"]
     assert rb["reason"] == "SmokePromptMismatch", rb
@@ -256,7 +256,7 @@ def test_canary_breaching_a_metric_limit_is_rolled_back_within_two_analysis_inte
 
     with loadgen.BackgroundLoad(load_config(chat)):
         chat.apply(kit.spec_with(env="slow-1", rollout={"analysis": analysis}))
-        rev = chat.new_revision(stable)
+        rev = chat.new_revision()
         st = chat.rolled_back(rev, timeout=LOAD_TIMEOUT, on_poll=record)
     rb = st["rollback"]
     assert rb["reason"] == "TTFTp95AboveLimit", rb
@@ -275,7 +275,7 @@ def test_operator_killed_mid_rollout_finishes_it_from_the_status(
     stable = chat.settled()
     steps = [{"weight": 50, "pause": {"duration": "20s"}}]
     chat.apply(kit.spec_with(env="restart-1", rollout={"steps": steps}))
-    rev = chat.new_revision(stable)
+    rev = chat.new_revision()
     before = kit.wait_for(
         "the canary step Ready (mid-pause)",
         lambda: (r := chat.rollout()).get("canaryRevision") == rev and r.get("stepReadyAt") and r,
@@ -296,9 +296,9 @@ def test_operator_killed_mid_rollout_finishes_it_from_the_status(
 
 
 def test_manual_promote_leaves_a_pause_without_duration(chat: kit.Target) -> None:
-    stable = chat.settled()
+    chat.settled()
     chat.apply(kit.spec_with(env="manual-1", rollout={"steps": MANUAL_PAUSE}))
-    rev = chat.new_revision(stable)
+    rev = chat.new_revision()
     wait_phase(chat, rev, ("Paused",), timeout=LOAD_TIMEOUT)
     time.sleep(2 * INTERVAL)
     assert chat.rollout()["phase"] == "Paused"  # a pause without duration never times out
@@ -310,7 +310,7 @@ def test_manual_promote_leaves_a_pause_without_duration(chat: kit.Target) -> Non
 def test_manual_abort_rolls_back_and_retry_tries_again(chat: kit.Target) -> None:
     stable = chat.settled()
     chat.apply(kit.spec_with(env="abort-1", rollout={"steps": MANUAL_PAUSE}))
-    rev = chat.new_revision(stable)
+    rev = chat.new_revision()
     wait_phase(chat, rev, ("Paused",), timeout=LOAD_TIMEOUT)
     kubectl_llmd(chat, "abort")
     st = chat.rolled_back(rev, timeout=60)
