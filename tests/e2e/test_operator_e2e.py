@@ -83,6 +83,11 @@ def llmd(cluster: Cluster, ns: str, name: str = "smollm2") -> dict[str, Any]:
     return dict(cluster.kubectl_json("get", "llmd", name, "-n", ns))
 
 
+def deployment_name(cluster: Cluster, ns: str) -> str:
+    """The current revision's Deployment: one Deployment per revision, `<name>-<revision>`."""
+    return f"smollm2-{llmd(cluster, ns)['status']['currentRevision']}"
+
+
 def phase_is(cluster: Cluster, ns: str, phase: str, ready: str | None = None) -> Callable[[], Any]:
     def probe() -> Any:
         st = llmd(cluster, ns).get("status") or {}
@@ -165,13 +170,14 @@ def test_example_becomes_ready_and_answers_paris_through_the_service(
 def test_children_are_owned_and_the_pod_is_hardened(operator: Cluster, ready_ns: str) -> None:
     uid = llmd(operator, ready_ns)["metadata"]["uid"]
     uids = children_uids(operator, ready_ns)
+    name = deployment_name(operator, ready_ns)
     assert set(uids) == {
-        "Deployment/smollm2", "Service/smollm2", "Service/smollm2-headless",
+        f"Deployment/{name}", "Service/smollm2", "Service/smollm2-headless",
         "PodDisruptionBudget/smollm2", "ServiceAccount/smollm2-runtime",
     }  # fmt: skip
     deploy = json.loads(
         operator.kubectl(
-            "get", "deployment", "smollm2", "-n", ready_ns, "-o", "json", "--show-managed-fields"
+            "get", "deployment", name, "-n", ready_ns, "-o", "json", "--show-managed-fields"
         ).stdout
     )
     assert deploy["metadata"]["ownerReferences"][0]["uid"] == uid
@@ -186,25 +192,19 @@ def test_children_are_owned_and_the_pod_is_hardened(operator: Cluster, ready_ns:
 
 def test_drift_is_repaired(operator: Cluster, ready_ns: str) -> None:
     before = children_uids(operator, ready_ns)
+    name = deployment_name(operator, ready_ns)
     operator.kubectl("delete", "service", "smollm2-headless", "-n", ready_ns)
-    operator.kubectl(
-        "patch",
-        "deployment",
-        "smollm2",
-        "-n",
-        ready_ns,
-        "-p",
-        '{"spec":{"revisionHistoryLimit":9}}',
-    )
+    patch = '{"spec":{"revisionHistoryLimit":9}}'
+    operator.kubectl("patch", "deployment", name, "-n", ready_ns, "-p", patch)
 
     def repaired() -> bool:
-        deploy = operator.kubectl_json("get", "deployment", "smollm2", "-n", ready_ns)
+        deploy = operator.kubectl_json("get", "deployment", name, "-n", ready_ns)
         now = children_uids(operator, ready_ns)
         return deploy["spec"]["revisionHistoryLimit"] == 3 and "Service/smollm2-headless" in now
 
     wait_for("the headless Service and revisionHistoryLimit restored", repaired, timeout=60)
     after = children_uids(operator, ready_ns)
-    assert after["Deployment/smollm2"] == before["Deployment/smollm2"]
+    assert after[f"Deployment/{name}"] == before[f"Deployment/{name}"]
     assert after["Service/smollm2-headless"] != before["Service/smollm2-headless"]
 
 
@@ -223,7 +223,7 @@ def test_operator_restart_neither_duplicates_nor_loses_children(
     time.sleep(10)  # two status periods and more than one drift period
     assert children_uids(operator, ready_ns) == before
     deployments = operator.kubectl_json("get", "deployments", "-n", ready_ns)["items"]
-    assert [d["metadata"]["name"] for d in deployments] == ["smollm2"]
+    assert [d["metadata"]["name"] for d in deployments] == [deployment_name(operator, ready_ns)]
     assert llmd(operator, ready_ns)["status"]["phase"] == "Ready"
 
 
@@ -245,7 +245,8 @@ def test_scale_subresource_adds_a_serving_replica(operator: Cluster, ready_ns: s
         scale["status"]["selector"]
         == "app.kubernetes.io/instance=smollm2,llm-operator.io/deployment=smollm2"
     )
-    deploy = operator.kubectl_json("get", "deployment", "smollm2", "-n", ready_ns)
+    name = deployment_name(operator, ready_ns)
+    deploy = operator.kubectl_json("get", "deployment", name, "-n", ready_ns)
     assert deploy["spec"]["replicas"] == 2
 
 
