@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -329,5 +330,18 @@ async def test_cancelling_a_chunk_prefilled_request_frees_its_slot(tiny_dir: Pat
         assert engine.stats().kv_cache_usage == 0
         both = await asyncio.gather(*(_run(engine, _req(max_new_tokens=4)) for _ in range(2)))
         assert all(_final(r).completion_tokens > 0 for r in both)
+    finally:
+        await engine.stop()
+
+
+async def test_a_dropped_stream_frees_its_slot(tiny_dir: Path) -> None:
+    engine = await _engine(tiny_dir, dataclasses.replace(LIMITS, max_batch_size=1))
+    try:
+        stream = engine.generate(_req(max_new_tokens=400))
+        await anext(stream)
+        del stream  # the consumer vanished without closing it
+        gc.collect()
+        await _wait_until(lambda: engine.stats().running == 0)
+        assert _final(await _run(engine, _req(max_new_tokens=4))).completion_tokens > 0
     finally:
         await engine.stop()
