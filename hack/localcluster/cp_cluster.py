@@ -112,6 +112,11 @@ def up(layout: Layout, *, bindir: Path, timeout: float = 90.0) -> UpResult:
 def up_holding_lock(layout: Layout, *, bindir: Path, timeout: float = 90.0) -> UpResult:
     """`up` for a caller already inside `exclusive(layout)` (a test that owns the cluster)."""
     began = time.monotonic()
+    if not any(controlplane.status(layout).values()) and not cp_procs.running(layout.pidfile(NODE)):
+        # A cold start. If the last run ended without `down` (a killed session, a reboot), its
+        # etcd data would resurrect old pods and its namespaces, veths and mounts would linger:
+        # clear them first, so every cold `up` starts from an empty cluster.
+        down_holding_lock(layout, bindir=bindir)
     controlplane.start(layout, bindir=bindir, timeout=timeout)
     has_node = start_node(layout, bindir=bindir)
     controlplane.wait_controllers(layout, timeout=timeout)
