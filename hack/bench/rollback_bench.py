@@ -281,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[rollback-bench] {results[-1]}", flush=True)
     finally:
         if not args.keep:
+            # While the operator runs: its finalizer would otherwise hold the namespace.
+            cluster.kubectl("delete", "llmd", "--all", "-n", ns, "--timeout=120s", check=False)
             kit.uninstall_operator(cluster, namespace=op_ns, release=RELEASE)
             for name in (ns, op_ns):
                 cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

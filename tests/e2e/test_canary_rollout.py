@@ -117,8 +117,9 @@ def operator_ns(cluster: Cluster, ns: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def chat(cluster: Cluster, ns: str, operator_ns: str) -> kit.Target:
-    """`chat` Ready 1/1 and Stable (its first revision is adopted without a canary)."""
+def chat(cluster: Cluster, ns: str, operator_ns: str) -> Iterator[kit.Target]:
+    """`chat` Ready 1/1 and Stable (its first revision is adopted without a canary). Deleted
+    while the operator still runs: its finalizer would otherwise hold the namespace forever."""
     target = kit.Target(cluster, ns)
     cluster.apply(kit.cache_claim(), namespace=ns)
     target.apply(kit.spec_with())
@@ -129,7 +130,8 @@ def chat(cluster: Cluster, ns: str, operator_ns: str) -> kit.Target:
         return st if ok else None
 
     kit.wait_for("chat Ready 1/1 and Stable", serving, timeout=LOAD_TIMEOUT, interval=3)
-    return target
+    yield target
+    cluster.kubectl("delete", "llmd", target.name, "-n", ns, "--timeout=120s", check=False)
 
 
 def test_first_revision_is_adopted_as_stable_and_kubectl_shows_the_columns(
