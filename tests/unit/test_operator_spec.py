@@ -30,7 +30,7 @@ def test_parse_reads_identity_and_camel_case_fields() -> None:
     assert d.owner == spec.Owner(name="chat", namespace="ns", uid="u", generation=2)
     assert d.spec.model.cache_claim_name == "c"
     assert d.spec.startup_budget_seconds == 60
-    assert d.spec.rollout.steps[0].pause.duration == "1m"
+    assert d.spec.rollout.steps[0].pause == spec.Pause(duration="1m")
     assert d.spec.rollout.analysis.metrics.max_ttft_p95_seconds == 0.5
     assert d.spec.rollout.analysis.smoke_prompts[0].timeout == "30s"
 
