@@ -4,9 +4,10 @@ rollback; and the stale-body guard of the rollout tick."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
-from llm_operator import canary, probes, rolloutview, status
+from llm_operator import canary, naming, probes, rolloutview, spec, status
 from llm_operator.rollout import decide, inputs
 from llm_operator.rollout.state import Phase, Rollback, RolloutStatus
 
@@ -103,3 +104,45 @@ def test_reverting_the_spec_after_a_rollback_clears_the_failed_verdict() -> None
     d = decide.decide(decide.Observed("r1"), rolled_back, inputs.RolloutSpec(), NOW)
     assert (d.status.phase, d.status.last_verdict) == (Phase.STABLE, "Reverted")
     assert d.status.rollback == rb  # kept as history
+
+
+def _pod(name: str, rev: str, *, ready: bool, ip: str = "198.18.0.7") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {naming.LABEL_REVISION: rev}},
+        "status": {
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def test_only_ready_pods_with_an_ip_are_scraped_and_smoked() -> None:
+    group = [
+        _pod("a", "r2", ready=True),
+        _pod("b", "r2", ready=False),
+        _pod("c", "r2", ready=True, ip=""),
+    ]
+    assert [p["metadata"]["name"] for p in canary.ready_pods(group)] == ["a"]
+
+
+def test_ready_column_and_phase_come_from_the_serving_revision_only() -> None:
+    """A canary pod beside 2 stable ones must not make READY read 3/2."""
+    d = spec.parse(
+        {
+            "metadata": {"name": "chat", "namespace": "ns", "generation": 4},
+            "spec": {"model": {"name": "m", "source": "/m"}, "replicas": 2},
+        }
+    )
+    deployments = [
+        {"metadata": {"labels": {naming.LABEL_REVISION: rev}}, "status": {}} for rev in ("r1", "r2")
+    ]
+    pods = [
+        _pod("s1", "r1", ready=True),
+        _pod("s2", "r1", ready=True),
+        _pod("c1", "r2", ready=True),
+    ]
+    seen = canary.base_observed(
+        d=d, serving="r1", deployments=deployments, all_pods=pods, apply_error=""
+    )
+    assert (seen.revision, seen.desired, len(seen.pods)) == ("r1", 2, 2)
+    assert seen.deployment is not None
