@@ -22,6 +22,10 @@ PROBE_PERIOD_SECONDS = 5
 TLS_MOUNT = "/etc/llm-runtime/tls"
 TOKEN_MOUNT = "/etc/llm-runtime/token"
 RUNTIME_CONTAINER = "runtime"
+# Before SIGTERM, a terminating pod keeps serving this long while the endpoints controller and
+# clients drop it (on SIGTERM the runtime answers new calls UNAVAILABLE): a revision retired
+# after a promotion or a rollback loses no requests that were already on their way to it.
+PRESTOP_SLEEP_SECONDS = 5
 FETCH_CONTAINER = "fetch"
 
 
@@ -205,6 +209,7 @@ def _runtime_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
         "resources": resources,
         "volumeMounts": mounts,
         "securityContext": _security_context(),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         **probes(s),
     }
 
@@ -231,7 +236,10 @@ def unstamped_template(d: spec.LLMDeployment, *, image: str) -> dict[str, Any]:
             "serviceAccountName": naming.service_account_name(d.owner.name),
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
-            "terminationGracePeriodSeconds": s.drain_grace_period_seconds + 5,
+            # preStop sleep, then the runtime's own drain, then a margin before SIGKILL.
+            "terminationGracePeriodSeconds": PRESTOP_SLEEP_SECONDS
+            + s.drain_grace_period_seconds
+            + 5,
             "securityContext": {
                 "runAsNonRoot": True,
                 "runAsUser": RUNTIME_USER,

@@ -222,8 +222,17 @@ def test_resources_and_scheduling_pass_through() -> None:
 def test_drain_grace_sets_env_and_outlasts_it_in_termination_grace() -> None:
     d = _d(drainGracePeriodSeconds=40)
     deploy, _ = builders.deployment(d, default_image=IMAGE)
-    assert deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 45
+    sleep = pod.PRESTOP_SLEEP_SECONDS
+    assert deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == sleep + 45
     assert _env(_runtime_container(d))["LLM_RUNTIME_GRACE_SECONDS"] == "40"
+
+
+def test_a_stopping_pod_serves_on_until_clients_dropped_it() -> None:
+    """On SIGTERM the runtime refuses new calls; the preStop sleep comes first, so calls already
+    routed to a retired revision's pod (endpoints lag) still succeed."""
+    hook = _runtime_container(_d())["lifecycle"]["preStop"]
+    assert hook == {"sleep": {"seconds": pod.PRESTOP_SLEEP_SECONDS}}
+    assert pod.PRESTOP_SLEEP_SECONDS >= 3
 
 
 def test_revision_changes_with_the_pods_and_not_with_replicas() -> None:
