@@ -17,6 +17,7 @@ import stat
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from localcluster.cp_testing import Cluster
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "hack" / "install-operator.sh"
@@ -420,3 +422,24 @@ class Target:
     def watch(self, rev: str | None = None) -> PodWatch:
         sel = self.selector + (f",{LABEL_REVISION}={rev}" if rev else "")
         return PodWatch(self.cluster, self.namespace, sel)
+
+
+def operator_metrics(cluster: Cluster, *, namespace: str, release: str) -> str:
+    """The running operator pod's /metrics page, read on its pod IP as Prometheus would."""
+    sel = f"app.kubernetes.io/instance={release},{OPERATOR_SELECTOR}"
+    pods = cluster.kubectl_json("get", "pods", "-n", namespace, "-l", sel)["items"]
+    (pod,) = [p for p in pods if is_ready(p) and not p["metadata"].get("deletionTimestamp")]
+    ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+    url = f"http://{pod['status']['podIP']}:{ports['metrics']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return str(resp.read().decode())
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """Pure: the sum of the samples called `name` whose labels include `labels` (0 if none)."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total

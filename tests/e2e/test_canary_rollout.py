@@ -309,8 +309,9 @@ def test_manual_promote_leaves_a_pause_without_duration(chat: kit.Target) -> Non
     chat.promoted(rev, timeout=LOAD_TIMEOUT)
 
 
-def test_manual_abort_rolls_back_and_retry_tries_again(chat: kit.Target) -> None:
+def test_manual_abort_rolls_back_and_retry_tries_again(chat: kit.Target, operator_ns: str) -> None:
     stable = chat.settled()
+    metrics_before = kit.operator_metrics(chat.cluster, namespace=operator_ns, release=RELEASE)
     chat.apply(kit.spec_with(env="abort-1", rollout={"steps": MANUAL_PAUSE}))
     rev = chat.new_revision()
     wait_phase(chat, rev, ("Paused",), timeout=LOAD_TIMEOUT)
@@ -325,3 +326,13 @@ def test_manual_abort_rolls_back_and_retry_tries_again(chat: kit.Target) -> None
     kubectl_llmd(chat, "promote-full")
     chat.promoted(rev, timeout=LOAD_TIMEOUT)
     assert chat.status()["phase"] == "Ready"
+
+    # The operator counts what happened: a rollback by its reason, a promotion, a rollout.
+    after = kit.operator_metrics(chat.cluster, namespace=operator_ns, release=RELEASE)
+
+    def grew(name: str, **labels: str) -> float:
+        return kit.sample(after, name, **labels) - kit.sample(metrics_before, name, **labels)
+
+    assert grew("llm_operator_rollout_rollbacks_total", reason="ManualAbort") == 1, after
+    assert grew("llm_operator_rollout_promotions_total") == 1, after
+    assert grew("llm_operator_rollouts_total", strategy="Canary") >= 1, after
