@@ -12,6 +12,10 @@ import subprocess
 
 BRIDGE = "llmop0"
 GATEWAY_CIDR = "198.18.0.1/16"
+# The Service range. Every ClusterIP the proxy serves is a /32 on the bridge (the local table wins);
+# this route makes any other address in the range fail here instead of following the default route
+# off the machine: cluster traffic must never leave it.
+SERVICE_CIDR = "198.19.0.0/16"
 
 
 class BridgeError(Exception):
@@ -61,9 +65,12 @@ def ensure_bridge(name: str = BRIDGE, cidr: str = GATEWAY_CIDR) -> None:
     if cidr not in addresses(name):
         _ip("addr", "replace", cidr, "dev", name)
     _ip("link", "set", name, "up")
+    _ip("route", "replace", "unreachable", SERVICE_CIDR)
 
 
 def delete_bridge(name: str = BRIDGE) -> None:
     """Remove the bridge and with it its address (idempotent). Pod veths are the node's to delete."""
     if link_exists(name):
         _ip("link", "del", name)
+    if _ip("route", "show", "type", "unreachable", SERVICE_CIDR, check=False).strip():
+        _ip("route", "del", "unreachable", SERVICE_CIDR)
