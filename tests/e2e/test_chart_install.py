@@ -169,7 +169,10 @@ def test_chart_runs_the_operator_in_cluster_under_its_rbac_and_uninstalls_cleanl
         assert can_i(cluster, "create", "deployments.apps", namespace)
         assert not can_i(cluster, "patch", "llmdeployments.llm-operator.io", "default")
         assert not can_i(cluster, "get", "secrets", namespace)
-        assert not can_i(cluster, "delete", "deployments.apps", namespace)
+        # Deleting is for a retired revision's Deployment only; everything else goes by the GC.
+        assert can_i(cluster, "delete", "deployments.apps", namespace)
+        assert not can_i(cluster, "delete", "services", namespace)
+        assert not can_i(cluster, "delete", "llmdeployments.llm-operator.io", namespace)
         cluster.kubectl("delete", "llmd", "chart-probe", "-n", namespace, "--wait=true")
     finally:
         helm = [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}"]
