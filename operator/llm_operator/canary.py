@@ -82,6 +82,13 @@ def _scrape(p: Obj) -> promtext.Scrape | None:
         return None
 
 
+def forget_gone_pods(cache: Cache, all_pods: Sequence[Obj]) -> None:
+    """Drops the scrapes of pods that no longer exist (the cache would grow forever)."""
+    alive = {_name(p) for p in all_pods}
+    for name in [n for n in cache.scrapes if n not in alive]:
+        del cache.scrapes[name]
+
+
 def baseline(group: Sequence[Obj], cache: Cache) -> None:
     """Scrapes every Ready pod: the start of the first analysis window."""
     for p in ready_pods(group):
@@ -241,6 +248,7 @@ def run(*, body: Obj, memo: Any, settings_image: str, drift_seconds: float) -> T
     selector = naming.selector_string(name)
     all_pods = kube.list_objects(api_version="v1", kind="Pod", namespace=ns, selector=selector)
     groups = pods.by_revision(all_pods, label=naming.LABEL_REVISION)
+    forget_gone_pods(cache, all_pods)
     now = datetime.now(UTC)
     results = None
     if plan.analysis_due(before, rspec, now):

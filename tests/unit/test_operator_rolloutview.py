@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from llm_operator import canary, naming, probes, rolloutview, spec, status
-from llm_operator.rollout import decide, inputs
+from llm_operator.rollout import decide, inputs, promtext
 from llm_operator.rollout.state import Phase, Rollback, RolloutStatus
 
 pytestmark = pytest.mark.unit
@@ -146,3 +146,9 @@ def test_ready_column_and_phase_come_from_the_serving_revision_only() -> None:
     )
     assert (seen.revision, seen.desired, len(seen.pods)) == ("r1", 2, 2)
     assert seen.deployment is not None
+
+
+def test_scrapes_of_deleted_pods_are_forgotten() -> None:
+    cache = canary.Cache(scrapes={"a": promtext.Scrape(), "gone": promtext.Scrape()})
+    canary.forget_gone_pods(cache, [_pod("a", "r1", ready=True)])
+    assert set(cache.scrapes) == {"a"}
