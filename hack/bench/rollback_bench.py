@@ -155,6 +155,7 @@ def run_good(chat: kit.Target) -> Result:
         done = now_text()
         time.sleep(2)
     assert load.report is not None
+    print(f"[rollback-bench] load during the good update: {load.report.summary()}", flush=True)
     total = kit.seconds_between(start, done)
     return Result("good", "Promoted", None, None, None, round(total, 1), load.report.failed)
 
