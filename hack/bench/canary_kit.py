@@ -1,6 +1,6 @@
-"""What the canary e2e tests, the rollback benchmark and the demo share: an operator of their own,
-one LLMDeployment driven through kubectl, a pod watch that never misses a status, time arithmetic
-on Kubernetes timestamps, and model folders on the node (a tiny model, a corrupt one).
+"""What the canary e2e tests and the rollback benchmark share: an operator of their own, one
+LLMDeployment driven through kubectl (`Target`), model folders on the node (a tiny model, a
+corrupt one) and the operator's metrics. Pod watching and timestamps are in `podwatch`.
 
 The operator is installed with the chart (`hack/install-operator.sh`) under its own release and
 namespace and watches only the test namespace, so it never competes with the cluster-wide
@@ -15,15 +15,14 @@ import json
 import os
 import stat
 import subprocess
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import podwatch
 from localcluster.cp_testing import Cluster
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -31,11 +30,11 @@ REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "hack" / "install-operator.sh"
 OPERATOR_SELECTOR = "app.kubernetes.io/component=operator"
 LABEL_DEPLOYMENT = "llm-operator.io/deployment"
-LABEL_REVISION = "llm-operator.io/revision"
+LABEL_REVISION = podwatch.LABEL_REVISION
 # Under /var/tmp, not /tmp: the runtime pod mounts an emptyDir over /tmp, which hides the host's.
 NODE_MODELS = Path("/var/tmp/llm-operator-canary-e2e")
 
-Pod = dict[str, Any]
+Pod = podwatch.Pod
 CACHE_CLAIM = "model-cache"
 INTERVAL = 5  # seconds between analyses in tests and the benchmark (the CRD default is 10)
 
@@ -81,125 +80,6 @@ def wait_for(
                 return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """Pure: a Kubernetes RFC 3339 timestamp ("2026-11-29T01:00:12Z", fractions allowed)."""
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def seconds_between(start: str | None, end: str | None) -> float:
-    """Pure: `end - start` in seconds; both must be present."""
-    a, b = parse_time(start), parse_time(end)
-    assert a is not None and b is not None, (start, end)
-    return (b - a).total_seconds()
-
-
-def _terminations(pod: Pod) -> Iterator[str]:
-    status = pod.get("status") or {}
-    for cs in (
-        *(status.get("initContainerStatuses") or ()),
-        *(status.get("containerStatuses") or ()),
-    ):
-        for which in ("state", "lastState"):
-            ended = (cs.get(which) or {}).get("terminated") or {}
-            if ended.get("finishedAt"):
-                yield str(ended["finishedAt"])
-
-
-def first_termination(pods: list[Pod]) -> str | None:
-    """Pure: the earliest `finishedAt` of any container (init or main) of `pods`: the first crash."""
-    times = [t for pod in pods for t in _terminations(pod)]
-    return min(times, key=lambda t: parse_time(t) or datetime.max.replace(tzinfo=UTC), default=None)
-
-
-def is_ready(pod: Pod) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or ()
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def revision(pod: Pod) -> str:
-    return str(((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION, ""))
-
-
-@dataclass
-class PodWatch:
-    """`kubectl get pods -w -o json` in the background: every version of every pod, in order.
-
-    Polling could miss a container's short life between two polls; a watch cannot. `versions`
-    holds each pod object as the API server sent it (a rolled-back canary's pod is gone soon).
-    """
-
-    cluster: Cluster
-    namespace: str
-    selector: str
-    versions: list[Pod] = field(default_factory=list)
-    _proc: subprocess.Popen[str] | None = None
-    _thread: threading.Thread | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __enter__(self) -> PodWatch:
-        cmd = [
-            str(self.cluster.bin_dir / "kubectl"), f"--kubeconfig={self.cluster.kubeconfig}",
-            "get", "pods", "-n", self.namespace, "-l", self.selector, "-w", "-o", "json",
-        ]  # fmt: skip
-        self._proc = subprocess.Popen(
-            cmd, env=self.cluster.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-        return self
-
-    def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        decoder, buffer = json.JSONDecoder(), ""
-        for line in self._proc.stdout:
-            buffer += line
-            try:
-                obj, end = decoder.raw_decode(buffer.lstrip())
-            except json.JSONDecodeError:
-                continue
-            buffer = buffer.lstrip()[end:]
-            with self._lock:
-                self.versions.append(obj)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.wait(timeout=10)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def of_revision(self, rev: str) -> list[Pod]:
-        with self._lock:
-            return [p for p in self.versions if revision(p) == rev]
-
-    def pod_uids(self, rev: str) -> set[str]:
-        return {str(p["metadata"]["uid"]) for p in self.of_revision(rev)}
-
-    def min_ready(self, rev: str, *, after: int = 0) -> int:
-        """The fewest Ready pods of `rev` at any moment seen (from the `after`-th version on)."""
-        with self._lock:
-            history = list(self.versions)
-        ready: dict[str, bool] = {}
-        lowest: int | None = None
-        for i, pod in enumerate(history):
-            if revision(pod) != rev:
-                continue
-            ready[pod["metadata"]["uid"]] = is_ready(pod) and not pod["metadata"].get(
-                "deletionTimestamp"
-            )
-            if i >= after:
-                count = sum(ready.values())
-                lowest = count if lowest is None else min(lowest, count)
-        return lowest if lowest is not None else 0
-
-    def mark(self) -> int:
-        """The number of versions seen so far, for `min_ready(after=...)`."""
-        with self._lock:
-            return len(self.versions)
 
 
 def foreign_operators(cluster: Cluster, namespace: str, own_release: str) -> list[str]:
@@ -419,16 +299,18 @@ class Target:
         pods = self.cluster.kubectl_json("get", "pods", "-n", self.namespace, "-l", sel)["items"]
         return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
-    def watch(self, rev: str | None = None) -> PodWatch:
+    def watch(self, rev: str | None = None) -> podwatch.PodWatch:
         sel = self.selector + (f",{LABEL_REVISION}={rev}" if rev else "")
-        return PodWatch(self.cluster, self.namespace, sel)
+        return podwatch.PodWatch(self.cluster, self.namespace, sel)
 
 
 def operator_metrics(cluster: Cluster, *, namespace: str, release: str) -> str:
     """The running operator pod's /metrics page, read on its pod IP as Prometheus would."""
     sel = f"app.kubernetes.io/instance={release},{OPERATOR_SELECTOR}"
     pods = cluster.kubectl_json("get", "pods", "-n", namespace, "-l", sel)["items"]
-    (pod,) = [p for p in pods if is_ready(p) and not p["metadata"].get("deletionTimestamp")]
+    (pod,) = [
+        p for p in pods if podwatch.is_ready(p) and not p["metadata"].get("deletionTimestamp")
+    ]
     ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
     url = f"http://{pod['status']['podIP']}:{ports['metrics']}/metrics"
     with urllib.request.urlopen(url, timeout=10) as resp:

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench import canary_kit as kit
-from bench import loadgen
+from bench import loadgen, podwatch
 from localcluster import cp_layout, cp_testing
 from localcluster.cp_layout import Layout
 from localcluster.cp_testing import Cluster
@@ -67,7 +67,7 @@ class Result:
 
 
 def _between(a: str | None, b: str | None) -> float | None:
-    return None if a is None or b is None else round(kit.seconds_between(a, b), 1)
+    return None if a is None or b is None else round(podwatch.seconds_between(a, b), 1)
 
 
 def now_text() -> str:
@@ -117,7 +117,7 @@ def wait_gone(chat: kit.Target, rev: str) -> str:
     return now_text()
 
 
-def first_ready(pods: list[kit.Pod]) -> str | None:
+def first_ready(pods: list[podwatch.Pod]) -> str | None:
     """Pure: the earliest Ready transition among `pods` (the canary starts serving)."""
     times = [
         str(c["lastTransitionTime"])
@@ -126,7 +126,9 @@ def first_ready(pods: list[kit.Pod]) -> str | None:
         if c.get("type") == "Ready" and c.get("status") == "True" and c.get("lastTransitionTime")
     ]
     return min(
-        times, key=lambda t: kit.parse_time(t) or datetime.max.replace(tzinfo=UTC), default=None
+        times,
+        key=lambda t: podwatch.parse_time(t) or datetime.max.replace(tzinfo=UTC),
+        default=None,
     )
 
 
@@ -156,7 +158,7 @@ def run_good(chat: kit.Target) -> Result:
         time.sleep(2)
     assert load.report is not None
     print(f"[rollback-bench] load during the good update: {load.report.summary()}", flush=True)
-    total = kit.seconds_between(start, done)
+    total = podwatch.seconds_between(start, done)
     return Result("good", "Promoted", None, None, None, round(total, 1), load.report.failed)
 
 
@@ -168,7 +170,7 @@ def run_crash(chat: kit.Target) -> Result:
         rev = chat.new_revision()
         st = chat.rolled_back(rev, timeout=300)
         time.sleep(1)
-        signal = kit.first_termination(pods.of_revision(rev))
+        signal = podwatch.first_termination(pods.of_revision(rev))
     return rollback_result("crash", chat, rev, st, signal)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from bench import canary_kit as kit
-from bench import loadgen
+from bench import loadgen, podwatch
 from localcluster import cp_testing
 from localcluster.cp_testing import Cluster
 
@@ -57,7 +57,7 @@ def assert_canary_removed_and_stable_serves(chat: kit.Target, *, stable: str) ->
         lambda: chat.deployments() == {f"{chat.name}-{stable}": 1},
         timeout=120,
     )
-    assert {kit.revision(p) for p in chat.live_pods()} == {stable}
+    assert {podwatch.revision(p) for p in chat.live_pods()} == {stable}
     report = burst(chat, seconds=2)
     assert report.failed == 0 and report.ok > 0, report.summary()
 
@@ -200,11 +200,11 @@ def test_canary_whose_model_cannot_load_is_rolled_back_within_15s_of_its_first_c
         rev = chat.new_revision()
         st = chat.rolled_back(rev, timeout=300)
         time.sleep(1)  # the watch catches up with the canary pod's last statuses
-        crashed = kit.first_termination(pods.of_revision(rev))
+        crashed = podwatch.first_termination(pods.of_revision(rev))
         stable_floor = pods.min_ready(stable, after=start)
     assert crashed is not None, "no container of the canary terminated"
     rb = st["rollback"]
-    delay = kit.seconds_between(crashed, rb["at"])
+    delay = podwatch.seconds_between(crashed, rb["at"])
     print(f"model cannot load: first crash {crashed}, rolled back {rb['at']} ({delay:.0f} s)")
     assert delay <= CRASH_BUDGET, (crashed, rb)
     assert rb["reason"] in ("ContainerFailed", "CrashLoopBackOff", "ContainerRestarted"), rb
@@ -264,7 +264,7 @@ def test_canary_breaching_a_metric_limit_is_rolled_back_within_two_analysis_inte
     assert rb["reason"] == "TTFTp95AboveLimit", rb
     assert "ttft_p95" in rb["message"], rb
     assert ready_at, "the canary step was never seen Ready"
-    delay = kit.seconds_between(ready_at[0], rb["at"])
+    delay = podwatch.seconds_between(ready_at[0], rb["at"])
     print(f"metric breach: step Ready {ready_at[0]}, rolled back {rb['at']} ({delay:.0f} s)")
     assert delay <= METRIC_BUDGET, (ready_at, rb)
     assert_rolled_back_status(st, canary=rev, stable=stable)
