@@ -30,14 +30,14 @@ SCRAPE_TIMEOUT_SECONDS = 3.0
 SMOKE_MAX_NEW_TOKENS = 48
 
 
-def metrics_url(pod_ip: str) -> str:
-    return f"http://{pod_ip}:{naming.METRICS_PORT}/metrics"
+def metrics_url(pod_ip: str, port: int = naming.METRICS_PORT) -> str:
+    return f"http://{pod_ip}:{port}/metrics"
 
 
-def scrape(pod_ip: str) -> str | None:
+def scrape(pod_ip: str, *, port: int = naming.METRICS_PORT) -> str | None:
     """The pod's Prometheus text, or None when it does not answer in time."""
     try:
-        with urllib.request.urlopen(metrics_url(pod_ip), timeout=SCRAPE_TIMEOUT_SECONDS) as r:
+        with urllib.request.urlopen(metrics_url(pod_ip, port), timeout=SCRAPE_TIMEOUT_SECONDS) as r:
             return bytes(r.read()).decode("utf-8", errors="replace")
     except (OSError, ValueError) as e:
         log.info("scraping %s failed: %s", pod_ip, e)
