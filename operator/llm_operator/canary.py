@@ -10,6 +10,7 @@ when the watch has not yet delivered it (a stale body must not replay a decision
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import dataclasses
 import logging
 import time
@@ -161,8 +162,14 @@ def analyse(
     to_smoke = plan.pods_to_smoke(r, ready) if prompts else ()
     if to_smoke:
         how = access(d)
-        for name in to_smoke:
-            replies += probes.smoke(pod=name, pod_ip=_ip(ready[name]), prompts=prompts, access=how)
+
+        def ask(name: str) -> list[analysis.SmokeReply]:
+            return probes.smoke(pod=name, pod_ip=_ip(ready[name]), prompts=prompts, access=how)
+
+        # Pods in parallel: the tick (and crash detection) waits for the slowest pod, not the sum.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(to_smoke)) as pool:
+            for answered in pool.map(ask, to_smoke):
+                replies += answered
     return analysis.evaluate(
         canary=promtext.aggregate(canary_w),
         stable=promtext.aggregate(stable_w) if stable_w else None,
