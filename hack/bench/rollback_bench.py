@@ -282,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[rollback-bench] {kind} ...", flush=True)
             results.append(RUNNERS[kind](chat))
             print(f"[rollback-bench] {results[-1]}", flush=True)
+            foreign = kit.foreign_operators(cluster, ns, RELEASE)
+            if foreign:  # two operators on one object: this kind's numbers mean nothing
+                print(f"[rollback-bench] WARNING: {foreign} also acted on {ns}", flush=True)
     finally:
         if not args.keep:
             # While the operator runs: its finalizer would otherwise hold the namespace.
