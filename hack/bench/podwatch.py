@@ -117,18 +117,17 @@ class PodWatch:
         return {str(p["metadata"]["uid"]) for p in self.of_revision(rev)}
 
     def min_ready(self, rev: str, *, after: int = 0) -> int:
-        """The fewest Ready pods of `rev` at any moment seen (from the `after`-th version on)."""
+        """The fewest Ready pods of `rev` at any moment from the `after`-th version seen on,
+        counting the state at that mark too (0 when nothing was seen at all)."""
         with self._lock:
             history = list(self.versions)
         ready: dict[str, bool] = {}
         lowest: int | None = None
         for i, pod in enumerate(history):
-            if revision(pod) != rev:
-                continue
-            ready[pod["metadata"]["uid"]] = is_ready(pod) and not pod["metadata"].get(
-                "deletionTimestamp"
-            )
-            if i >= after:
+            if revision(pod) == rev:
+                meta = pod["metadata"]
+                ready[meta["uid"]] = is_ready(pod) and not meta.get("deletionTimestamp")
+            if i >= after - 1:
                 count = sum(ready.values())
                 lowest = count if lowest is None else min(lowest, count)
         return lowest if lowest is not None else 0
