@@ -15,13 +15,15 @@ export PATH="$PWD/.venv/bin:$PATH" # kubectl finds the kubectl-llmd plugin here
 say() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
 jp() { kubectl -n "$ns" get llmd "$name" -o jsonpath="$1"; }
 
-# follow PHASE REVISION TIMEOUT: print `kubectl get llmd` on change until status.rollout.phase is
-# PHASE for REVISION (stableRevision for Stable, rollback.from for RolledBack).
+# follow PHASE REVISION TIMEOUT: print `kubectl get llmd` whenever a column other than AGE changes
+# (with the seconds since the change was applied) until status.rollout.phase is PHASE for
+# REVISION (stableRevision for Stable, rollback.from for RolledBack).
 follow() {
-  local want=$1 rev=$2 deadline=$((SECONDS + $3)) last="" row phase
+  local want=$1 rev=$2 start=$SECONDS deadline=$((SECONDS + $3)) last="" row phase
+  printf '   %5s  %s\n' "t" "$(kubectl -n "$ns" get llmd "$name" | head -1 | sed 's/ *AGE$//')"
   while :; do
-    row=$(kubectl -n "$ns" get llmd "$name" --no-headers 2>/dev/null || true)
-    [[ $row != "$last" ]] && printf '   %s\n' "$row" && last=$row
+    row=$(kubectl -n "$ns" get llmd "$name" --no-headers 2>/dev/null | sed 's/ *[^ ]*$//' || true)
+    [[ $row != "$last" ]] && printf '   %4ss  %s\n' "$((SECONDS - start))" "$row" && last=$row
     phase=$(jp '{.status.rollout.phase}')
     case $want in
       Stable) [[ $phase == Stable && $(jp '{.status.rollout.stableRevision}') == "$rev" ]] && return 0 ;;
