@@ -82,11 +82,14 @@ async def start(
     read_only = mounts.read_only_volumes(shared.pod)
     binds = mounts.container_mounts(spec, shared.sources, read_only=read_only)
     hidden = mounts.shadowed(binds, procs.needed_paths(argv[0]))
-    if hidden:
-        target, path = hidden[0]
+    # Pods share the host's filesystem, so a volume at /tmp hides a checkout under /tmp (CI clones
+    # anywhere): the launcher binds such folders back, read-only, on top of the volume.
+    reexpose = mounts.reexposed(hidden)
+    unsaveable = [t for t, _ in hidden if t.rstrip("/") in reexpose]
+    if unsaveable:
         raise containerspec.ConfigError(
-            f"volume at {target} would hide {path}, which the process node runs this container "
-            "with (pods share the host's filesystem here); mount it elsewhere"
+            f"volume at {unsaveable[0]} would replace a folder the process node runs this "
+            "container from (pods share the host's filesystem here); mount it elsewhere"
         )
     for bind in binds:
         created_paths.extend(await asyncio.to_thread(mounts.ensure_mountpoint, bind))
@@ -103,6 +106,7 @@ async def start(
         groups=supplemental_groups(shared.pod),
         expose=await asyncio.to_thread(procs.exposures_for, argv[0]) if uid else [],
         read_only_root=bool(spec.get("securityContext", {}).get("readOnlyRootFilesystem")),
+        reexpose=reexpose,
     )
     proc = await procs.spawn(
         netns=shared.netns,

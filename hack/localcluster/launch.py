@@ -91,9 +91,15 @@ def drop_privileges(spec: dict[str, Any]) -> None:
 def main() -> None:
     with open(sys.argv[1]) as handle:
         spec: dict[str, Any] = json.load(handle)
+    # Folders a volume is about to hide (a checkout under /tmp below an emptyDir at /tmp), held
+    # open so they can be bound back on top of that volume.
+    held = {path: os.open(path, os.O_PATH) for path in spec.get("reexpose", [])}
     # Volumes first: their sources may live in a folder that `expose` is about to cover.
     for mount in spec.get("mounts", []):
         bind(mount["source"], mount["target"], read_only=bool(mount.get("readOnly")))
+    for path, fd in held.items():
+        os.makedirs(path, exist_ok=True)
+        bind(f"/proc/self/fd/{fd}", path, read_only=True)
     if spec.get("readOnlyRoot"):
         read_only_root({mount["target"].rstrip("/") for mount in spec.get("mounts", [])})
     for folder, children in spec.get("expose", []):

@@ -199,6 +199,22 @@ def shadowed(binds: Iterable[Mount], needed: Iterable[str]) -> list[tuple[str, s
     ]
 
 
+def reexposed(hidden: Iterable[tuple[str, str]]) -> list[str]:
+    """The folders to bind back on top of the volumes that would hide them.
+
+    For each (volume mount path, needed path) pair: the child of the mount path on the way to
+    the needed path (a volume at /tmp hiding /tmp/ci/.venv/bin/python gives /tmp/ci), so the
+    whole checkout the program runs from (venv and editable sources) stays reachable. A needed
+    path equal to the mount path cannot be saved and is returned as is (the caller refuses).
+    """
+    found: set[str] = set()
+    for target, path in hidden:
+        top = target.rstrip("/")
+        rest = path[len(top) :].lstrip("/")
+        found.add(path if not rest else f"{top}/{rest.split('/')[0]}")
+    return sorted(found)
+
+
 def ensure_mountpoint(mount: Mount) -> list[str]:
     """Create a missing mount point on the host and return what was created (for cleanup)."""
     created: list[str] = []

@@ -42,10 +42,12 @@ def launch_spec(
     groups: Sequence[int],
     expose: Sequence[tuple[str, list[str]]] = (),
     read_only_root: bool = False,
+    reexpose: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The JSON document launch.py reads."""
     return {
         "readOnlyRoot": read_only_root,
+        "reexpose": list(reexpose),
         "expose": [[folder, children] for folder, children in expose],
         "argv": list(argv),
         "env": dict(env),

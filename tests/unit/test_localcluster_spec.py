@@ -265,3 +265,11 @@ def test_secret_data_is_decoded_to_text() -> None:
     secret = {"data": {"token": "czNjcmV0", "empty": ""}}
     assert containerspec.secret_data(secret) == {"token": "s3cret", "empty": ""}
     assert containerspec.secret_data({}) == {}
+
+
+def test_a_checkout_under_a_volume_is_bound_back_and_a_replaced_folder_is_not() -> None:
+    binds = [mounts.Mount("/var/pod/tmp", "/tmp", False)]
+    needed = ["/tmp/ci/.venv/bin/python", "/tmp/ci/.venv", "/usr/bin/python3"]
+    assert mounts.reexposed(mounts.shadowed(binds, needed)) == ["/tmp/ci"]
+    whole = [mounts.Mount("/var/pod/venv", "/tmp/ci/.venv", False)]
+    assert mounts.reexposed(mounts.shadowed(whole, ["/tmp/ci/.venv"])) == ["/tmp/ci/.venv"]
