@@ -116,6 +116,10 @@ async def start(
     )
     await procs.wait_exec(proc.pid)  # mounts in place before hooks and probes enter
     c.run(pid=proc.pid, at=status.now_rfc3339())
+    if spec.get("lifecycle", {}).get("postStart"):
+        # Like a kubelet: the container reaches Running only once its postStart hook completed
+        # (`probe` runs the hook and then marks it running).
+        c.wait("ContainerCreating")
     shared.record("Started", f"Started container {c.name}", False, c.name)
     return proc, env
 
@@ -135,10 +139,14 @@ async def probe(
     A failed postStart hook kills the container (FailedPostStartHook), as a kubelet does.
     """
     post_start = spec.get("lifecycle", {}).get("postStart")
-    if post_start and not await _run_hook(post_start, proc, spec=spec, shared=shared, env=env):
-        shared.record("FailedPostStartHook", f"PostStartHook failed for {c.name}", True, c.name)
-        await procs.stop(proc, grace=grace)
-        return
+    if post_start:
+        began = c.started_at or status.now_rfc3339()
+        if not await _run_hook(post_start, proc, spec=spec, shared=shared, env=env):
+            shared.record("FailedPostStartHook", f"PostStartHook failed for {c.name}", True, c.name)
+            await procs.stop(proc, grace=grace)
+            return
+        c.run(pid=proc.pid, at=began)
+        changed()
 
     async def loop(kind: str) -> bool:
         return await _probe_loop(
