@@ -1,18 +1,57 @@
-"""Typed, frozen views of an LLMDeployment, parsed once per handler call.
+"""The one parser of an LLMDeployment: typed, frozen models, parsed once per tick.
 
-The CRD (crds/llmdeployments.llm-operator.io.yaml) validates and defaults; these models mirror it so
-handlers work with attributes instead of `.get()` chains. The defaults repeat the CRD's so that a
-spec read before defaulting (unit tests, old objects) means the same thing; a unit test keeps the two
-in step.
+Every default is written here and only here; the rollout core reads these models (durations as
+seconds through the properties below) instead of parsing dicts of its own. The CRD validates and
+defaults the same shape; a unit test keeps its defaults equal to these.
 """
 
 from __future__ import annotations
 
+import enum
+import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from "90s", "1m30s", "500ms", "2h" or a plain number (seconds)."""
+    if isinstance(text, int | float):
+        return float(text)
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+class Strategy(enum.StrEnum):
+    """Canary shifts traffic step by step; Recreate replaces (for clusters that cannot surge)."""
+
+    CANARY = "Canary"
+    RECREATE = "Recreate"
+
+
+class InconclusivePolicy(enum.StrEnum):
+    """What an analysis without enough traffic to judge counts as."""
+
+    HOLD = "hold"  # neither a pass nor a failure: the step waits for a conclusive interval
+    PASS = "pass"  # counts as a pass
+    ROLLBACK = "rollback"  # counts as a failure (against failureLimit)
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+# A Go-style duration string ("30s", "1m30s"), kept as written (the CRD's shape) and checked here.
+Duration = Annotated[str, AfterValidator(_check_duration)]
 
 
 class _Model(BaseModel):
@@ -83,14 +122,22 @@ class SecuritySpec(_Model):
 class Pause(_Model):
     """A pause without a duration waits for a manual promote (rollout.llm-operator.io/promote)."""
 
-    duration: str | None = None
+    duration: Duration | None = None
 
 
 class Step(_Model):
     """One canary step; without `pause` the rollout moves on as soon as the step passed."""
 
-    weight: int
+    weight: int = Field(ge=1, le=100)
     pause: Pause | None = None
+
+    @property
+    def pause_seconds(self) -> float | None:
+        """0 without `pause` (move on once passed, Argo Rollouts' reading); None for `pause: {}`
+        (wait for a manual promote); else the pause's duration in seconds."""
+        if self.pause is None:
+            return 0.0
+        return None if self.pause.duration is None else parse_duration(self.pause.duration)
 
 
 class MetricLimits(_Model):
@@ -106,19 +153,31 @@ class RelativeLimits(_Model):
 
 
 class SmokePrompt(_Model):
+    """A prompt every canary pod must answer matching `expect` (a regex) within `timeout`."""
+
     prompt: str
     expect: str
-    timeout: str = "30s"
+    timeout: Duration = "30s"
+
+    @property
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout)
 
 
 class AnalysisSpec(_Model):
-    interval: str = "10s"
+    """How the canary is judged: a 10 s window, Argo-like failureLimit, limits, smoke prompts."""
+
+    interval: Duration = "10s"
     failure_limit: int = 1
     min_requests: int = 1
-    inconclusive: Literal["hold", "pass", "rollback"] = "hold"
+    inconclusive: InconclusivePolicy = InconclusivePolicy.HOLD
     metrics: MetricLimits = MetricLimits()
     relative_to_stable: RelativeLimits = RelativeLimits()
     smoke_prompts: tuple[SmokePrompt, ...] = ()
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)
 
 
 DEFAULT_STEPS = (
@@ -128,7 +187,7 @@ DEFAULT_STEPS = (
 
 
 class RolloutSpec(_Model):
-    strategy: Literal["Canary", "Recreate"] = "Canary"
+    strategy: Strategy = Strategy.CANARY
     steps: tuple[Step, ...] = DEFAULT_STEPS
     analysis: AnalysisSpec = AnalysisSpec()
 

@@ -1,0 +1,29 @@
+"""The facts the operator and the runtime share, written once: label keys, ports, metric names.
+
+Torch-free and import-light, so the operator, the chart tests, the benchmarks and the e2e tests
+import it instead of retyping strings. Changing a value here changes both sides at once; a value
+typed anywhere else is a second source of truth waiting to drift.
+"""
+
+from __future__ import annotations
+
+# The API group of the LLMDeployment custom resource; label and annotation keys live under it.
+GROUP = "llm-operator.io"
+
+# Labels the operator stamps on every child, and the one that tells revisions apart.
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_DEPLOYMENT = f"{GROUP}/deployment"
+LABEL_REVISION = f"{GROUP}/revision"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+
+# Ports. The runtime's defaults (`llm-runtime serve`), which the operator also sets in pods.
+RUNTIME_GRPC_PORT = 50051
+RUNTIME_METRICS_PORT = 9090
+# The operator's own endpoints: kopf's liveness (/healthz) and Prometheus /metrics.
+OPERATOR_HEALTH_PORT = 8080
+OPERATOR_METRICS_PORT = 9090
+
+# Metric families the runtime exports and the canary analysis reads (docs/metrics.md).
+METRIC_REQUESTS = "llm_runtime_requests_total"
+METRIC_TTFT_SECONDS = "llm_runtime_time_to_first_token_seconds"
+METRIC_TPOT_SECONDS = "llm_runtime_time_per_output_token_seconds"
