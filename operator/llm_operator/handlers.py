@@ -3,9 +3,9 @@
 - create/update/resume: apply the shared children (ServiceAccount, Services, PDB) now.
 - a drift timer re-applies them (server-side apply is a no-op when nothing drifted, and
   recreates a deleted child).
-- the rollout tick (`canary.run`, every ~2 s) observes the pods of every revision, analyses a
-  canary, decides (pure core in `llm_operator.rollout`), converges the per-revision Deployments
-  and writes a truthful status; transitions post Events. It is the only writer of status and of
+- the rollout tick (`tick.run`, every ~2 s): gather -> decide (pure core in
+  `llm_operator.rollout`) -> persist (status, Events) -> converge (per-revision Deployments)
+  -> report (metrics). It is the only writer of status and of
   the Deployments, so neither races. Change handlers alone would miss crash loops and loads.
 Deletion needs no handler: every child carries an ownerReference, so the garbage collector cascades.
 """
@@ -20,8 +20,7 @@ from typing import Any
 
 import kopf
 
-from llm_operator import GROUP, PLURAL, VERSION, builders, canary, kube, metrics, spec, status
-from llm_operator.rollout import inputs
+from llm_operator import GROUP, PLURAL, VERSION, builders, kube, metrics, spec, tick
 from llm_operator.settings import Settings
 
 PERSISTENCE_PREFIX = GROUP
@@ -94,34 +93,28 @@ def repair_drift(
             logger.info("children refused while repairing drift: %s", e)
 
 
-def rollout_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Observes pods, analyses a canary, decides, converges the Deployments, writes the status
-    and posts Events. Runs every few seconds: crash loops must not wait for a spec change."""
+def rollout_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Observes pods, analyses a canary, decides, writes the status and Events, converges the
+    Deployments (`tick.run`). Runs every few seconds: crash loops must not wait for a spec
+    change."""
     if body.get("metadata", {}).get("deletionTimestamp"):
         return
     ops: Settings = memo.settings
+
+    def post(kind: str, reason: str, message: str) -> None:
+        kopf.event(body, type=kind, reason=reason, message=message)
+
     with _measured("status"):
         try:
-            tick = canary.run(
+            tick.run(
                 body=body,
                 memo=memo,
                 settings_image=ops.runtime_image,
                 drift_seconds=ops.drift_interval_seconds,
+                post=post,
             )
         except kube.ApiError as e:
             raise kopf.TemporaryError(f"rollout tick: {e}", delay=2) from e
-    previous = dict(body.get("status") or {})
-    if status.changed(previous, tick.new_status):
-        patch.status.update(status.patch_of(tick.new_status, previous=previous))
-    decision = tick.decision
-    if decision.event is not None:
-        ev = decision.event
-        kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
-    canary.record(decision, strategy=str(inputs.from_spec_dict(body.get("spec") or {}).strategy))
-    if tick.phase_event is not None:
-        metrics.PHASE_TRANSITIONS.labels(tick.new_status["phase"]).inc()
-        t = tick.phase_event
-        kopf.event(body, type=t.type, reason=t.reason, message=t.message)
 
 
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import kubernetes
 
-from llm_operator import FIELD_MANAGER
+from llm_operator import FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION
 
 # (apiVersion, kind) -> (plural, namespaced) for the kinds the operator touches.
 KINDS: dict[tuple[str, str], tuple[str, bool]] = {
@@ -28,6 +28,7 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
     ("kopf.dev/v1", "ClusterKopfPeering"): ("clusterkopfpeerings", False),
     ("kopf.dev/v1", "KopfPeering"): ("kopfpeerings", True),
+    (f"{GROUP}/{VERSION}", KIND): (PLURAL, True),
 }
 
 
@@ -138,6 +139,18 @@ def scale(*, api_version: str, kind: str, namespace: str, name: str, replicas: i
     body = {"spec": {"replicas": replicas}}
     query = [("fieldManager", FIELD_MANAGER)]
     _request("PATCH", path, query=query, body=body, content_type="application/merge-patch+json")
+
+
+def patch_status(*, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch of an LLMDeployment's status subresource (None deletes a key). The
+    rollout tick writes its decision here before it changes any Deployment, so a crash between
+    the two loses nothing. Returns the stored object (its new resourceVersion)."""
+    path = path_for(api_version=f"{GROUP}/{VERSION}", kind=KIND, namespace=namespace, name=name)
+    body = {"status": dict(patch)}
+    result = _request(
+        "PATCH", f"{path}/status", body=body, content_type="application/merge-patch+json"
+    )
+    return result or {}
 
 
 def delete(*, api_version: str, kind: str, namespace: str, name: str) -> None:

@@ -12,12 +12,12 @@ from typing import Any, Literal
 
 from llm_operator.observe import DeploymentView, Failure, PodView
 
-Phase = Literal["Pending", "Loading", "Ready", "Progressing", "Degraded", "Failed"]
+DeploymentPhase = Literal["Pending", "Loading", "Ready", "Progressing", "Degraded", "Failed"]
 WARNING_PHASES = frozenset({"Degraded", "Failed"})
 
 
 @dataclasses.dataclass(frozen=True)
-class Observed:
+class ServingState:
     """Everything the rules look at for one LLMDeployment."""
 
     generation: int
@@ -29,10 +29,10 @@ class Observed:
 
 
 @dataclasses.dataclass(frozen=True)
-class Verdict:
+class Summary:
     """The phase with the reason and message that explain it."""
 
-    phase: Phase
+    phase: DeploymentPhase
     reason: str
     message: str
 
@@ -44,7 +44,7 @@ def _first_failure(pods: Sequence[PodView]) -> tuple[PodView, Failure] | None:
     return None
 
 
-def _rolled_out(o: Observed, live: Sequence[PodView]) -> bool:
+def _rolled_out(o: ServingState, live: Sequence[PodView]) -> bool:
     d = o.deployment
     if d is None or d.observed_generation < d.generation:
         return False
@@ -52,28 +52,28 @@ def _rolled_out(o: Observed, live: Sequence[PodView]) -> bool:
     return current_ready >= o.desired and len(live) == o.desired
 
 
-def verdict(o: Observed) -> Verdict:
+def summarize(o: ServingState) -> Summary:
     """The phase rules, in order of precedence (the first that matches wins)."""
     if o.apply_error:
-        return Verdict("Failed", "ApplyFailed", o.apply_error)
+        return Summary("Failed", "ApplyFailed", o.apply_error)
     if o.deployment is None:
-        return Verdict("Pending", "Creating", "the runtime Deployment does not exist yet")
+        return Summary("Pending", "Creating", "the runtime Deployment does not exist yet")
     live = [p for p in o.pods if not p.terminating]
     ready = sum(1 for p in live if p.ready)
     failing = _first_failure(live)
     if failing:
         pod, f = failing
-        return Verdict("Degraded", f.reason, f"pod {pod.name} container {f.container}: {f.message}")
+        return Summary("Degraded", f.reason, f"pod {pod.name} container {f.container}: {f.message}")
     if _rolled_out(o, live):
-        return Verdict("Ready", "ReplicasReady", f"{ready}/{o.desired} replicas serve the model")
+        return Summary("Ready", "ReplicasReady", f"{ready}/{o.desired} replicas serve the model")
     unschedulable = [p for p in live if p.unschedulable_message]
     if ready == 0 and o.desired > 0:
         if unschedulable:
-            return Verdict("Pending", "Unschedulable", unschedulable[0].unschedulable_message)
+            return Summary("Pending", "Unschedulable", unschedulable[0].unschedulable_message)
         if any(p.scheduled for p in live):
-            return Verdict("Loading", "LoadingModel", "fetching and loading the model")
-        return Verdict("Pending", "WaitingForPods", "no runtime pod is scheduled yet")
-    return Verdict(
+            return Summary("Loading", "LoadingModel", "fetching and loading the model")
+        return Summary("Pending", "WaitingForPods", "no runtime pod is scheduled yet")
+    return Summary(
         "Progressing", "RollingOut", f"{ready}/{o.desired} replicas ready, rollout in progress"
     )
 
@@ -82,7 +82,7 @@ def _cond(kind: str, on: bool, reason: str, message: str) -> dict[str, Any]:
     return {"type": kind, "status": "True" if on else "False", "reason": reason, "message": message}
 
 
-def conditions_for(v: Verdict, *, ready: int, desired: int) -> list[dict[str, Any]]:
+def conditions_for(v: Summary, *, ready: int, desired: int) -> list[dict[str, Any]]:
     """Available, Progressing, Degraded (without times; `with_times` adds them)."""
     available = ready > 0 or desired == 0
     moving = v.phase in ("Pending", "Loading", "Progressing")
@@ -123,16 +123,16 @@ def with_times(
 
 
 def status_body(
-    o: Observed,
+    o: ServingState,
     *,
     selector: str,
     endpoint: str,
     previous: Mapping[str, Any],
     now: str,
-    v: Verdict | None = None,
+    v: Summary | None = None,
 ) -> dict[str, Any]:
     """The whole .status the operator writes (`v`: the verdict when a rollout refines it)."""
-    v = v or verdict(o)
+    v = v or summarize(o)
     live = [p for p in o.pods if not p.terminating]
     ready = sum(1 for p in live if p.ready)
     conds = conditions_for(v, ready=ready, desired=o.desired)
@@ -188,7 +188,7 @@ class Transition:
     message: str
 
 
-def transition(previous_phase: str | None, v: Verdict) -> Transition | None:
+def transition(previous_phase: str | None, v: Summary) -> Transition | None:
     """One Event per phase change; Warning with the failure's reason for Degraded and Failed."""
     if previous_phase == v.phase:
         return None

@@ -7,33 +7,37 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from llm_operator import canary, naming, probes, rolloutview, spec, status
-from llm_operator.rollout import decide, inputs, promtext
-from llm_operator.rollout.state import Phase, Rollback, RolloutStatus
+from llm_operator import naming, podclient, rolloutview, spec, status, tick, windows
+from llm_operator.rollout import decide, promtext
+from llm_operator.rollout.state import Rollback, RolloutPhase, RolloutStatus
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
-READY = status.Verdict("Ready", "ReplicasReady", "2/2 replicas serve the model")
+READY = status.Summary("Ready", "ReplicasReady", "2/2 replicas serve the model")
 
 
 def test_serving_revision_is_the_stable_except_while_recreating() -> None:
     assert rolloutview.serving_revision(RolloutStatus(), "r1") == "r1"
-    canary_run = RolloutStatus(phase=Phase.CANARY, stable_revision="r1", canary_revision="r2")
+    canary_run = RolloutStatus(
+        phase=RolloutPhase.CANARY, stable_revision="r1", canary_revision="r2"
+    )
     assert rolloutview.serving_revision(canary_run, "r2") == "r1"
-    recreate = RolloutStatus(phase=Phase.RECREATING, stable_revision="r1", canary_revision="r2")
+    recreate = RolloutStatus(
+        phase=RolloutPhase.RECREATING, stable_revision="r1", canary_revision="r2"
+    )
     assert rolloutview.serving_revision(recreate, "r2") == "r2"
 
 
 def test_a_canary_in_flight_makes_a_ready_stable_progressing() -> None:
     r = RolloutStatus(
-        phase=Phase.CANARY,
+        phase=RolloutPhase.CANARY,
         stable_revision="r1",
         canary_revision="r2",
         weight=50,
         message="weight 50% -> 1 canary pod beside 2 stable (33% of pods)",
     )
-    v = rolloutview.verdict(READY, r, now=NOW)
+    v = rolloutview.summarize(READY, r, now=NOW)
     assert (v.phase, v.reason) == ("Progressing", "RolloutCanary")
     assert "r2" in v.message and "33% of pods" in v.message
 
@@ -41,36 +45,38 @@ def test_a_canary_in_flight_makes_a_ready_stable_progressing() -> None:
 def test_a_rollback_makes_the_phase_degraded_with_the_failed_check() -> None:
     rb = Rollback("r2", "r1", "SmokePromptMismatch", "pod x answered 'hi'", NOW)
     r = RolloutStatus(
-        phase=Phase.ROLLED_BACK, stable_revision="r1", rejected_revision="r2", rollback=rb
+        phase=RolloutPhase.ROLLED_BACK, stable_revision="r1", rejected_revision="r2", rollback=rb
     )
-    v = rolloutview.verdict(READY, r, now=NOW)
+    v = rolloutview.summarize(READY, r, now=NOW)
     assert (v.phase, v.reason) == ("Degraded", "SmokePromptMismatch")
     assert "r2 rolled back to r1" in v.message and "answered 'hi'" in v.message
 
 
 def test_a_failing_stable_or_refused_apply_outranks_the_rollout() -> None:
-    failed = status.Verdict("Failed", "ApplyFailed", "422")
-    r = RolloutStatus(phase=Phase.CANARY, stable_revision="r1", canary_revision="r2")
-    assert rolloutview.verdict(failed, r, now=NOW) == failed
+    failed = status.Summary("Failed", "ApplyFailed", "422")
+    r = RolloutStatus(phase=RolloutPhase.CANARY, stable_revision="r1", canary_revision="r2")
+    assert rolloutview.summarize(failed, r, now=NOW) == failed
 
 
 def test_stable_rollout_leaves_the_pod_verdict_alone() -> None:
-    r = RolloutStatus(phase=Phase.STABLE, stable_revision="r1")
-    assert rolloutview.verdict(READY, r, now=NOW) == READY
+    r = RolloutStatus(phase=RolloutPhase.STABLE, stable_revision="r1")
+    assert rolloutview.summarize(READY, r, now=NOW) == READY
 
 
 def test_a_body_older_than_our_last_write_is_read_with_that_write() -> None:
     """The watch may not have delivered the status written one tick ago; deciding again from
     the old one would replay a transition (a second rollback Event, a double count)."""
-    cache = canary.Cache(based_on="41", written={"rollout": {"phase": "RolledBack"}})
+    cache = tick.Cache(based_on="41", written={"rollout": {"phase": "RolledBack"}})
     stale = {"metadata": {"resourceVersion": "41"}, "status": {"rollout": {"phase": "Canary"}}}
     fresh = {"metadata": {"resourceVersion": "42"}, "status": {"rollout": {"phase": "Stable"}}}
-    assert canary.previous_status(stale, cache)["rollout"]["phase"] == "RolledBack"
-    assert canary.previous_status(fresh, cache)["rollout"]["phase"] == "Stable"
+    assert tick.previous_status(stale, cache)["rollout"]["phase"] == "RolledBack"
+    assert tick.previous_status(fresh, cache)["rollout"]["phase"] == "Stable"
 
 
 def test_smoke_requests_are_greedy_and_short() -> None:
-    req = probes.smoke_request(inputs.SmokePrompt("What is the capital of France?", "(?i)paris"))
+    req = podclient.smoke_request(
+        spec.SmokePrompt(prompt="What is the capital of France?", expect="(?i)paris")
+    )
     assert [(m.role, m.content) for m in req.messages] == [
         ("user", "What is the capital of France?")
     ]
@@ -79,15 +85,15 @@ def test_smoke_requests_are_greedy_and_short() -> None:
 
 
 def test_smoke_without_access_fails_every_prompt_naming_why() -> None:
-    prompts = (inputs.SmokePrompt("a", "b"), inputs.SmokePrompt("c", "d"))
-    access = probes.Access(port=50051, error="cannot read the Secret")
-    replies = probes.smoke(pod="p", pod_ip="198.18.0.9", prompts=prompts, access=access)
+    prompts = (spec.SmokePrompt(prompt="a", expect="b"), spec.SmokePrompt(prompt="c", expect="d"))
+    access = podclient.Access(port=50051, error="cannot read the Secret")
+    replies = podclient.smoke(pod="p", pod_ip="198.18.0.9", prompts=prompts, access=access)
     assert [(r.index, r.error) for r in replies] == [(0, access.error), (1, access.error)]
 
 
 def test_step_without_pause_moves_on_and_empty_pause_waits_for_promote() -> None:
-    parsed = inputs.from_spec_dict(
-        {"rollout": {"steps": [{"weight": 10}, {"weight": 50, "pause": {}}]}}
+    parsed = spec.RolloutSpec.model_validate(
+        {"steps": [{"weight": 10}, {"weight": 50, "pause": {}}]}
     )
     assert [s.pause_seconds for s in parsed.steps] == [0.0, None]
 
@@ -95,14 +101,15 @@ def test_step_without_pause_moves_on_and_empty_pause_waits_for_promote() -> None
 def test_reverting_the_spec_after_a_rollback_clears_the_failed_verdict() -> None:
     rb = Rollback("r2", "r1", "CrashLoopBackOff", "crash", NOW)
     rolled_back = RolloutStatus(
-        phase=Phase.ROLLED_BACK,
+        phase=RolloutPhase.ROLLED_BACK,
         stable_revision="r1",
         rejected_revision="r2",
         last_verdict="Failed",
         rollback=rb,
     )
-    d = decide.decide(decide.Observed("r1"), rolled_back, inputs.RolloutSpec(), NOW)
-    assert (d.status.phase, d.status.last_verdict) == (Phase.STABLE, "Reverted")
+    one = spec.LLMDeploymentSpec(model=spec.ModelSpec(name="m", source="builtin://m"))
+    d = decide.decide(decide.Observed("r1"), rolled_back, one, NOW)
+    assert (d.status.phase, d.status.last_verdict) == (RolloutPhase.STABLE, "Reverted")
     assert d.status.rollback == rb  # kept as history
 
 
@@ -122,7 +129,7 @@ def test_only_ready_pods_with_an_ip_are_scraped_and_smoked() -> None:
         _pod("b", "r2", ready=False),
         _pod("c", "r2", ready=True, ip=""),
     ]
-    assert [p["metadata"]["name"] for p in canary.ready_pods(group)] == ["a"]
+    assert [p["metadata"]["name"] for p in windows.ready_pods(group)] == ["a"]
 
 
 def test_ready_column_and_phase_come_from_the_serving_revision_only() -> None:
@@ -141,14 +148,26 @@ def test_ready_column_and_phase_come_from_the_serving_revision_only() -> None:
         _pod("s2", "r1", ready=True),
         _pod("c1", "r2", ready=True),
     ]
-    seen = canary.base_observed(
-        d=d, serving="r1", deployments=deployments, all_pods=pods, apply_error=""
+    gathered = tick.Gathered(
+        d=d,
+        previous={},
+        before=RolloutStatus(),
+        spec_revision="r1",
+        all_pods=pods,
+        groups={},
+        deployments=deployments,
+        annotations=None,
+        resource_version="1",
+        now=NOW,
+        results=None,
+        apply_error="",
     )
+    seen = tick.serving_state(gathered, "r1")
     assert (seen.revision, seen.desired, len(seen.pods)) == ("r1", 2, 2)
     assert seen.deployment is not None
 
 
 def test_scrapes_of_deleted_pods_are_forgotten() -> None:
-    cache = canary.Cache(scrapes={"a": promtext.Scrape(), "gone": promtext.Scrape()})
-    canary.forget_gone_pods(cache, [_pod("a", "r1", ready=True)])
-    assert set(cache.scrapes) == {"a"}
+    scrapes = {"a": promtext.Scrape(), "gone": promtext.Scrape()}
+    windows.forget_gone_pods(scrapes, [_pod("a", "r1", ready=True)])
+    assert set(scrapes) == {"a"}

@@ -50,8 +50,8 @@ def _obs(
     desired: int = 1,
     deployment: DeploymentView | None = None,
     apply_error: str = "",
-) -> status.Observed:
-    return status.Observed(
+) -> status.ServingState:
+    return status.ServingState(
         generation=7,
         desired=desired,
         revision=REV,
@@ -106,23 +106,23 @@ CRASH = Failure(
         (_obs(_pod(ready=True), apply_error="422 Invalid: bad"), "Failed", "ApplyFailed"),
     ],
 )
-def test_phase_rules(observed: status.Observed, phase: str, reason: str) -> None:
-    v = status.verdict(observed)
+def test_phase_rules(observed: status.ServingState, phase: str, reason: str) -> None:
+    v = status.summarize(observed)
     assert (v.phase, v.reason) == (phase, reason)
 
 
 def test_missing_deployment_is_pending() -> None:
     o = dataclasses.replace(_obs(), deployment=None)
-    assert status.verdict(o).phase == "Pending"
+    assert status.summarize(o).phase == "Pending"
 
 
 def test_degraded_message_names_pod_container_and_cause() -> None:
-    v = status.verdict(_obs(_pod("chat-1", failure=CRASH)))
+    v = status.summarize(_obs(_pod("chat-1", failure=CRASH)))
     assert v.message == "pod chat-1 container runtime: last exit code 1: no such file"
 
 
 def _body(
-    o: status.Observed, previous: dict[str, object] | None = None, now: str = NOW
+    o: status.ServingState, previous: dict[str, object] | None = None, now: str = NOW
 ) -> dict[str, object]:
     return status.status_body(
         o, selector="sel", endpoint="chat.ns.svc:50051", previous=previous or {}, now=now
@@ -176,13 +176,13 @@ def test_changed_ignores_nothing_it_would_write() -> None:
 
 
 def test_transition_events() -> None:
-    assert status.transition("Ready", status.Verdict("Ready", "ReplicasReady", "")) is None
-    ready = status.transition("Loading", status.Verdict("Ready", "ReplicasReady", "1/1"))
+    assert status.transition("Ready", status.Summary("Ready", "ReplicasReady", "")) is None
+    ready = status.transition("Loading", status.Summary("Ready", "ReplicasReady", "1/1"))
     assert ready is not None and (ready.type, ready.reason) == ("Normal", "Ready")
-    bad = status.transition("Loading", status.Verdict("Degraded", "CrashLoopBackOff", "pod x"))
+    bad = status.transition("Loading", status.Summary("Degraded", "CrashLoopBackOff", "pod x"))
     assert bad is not None and (bad.type, bad.reason) == ("Warning", "CrashLoopBackOff")
     assert bad.message == "phase Loading -> Degraded: pod x"
-    first = status.transition(None, status.Verdict("Pending", "Creating", "m"))
+    first = status.transition(None, status.Summary("Pending", "Creating", "m"))
     assert first is not None and first.message.startswith("phase None -> Pending")
 
 

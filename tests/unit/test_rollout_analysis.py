@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from llm_operator.rollout import analysis, inputs, promtext
+from llm_operator import spec
+from llm_operator.rollout import analysis, promtext
 from llm_operator.rollout.analysis import CheckResult, SmokeReply, Verdict, WindowMetrics
 
 pytestmark = pytest.mark.unit
@@ -12,7 +13,23 @@ pytestmark = pytest.mark.unit
 def _window(
     requests: float = 100, errors: float = 0, ttft: float | None = 0.4, tpot: float | None = 0.05
 ) -> WindowMetrics:
-    return WindowMetrics(requests=requests, errors=errors, ttft_p95=ttft, tpot_p95=tpot)
+    ratio = None if requests <= 0 else errors / requests
+    values = {"error_ratio": ratio, "ttft_p95": ttft, "tpot_p95": tpot}
+    return WindowMetrics(requests=requests, errors=errors, values=values)
+
+
+_RELATIVE = {"max_error_ratio_increase", "max_ttft_p95_ratio", "max_tpot_p95_ratio"}
+
+
+def _rules(min_requests: int = 1, **limits: float) -> spec.AnalysisSpec:
+    """An analysis spec from limits by name (absolute or relative to stable)."""
+    absolute = {k: v for k, v in limits.items() if k not in _RELATIVE}
+    relative = {k: v for k, v in limits.items() if k in _RELATIVE}
+    return spec.AnalysisSpec(
+        min_requests=min_requests,
+        metrics=spec.MetricLimits(**absolute),
+        relative_to_stable=spec.RelativeLimits(**relative),
+    )
 
 
 def _by_check(results: tuple[CheckResult, ...]) -> dict[str, list[CheckResult]]:
@@ -26,8 +43,7 @@ def test_slow_canary_fails_with_values_and_stable_in_the_message() -> None:
     results = analysis.check_metrics(
         canary=_window(ttft=2.31),
         stable=_window(ttft=0.40),
-        limits=inputs.MetricLimits(max_ttft_p95_seconds=1.0),
-        min_requests=1,
+        analysis=_rules(1, max_ttft_p95_seconds=1.0),
     )
     (ttft,) = results
     assert ttft.verdict is Verdict.FAILED
@@ -37,13 +53,12 @@ def test_slow_canary_fails_with_values_and_stable_in_the_message() -> None:
 
 
 def test_relative_limit_compares_against_stable_over_the_same_window() -> None:
-    limits = inputs.MetricLimits(max_tpot_p95_ratio=1.5, max_error_ratio_increase=0.02)
+    limits = _rules(max_tpot_p95_ratio=1.5, max_error_ratio_increase=0.02)
     results = _by_check(
         analysis.check_metrics(
             canary=_window(errors=5, tpot=0.09),
             stable=_window(errors=1, tpot=0.05),
-            limits=limits,
-            min_requests=1,
+            analysis=limits,
         )
     )
     (tpot,) = results["tpot_p95"]
@@ -60,8 +75,7 @@ def test_ratio_to_a_stable_of_zero_is_not_applied_and_absolute_still_is() -> Non
     results = analysis.check_metrics(
         canary=_window(errors=1),
         stable=_window(errors=0),
-        limits=inputs.MetricLimits(max_error_ratio=0.05, max_tpot_p95_ratio=2.0),
-        min_requests=1,
+        analysis=_rules(1, max_error_ratio=0.05, max_tpot_p95_ratio=2.0),
     )
     assert [(r.check, r.verdict) for r in results] == [
         ("error_ratio", Verdict.PASSED),
@@ -73,8 +87,7 @@ def test_no_canary_traffic_is_inconclusive_not_passed() -> None:
     (result,) = analysis.check_metrics(
         canary=_window(requests=0, ttft=None, tpot=None),
         stable=_window(),
-        limits=inputs.MetricLimits(max_error_ratio=0.01),
-        min_requests=5,
+        analysis=_rules(5, max_error_ratio=0.01),
     )
     assert (result.check, result.verdict, result.reason) == (
         "traffic",
@@ -87,8 +100,7 @@ def test_stable_without_traffic_leaves_only_the_absolute_limits() -> None:
     results = analysis.check_metrics(
         canary=_window(ttft=0.9),
         stable=_window(requests=0, ttft=None),
-        limits=inputs.MetricLimits(max_ttft_p95_seconds=1.0, max_ttft_p95_ratio=1.1),
-        min_requests=1,
+        analysis=_rules(1, max_ttft_p95_seconds=1.0, max_ttft_p95_ratio=1.1),
     )
     assert [(r.reason, r.stable) for r in results] == [("TTFTp95WithinLimit", None)]
 
@@ -97,15 +109,12 @@ def test_histogram_without_observations_is_inconclusive() -> None:
     (result,) = analysis.check_metrics(
         canary=_window(ttft=None),
         stable=None,
-        limits=inputs.MetricLimits(max_ttft_p95_seconds=1.0),
-        min_requests=1,
+        analysis=_rules(1, max_ttft_p95_seconds=1.0),
     )
     assert (result.verdict, result.reason) == (Verdict.INCONCLUSIVE, "NoObservations")
 
 
-PROMPT = inputs.SmokePrompt(
-    prompt="What is the capital of France?", expect="(?i)paris", timeout_seconds=5
-)
+PROMPT = spec.SmokePrompt(prompt="What is the capital of France?", expect="(?i)paris", timeout="5s")
 
 
 @pytest.mark.parametrize(
@@ -140,14 +149,14 @@ def test_smoke_mismatch_message_quotes_the_reply() -> None:
 
 
 def test_invalid_regex_fails_instead_of_crashing() -> None:
-    bad = inputs.SmokePrompt(prompt="x", expect="(", timeout_seconds=5)
+    bad = spec.SmokePrompt(prompt="x", expect="(", timeout="5s")
     result = analysis.check_smoke_reply(bad, SmokeReply("p", 0, "x", 0.1))
     assert result.reason == "SmokePromptInvalid"
 
 
 def test_smoke_passed_pods_excludes_a_pod_with_any_failure() -> None:
     results = analysis.check_smoke(
-        [PROMPT, inputs.SmokePrompt(prompt="2+2?", expect="4")],
+        [PROMPT, spec.SmokePrompt(prompt="2+2?", expect="4")],
         [
             SmokeReply("a", 0, "Paris", 1.0),
             SmokeReply("a", 1, "4", 1.0),
@@ -171,7 +180,9 @@ def test_overall_verdict_failed_beats_inconclusive_beats_passed() -> None:
 
 def test_without_metric_limits_traffic_does_not_matter() -> None:
     results = analysis.check_metrics(
-        canary=_window(requests=0), stable=None, limits=inputs.MetricLimits(), min_requests=1
+        canary=_window(requests=0),
+        stable=None,
+        analysis=_rules(1),
     )
     assert results == ()
 
@@ -183,11 +194,11 @@ def test_evaluate_combines_metric_limits_and_smoke_replies_of_one_window() -> No
             ("llm_runtime_requests_total", (("code", "INTERNAL"),)): 1.0,
         }
     )
-    spec = inputs.AnalysisSpec(
-        limits=inputs.MetricLimits(max_error_ratio=0.05), smoke_prompts=(PROMPT,)
+    rules = spec.AnalysisSpec(
+        metrics=spec.MetricLimits(max_error_ratio=0.05), smoke_prompts=(PROMPT,)
     )
     results = analysis.evaluate(
-        canary=canary, stable=None, replies=[SmokeReply("p", 0, "Paris", 1.0)], spec=spec
+        canary=canary, stable=None, replies=[SmokeReply("p", 0, "Paris", 1.0)], analysis=rules
     )
     assert [(r.check, r.verdict) for r in results] == [
         ("error_ratio", Verdict.FAILED),

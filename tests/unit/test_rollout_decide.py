@@ -2,23 +2,48 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from llm_operator.rollout import decide, inputs, plan, state
+from llm_operator.rollout import decide, plan, state
 from llm_operator.rollout.analysis import CheckResult, Verdict
 from llm_operator.rollout.decide import Action, Decision, Observed
-from llm_operator.rollout.state import Command, CommandKind, Phase, RolloutStatus
+from llm_operator.rollout.state import Command, CommandKind, RolloutPhase, RolloutStatus
+from llm_operator.spec import InconclusivePolicy, LLMDeploymentSpec
 
 pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 11, 29, 1, 0, 0, tzinfo=UTC)
-SPEC = inputs.RolloutSpec(
-    replicas=2,
-    steps=(inputs.Step(weight=10, pause_seconds=30), inputs.Step(weight=50, pause_seconds=30)),
-    analysis=inputs.AnalysisSpec(interval_seconds=10, failure_limit=1),
-)
+
+
+def make_spec(
+    *,
+    replicas: int = 2,
+    steps: tuple[tuple[int, float | None], ...] = ((10, 30), (50, 30)),
+    strategy: str = "Canary",
+    **analysis: object,
+) -> LLMDeploymentSpec:
+    """A spec for the rollout core: (weight, pause seconds; None waits for a promote) steps
+    and analysis fields by their Python names."""
+    return LLMDeploymentSpec.model_validate(
+        {
+            "model": {"name": "m", "source": "builtin://m"},
+            "replicas": replicas,
+            "rollout": {
+                "strategy": strategy,
+                "steps": [
+                    {"weight": w, "pause": {} if p is None else {"duration": f"{p:g}s"}}
+                    if p != 0
+                    else {"weight": w}
+                    for w, p in steps
+                ],
+                "analysis": {"interval": "10s", **analysis},
+            },
+        }
+    )
+
+
+SPEC = make_spec(failure_limit=1)
 PASS = (CheckResult("ttft_p95", Verdict.PASSED, "TTFTp95WithinLimit", "ttft_p95 0.30s <= limit"),)
 FAIL = (
     CheckResult(
@@ -49,7 +74,7 @@ def tick(
     status: RolloutStatus,
     desired: str,
     now: datetime,
-    spec: inputs.RolloutSpec = SPEC,
+    spec: LLMDeploymentSpec = SPEC,
     **observed: object,
 ) -> Decision:
     """One call of decide, also proving that a restarted operator (status read back) agrees."""
@@ -61,7 +86,7 @@ def tick(
     return decision
 
 
-def canary_of(revision: str, spec: inputs.RolloutSpec = SPEC) -> RolloutStatus:
+def canary_of(revision: str, spec: LLMDeploymentSpec = SPEC) -> RolloutStatus:
     """A status with stable r1 and `revision` just started as a canary."""
     adopted = tick(RolloutStatus(), "r1", T0, spec).status
     return tick(adopted, revision, T0, spec).status
@@ -75,7 +100,7 @@ def test_first_revision_is_adopted_as_stable_without_a_canary() -> None:
     d = tick(RolloutStatus(), "r1", T0)
     assert (d.action, d.status.phase, d.status.stable_revision) == (
         Action.ADOPT,
-        Phase.STABLE,
+        RolloutPhase.STABLE,
         "r1",
     )
     assert sizes(d.status) == {"r1": 2}
@@ -83,7 +108,7 @@ def test_first_revision_is_adopted_as_stable_without_a_canary() -> None:
 
 def test_good_update_walks_every_step_then_promotes_and_drains() -> None:
     s = canary_of("r2")
-    assert s.phase is Phase.CANARY
+    assert s.phase is RolloutPhase.CANARY
     assert s.message == "weight 10% -> 1 canary pod beside 2 stable (33% of pods)"
     assert sizes(s) == {"r1": 2, "r2": 1}
     s = tick(s, "r2", at(5), canary_ready=1).status
@@ -98,20 +123,24 @@ def test_good_update_walks_every_step_then_promotes_and_drains() -> None:
     s = tick(d.status, "r2", at(36), canary_ready=1).status
     s = tick(s, "r2", at(46), canary_ready=1, analysis=PASS).status
     d = tick(s, "r2", at(66), canary_ready=1)
-    assert (d.action, d.status.phase) == (Action.PROMOTE, Phase.PROMOTING)
+    assert (d.action, d.status.phase) == (Action.PROMOTE, RolloutPhase.PROMOTING)
     assert sizes(d.status) == {"r1": 2, "r2": 2}
     assert tick(d.status, "r2", at(67), canary_ready=1).action is Action.WAIT
     d = tick(d.status, "r2", at(70), canary_ready=2)
     assert (d.action, d.status.phase, d.status.stable_revision) == (
         Action.PROMOTED,
-        Phase.DRAINING,
+        RolloutPhase.DRAINING,
         "r2",
     )
     assert sizes(d.status) == {"r2": 2}
     assert d.event is not None and d.event.reason == "RolloutPromoted"
     assert tick(d.status, "r2", at(71), old_pods=2).action is Action.WAIT
     d = tick(d.status, "r2", at(80), old_pods=0)
-    assert (d.action, d.status.phase, d.status.old_revision) == (Action.DRAINED, Phase.STABLE, None)
+    assert (d.action, d.status.phase, d.status.old_revision) == (
+        Action.DRAINED,
+        RolloutPhase.STABLE,
+        None,
+    )
 
 
 def test_crashing_canary_is_rolled_back_at_once_and_not_retried() -> None:
@@ -119,7 +148,7 @@ def test_crashing_canary_is_rolled_back_at_once_and_not_retried() -> None:
     d = tick(s, "r2", at(3), startup=CRASH)
     assert (d.action, d.status.phase, d.status.canary_revision) == (
         Action.ROLLBACK,
-        Phase.ROLLED_BACK,
+        RolloutPhase.ROLLED_BACK,
         None,
     )
     assert d.status.rollback == state.Rollback(
@@ -138,7 +167,11 @@ def test_crashing_canary_is_rolled_back_at_once_and_not_retried() -> None:
     s = d.status
     for i in range(20):  # the spec still asks for r2: no flapping
         s = tick(s, "r2", at(10 + i * 10), canary_ready=1, analysis=PASS).status
-        assert (s.phase, s.canary_revision, s.rejected_revision) == (Phase.ROLLED_BACK, None, "r2")
+        assert (s.phase, s.canary_revision, s.rejected_revision) == (
+            RolloutPhase.ROLLED_BACK,
+            None,
+            "r2",
+        )
 
 
 def test_retry_annotation_tries_the_rejected_revision_again_once() -> None:
@@ -181,19 +214,15 @@ def test_metric_breach_rolls_back_on_the_analysis_after_failure_limit() -> None:
 @pytest.mark.parametrize(
     ("policy", "action", "failures", "inconclusives"),
     [
-        (inputs.InconclusivePolicy.HOLD, Action.WAIT, 0, 1),
-        (inputs.InconclusivePolicy.PASS, Action.ADVANCE, 0, 0),
-        (inputs.InconclusivePolicy.ROLLBACK, Action.WAIT, 1, 0),
+        (InconclusivePolicy.HOLD, Action.WAIT, 0, 1),
+        (InconclusivePolicy.PASS, Action.ADVANCE, 0, 0),
+        (InconclusivePolicy.ROLLBACK, Action.WAIT, 1, 0),
     ],
 )
 def test_no_traffic_is_handled_by_the_inconclusive_policy(
-    policy: inputs.InconclusivePolicy, action: Action, failures: int, inconclusives: int
+    policy: InconclusivePolicy, action: Action, failures: int, inconclusives: int
 ) -> None:
-    spec = replace(
-        SPEC,
-        steps=(inputs.Step(weight=10, pause_seconds=0), inputs.Step(weight=50, pause_seconds=0)),
-        analysis=replace(SPEC.analysis, inconclusive=policy),
-    )
+    spec = make_spec(steps=((10, 0), (50, 0)), failure_limit=1, inconclusive=policy)
     s = tick(canary_of("r2", spec), "r2", at(1), spec, canary_ready=1).status
     d = tick(s, "r2", at(11), spec, canary_ready=1, analysis=NO_TRAFFIC)
     assert (d.action, d.status.failures, d.status.inconclusives) == (
@@ -205,9 +234,7 @@ def test_no_traffic_is_handled_by_the_inconclusive_policy(
 
 
 def test_rollback_policy_rolls_back_a_canary_that_never_gets_traffic() -> None:
-    spec = replace(
-        SPEC, analysis=replace(SPEC.analysis, inconclusive=inputs.InconclusivePolicy.ROLLBACK)
-    )
+    spec = make_spec(failure_limit=1, inconclusive=InconclusivePolicy.ROLLBACK)
     s = tick(canary_of("r2", spec), "r2", at(1), spec, canary_ready=1).status
     s = tick(s, "r2", at(11), spec, canary_ready=1, analysis=NO_TRAFFIC).status
     d = tick(s, "r2", at(21), spec, canary_ready=1, analysis=NO_TRAFFIC)
@@ -215,20 +242,17 @@ def test_rollback_policy_rolls_back_a_canary_that_never_gets_traffic() -> None:
     assert d.status.rollback is not None and d.status.rollback.reason == "NoTraffic"
 
 
-MANUAL = replace(
-    SPEC,
-    steps=(inputs.Step(weight=10, pause_seconds=None), inputs.Step(weight=100, pause_seconds=0)),
-)
+MANUAL = make_spec(steps=((10, None), (100, 0)), failure_limit=1)
 
 
 def test_pause_without_duration_holds_until_promote_annotation() -> None:
     s = tick(canary_of("r2", MANUAL), "r2", at(1), MANUAL, canary_ready=1).status
     d = tick(s, "r2", at(11), MANUAL, canary_ready=1, analysis=PASS)
-    assert (d.action, d.status.phase) == (Action.HOLD, Phase.PAUSED)
+    assert (d.action, d.status.phase) == (Action.HOLD, RolloutPhase.PAUSED)
     s = d.status
     for i in range(5):  # analysis goes on, the pause holds
         d = tick(s, "r2", at(21 + 10 * i), MANUAL, canary_ready=1, analysis=PASS)
-        assert (d.action, d.status.phase) == (Action.WAIT, Phase.PAUSED)
+        assert (d.action, d.status.phase) == (Action.WAIT, RolloutPhase.PAUSED)
         s = d.status
     promote = (Command(CommandKind.PROMOTE, "p1"),)
     d = tick(s, "r2", at(100), MANUAL, canary_ready=1, commands=promote)
@@ -248,7 +272,7 @@ def test_failures_during_a_manual_pause_still_roll_back() -> None:
 
 def test_promote_full_skips_the_remaining_steps() -> None:
     d = tick(canary_of("r2"), "r2", at(1), commands=(Command(CommandKind.PROMOTE_FULL, "x"),))
-    assert (d.action, d.status.phase) == (Action.PROMOTE, Phase.PROMOTING)
+    assert (d.action, d.status.phase) == (Action.PROMOTE, RolloutPhase.PROMOTING)
 
 
 def test_abort_annotation_rolls_back_with_reason_manual_abort_once() -> None:
@@ -264,7 +288,7 @@ def test_commands_that_do_not_apply_are_consumed_without_effect() -> None:
     d = tick(s, "r1", at(1), commands=(Command(CommandKind.ABORT, "a"),))
     assert (d.action, d.status.phase, d.status.handled_commands) == (
         Action.WAIT,
-        Phase.STABLE,
+        RolloutPhase.STABLE,
         {"abort": "a"},
     )
 
@@ -286,18 +310,18 @@ def test_spec_reverted_to_stable_drops_the_canary() -> None:
     d = tick(canary_of("r2"), "r1", at(1))
     assert (d.action, d.status.phase, d.status.canary_revision) == (
         Action.REVERT,
-        Phase.STABLE,
+        RolloutPhase.STABLE,
         None,
     )
     assert sizes(d.status) == {"r1": 2}
 
 
-RECREATE = replace(SPEC, strategy=inputs.Strategy.RECREATE)
+RECREATE = make_spec(strategy="Recreate", failure_limit=1)
 
 
 def test_recreate_replaces_at_full_size_and_promotes_once_ready_and_passed() -> None:
     s = canary_of("r2", RECREATE)
-    assert s.phase is Phase.RECREATING
+    assert s.phase is RolloutPhase.RECREATING
     assert sizes(s) == {"r2": 2}  # nothing surges: the old pods go first
     s = tick(s, "r2", at(30), RECREATE, canary_ready=1).status
     assert s.step_ready_at is None
@@ -305,14 +329,14 @@ def test_recreate_replaces_at_full_size_and_promotes_once_ready_and_passed() -> 
     d = tick(s, "r2", at(50), RECREATE, canary_ready=2, analysis=NO_TRAFFIC)
     assert (d.action, d.status.phase, d.status.stable_revision) == (
         Action.PROMOTED,
-        Phase.STABLE,
+        RolloutPhase.STABLE,
         "r2",
     )
 
 
 def test_recreate_that_crashes_brings_the_old_revision_back() -> None:
     d = tick(canary_of("r2", RECREATE), "r2", at(30), RECREATE, startup=CRASH)
-    assert (d.action, d.status.phase) == (Action.ROLLBACK, Phase.ROLLED_BACK)
+    assert (d.action, d.status.phase) == (Action.ROLLBACK, RolloutPhase.ROLLED_BACK)
     assert sizes(d.status) == {"r1": 2}
 
 
@@ -330,10 +354,10 @@ def test_steps_shortened_mid_rollout_promote_instead_of_crashing() -> None:
     d = tick(s, "r2", at(40), canary_ready=1)
     assert d.status.step == 1
     s = tick(d.status, "r2", at(41), canary_ready=1).status
-    one_step = replace(SPEC, steps=SPEC.steps[:1])
+    one_step = make_spec(steps=((10, 30),), failure_limit=1)
     d = tick(s, "r2", at(51), one_step, canary_ready=1, analysis=PASS)
     assert (d.action, d.status.phase, d.verdict) == (
         Action.PROMOTE,
-        Phase.PROMOTING,
+        RolloutPhase.PROMOTING,
         Verdict.PASSED,
     )

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from llm_operator.rollout import kubectl_plugin, state
-from llm_operator.rollout.state import CommandKind, Phase, RolloutStatus
+from llm_operator.rollout.state import CommandKind, RolloutPhase, RolloutStatus
 
 pytestmark = pytest.mark.unit
 
@@ -35,7 +35,7 @@ def test_promote_writes_the_annotation_the_operator_reads() -> None:
 
 def test_status_summary_names_revisions_step_and_rollback() -> None:
     status = RolloutStatus(
-        phase=Phase.ROLLED_BACK,
+        phase=RolloutPhase.ROLLED_BACK,
         stable_revision="r1",
         rejected_revision="r2",
         last_verdict="Failed",

@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from llm_operator.rollout import analysis, clock, decide, inputs, plan, pods, promtext, state
+from llm_operator import spec
+from llm_operator.rollout import analysis, clock, decide, plan, pods, promtext, state
 from llm_operator.rollout.analysis import Verdict
-from llm_operator.rollout.state import Phase, RolloutStatus
+from llm_operator.rollout.state import RolloutPhase, RolloutStatus
 from llm_runtime import metrics as runtime_metrics
 from llm_runtime import types
 from prometheus_client import generate_latest
@@ -131,14 +132,20 @@ class Cluster:
         return promtext.aggregate(windows) if windows else None
 
 
-SPEC = inputs.RolloutSpec(
-    replicas=2,
-    steps=(inputs.Step(weight=50, pause_seconds=10), inputs.Step(weight=100, pause_seconds=0)),
-    analysis=inputs.AnalysisSpec(
-        interval_seconds=10,
-        failure_limit=1,
-        limits=inputs.MetricLimits(max_ttft_p95_seconds=1.0, max_ttft_p95_ratio=2.0),
-    ),
+SPEC = spec.LLMDeploymentSpec.model_validate(
+    {
+        "model": {"name": "m", "source": "builtin://m"},
+        "replicas": 2,
+        "rollout": {
+            "steps": [{"weight": 50, "pause": {"duration": "10s"}}, {"weight": 100}],
+            "analysis": {
+                "interval": "10s",
+                "failureLimit": 1,
+                "metrics": {"maxTTFTp95Seconds": 1.0},
+                "relativeToStable": {"maxTTFTp95Ratio": 2.0},
+            },
+        },
+    }
 )
 
 
@@ -156,7 +163,10 @@ def run(
             canary = cluster.window(status.canary_revision or "", now, since)
             stable = cluster.window(status.stable_revision or "", now, since)
             results = analysis.evaluate(
-                canary=canary or promtext.Scrape(), stable=stable, replies=(), spec=SPEC.analysis
+                canary=canary or promtext.Scrape(),
+                stable=stable,
+                replies=(),
+                analysis=SPEC.rollout.analysis,
             )
         observed = pods.observe(
             pods=[p.as_dict(now) for p in cluster.pods],
@@ -191,7 +201,7 @@ def test_good_update_is_promoted_and_the_old_revision_drained() -> None:
     actions = [d.action for _, d in log]
     assert decide.Action.ROLLBACK not in actions
     final = log[-1][1].status
-    assert (final.phase, final.stable_revision) == (Phase.STABLE, "r2")
+    assert (final.phase, final.stable_revision) == (RolloutPhase.STABLE, "r2")
     assert {p.revision for p in cluster.pods} == {"r2"}
 
 
@@ -208,7 +218,7 @@ def test_slow_canary_is_rolled_back_within_two_analysis_intervals() -> None:
     )
     assert rollback.verdict is Verdict.FAILED
     assert ready_at is not None and when - ready_at <= timedelta(
-        seconds=2 * SPEC.analysis.interval_seconds
+        seconds=2 * SPEC.rollout.analysis.interval_seconds
     )
     assert {p.revision for p in cluster.pods} == {"r1"}
 
@@ -222,5 +232,5 @@ def test_crashing_canary_is_rolled_back_on_the_tick_after_its_first_crash() -> N
     assert rollback.status.rollback.signal_at is not None
     assert when - rollback.status.rollback.signal_at <= timedelta(seconds=1)
     # and it stays rolled back: the spec still asks for r2, but r2 is rejected
-    assert log[-1][1].status.phase is Phase.ROLLED_BACK
+    assert log[-1][1].status.phase is RolloutPhase.ROLLED_BACK
     assert {p.revision for p in cluster.pods} == {"r1"}

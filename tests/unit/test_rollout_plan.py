@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from llm_operator.rollout import plan
-from llm_operator.rollout.state import Phase, RolloutStatus
+from llm_operator.rollout.state import RolloutPhase, RolloutStatus
 
 pytestmark = pytest.mark.unit
 
@@ -42,7 +42,9 @@ def test_canary_is_the_ceiling_of_the_weight_at_least_one_at_most_full(
 
 
 def test_stable_stays_full_while_the_canary_runs() -> None:
-    status = RolloutStatus(phase=Phase.CANARY, stable_revision="a", canary_revision="b", weight=30)
+    status = RolloutStatus(
+        phase=RolloutPhase.CANARY, stable_revision="a", canary_revision="b", weight=30
+    )
     assert [(w.revision, w.replicas, w.role) for w in plan.workloads(status, 5)] == [
         ("a", 5, "stable"),
         ("b", 2, "canary"),
@@ -52,16 +54,20 @@ def test_stable_stays_full_while_the_canary_runs() -> None:
 @pytest.mark.parametrize(
     ("phase", "expected"),
     [
-        (Phase.STABLE, {"a": 3}),
-        (Phase.ROLLED_BACK, {"a": 3}),
-        (Phase.DRAINING, {"a": 3}),
-        (Phase.PAUSED, {"a": 3, "b": 1}),
-        (Phase.PROMOTING, {"a": 3, "b": 3}),
-        (Phase.RECREATING, {"b": 3}),
+        (RolloutPhase.STABLE, {"a": 3}),
+        (RolloutPhase.ROLLED_BACK, {"a": 3}),
+        (RolloutPhase.DRAINING, {"a": 3}),
+        (RolloutPhase.PAUSED, {"a": 3, "b": 1}),
+        (RolloutPhase.PROMOTING, {"a": 3, "b": 3}),
+        (RolloutPhase.RECREATING, {"b": 3}),
     ],
 )
-def test_workloads_per_phase(phase: Phase, expected: dict[str, int]) -> None:
-    canary = None if phase in (Phase.STABLE, Phase.ROLLED_BACK, Phase.DRAINING) else "b"
+def test_workloads_per_phase(phase: RolloutPhase, expected: dict[str, int]) -> None:
+    canary = (
+        None
+        if phase in (RolloutPhase.STABLE, RolloutPhase.ROLLED_BACK, RolloutPhase.DRAINING)
+        else "b"
+    )
     status = RolloutStatus(phase=phase, stable_revision="a", canary_revision=canary, weight=10)
     assert {w.revision: w.replicas for w in plan.workloads(status, 3)} == expected
 
@@ -73,7 +79,7 @@ def test_pods_to_smoke_skips_pods_that_passed() -> None:
 
 def test_baseline_is_due_once_when_the_first_step_becomes_ready() -> None:
     t = datetime(2026, 11, 29, tzinfo=UTC)
-    starting = RolloutStatus(phase=Phase.CANARY, stable_revision="a", canary_revision="b")
+    starting = RolloutStatus(phase=RolloutPhase.CANARY, stable_revision="a", canary_revision="b")
     ready = starting.evolve(step_ready_at=t)
     assert plan.baseline_due(starting, ready)
     assert not plan.baseline_due(ready, ready)

@@ -6,16 +6,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from llm_operator import naming
-from llm_operator.rollout import decide, inputs, pods
+from llm_operator import naming, spec
+from llm_operator.rollout import decide, pods
 from llm_operator.rollout.analysis import Verdict
-from llm_operator.rollout.state import Command, CommandKind, Phase, RolloutStatus
+from llm_operator.rollout.state import Command, CommandKind, RolloutPhase, RolloutStatus
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 29, 1, 0, 30, tzinfo=UTC)
-SPEC = inputs.RolloutSpec(replicas=2)
-CANARY = RolloutStatus(phase=Phase.CANARY, stable_revision="s1", canary_revision="c2", weight=25)
+SPEC = spec.LLMDeploymentSpec.model_validate(
+    {"model": {"name": "m", "source": "builtin://m"}, "replicas": 2}
+)
+CANARY = RolloutStatus(
+    phase=RolloutPhase.CANARY, stable_revision="s1", canary_revision="c2", weight=25
+)
 
 
 def _pod(name: str, revision: str, *, ready: bool, restarts: int = 0) -> dict[str, Any]:

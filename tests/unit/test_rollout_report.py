@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from llm_operator.rollout import decide, inputs, report, state
+from llm_operator import spec as api
+from llm_operator.rollout import decide, report, state
 from llm_operator.rollout.analysis import CheckResult, Verdict
 from llm_operator.rollout.metrics import RolloutMetrics
-from llm_operator.rollout.state import Phase, Rollback, RolloutStatus
+from llm_operator.rollout.state import Rollback, RolloutPhase, RolloutStatus
 from prometheus_client import CollectorRegistry
 
 pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 11, 29, 1, 0, 0, tzinfo=UTC)
 ROLLED_BACK = RolloutStatus(
-    phase=Phase.ROLLED_BACK,
+    phase=RolloutPhase.ROLLED_BACK,
     stable_revision="r1",
     rejected_revision="r2",
     rollback=Rollback("r2", "r1", "OOMKilled", "pod c-0 container runtime OOMKilled", T0),
@@ -64,7 +65,9 @@ def test_printer_columns_point_at_fields_the_status_has() -> None:
 def test_metrics_count_rollouts_rollbacks_by_reason_and_analyses() -> None:
     registry = CollectorRegistry()
     metrics = RolloutMetrics(registry)
-    spec = inputs.RolloutSpec(replicas=1)
+    spec = api.LLMDeploymentSpec.model_validate(
+        {"model": {"name": "m", "source": "builtin://m"}, "replicas": 1}
+    )
     status = decide.decide(decide.Observed("r1"), RolloutStatus(), spec, T0).status
     start = decide.decide(decide.Observed("r2"), status, spec, T0)
     metrics.record(start, strategy="Canary")

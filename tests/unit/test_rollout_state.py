@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from llm_operator.rollout import inputs, state
-from llm_operator.rollout.state import Command, CommandKind, Phase, Rollback, RolloutStatus
+from llm_operator import spec as api
+from llm_operator.rollout import state
+from llm_operator.rollout.state import Command, CommandKind, Rollback, RolloutPhase, RolloutStatus
 
 pytestmark = pytest.mark.unit
 
@@ -21,7 +22,7 @@ _times = st.one_of(
 _rev = st.one_of(st.none(), st.text("abcdef0123456789", min_size=1, max_size=10))
 _statuses = st.builds(
     RolloutStatus,
-    phase=st.sampled_from(Phase),
+    phase=st.sampled_from(RolloutPhase),
     stable_revision=_rev,
     canary_revision=_rev,
     old_revision=_rev,
@@ -72,7 +73,7 @@ def test_empty_status_is_the_initial_state() -> None:
 
 def test_status_uses_kubernetes_shapes() -> None:
     status = RolloutStatus(
-        phase=Phase.CANARY,
+        phase=RolloutPhase.CANARY,
         stable_revision="a1",
         canary_revision="b2",
         weight=10,
@@ -104,8 +105,9 @@ def test_pending_commands_compare_annotation_values_with_the_handled_ones() -> N
 
 
 def test_spec_dict_in_crd_shape_parses_with_durations_and_manual_pauses() -> None:
-    spec = inputs.from_spec_dict(
+    parsed = api.LLMDeploymentSpec.model_validate(
         {
+            "model": {"name": "m", "source": "builtin://m"},
             "replicas": 3,
             "startupBudgetSeconds": 120,
             "rollout": {
@@ -125,25 +127,27 @@ def test_spec_dict_in_crd_shape_parses_with_durations_and_manual_pauses() -> Non
             },
         }
     )
+    spec, analysis = parsed, parsed.rollout.analysis
     assert spec.replicas == 3
-    assert spec.steps == (inputs.Step(10, 90.0), inputs.Step(50, None))
-    assert spec.analysis.interval_seconds == 10.0
-    assert spec.analysis.failure_limit == 0
-    assert spec.analysis.inconclusive is inputs.InconclusivePolicy.PASS
-    assert spec.analysis.limits.max_ttft_p95_seconds == 1.5
-    assert spec.analysis.limits.max_error_ratio_increase == 0.01
-    assert spec.analysis.smoke_prompts == (inputs.SmokePrompt("Capital of France?", "Paris", 30.0),)
-    assert spec.analysis.startup_budget_seconds == 120.0
+    assert [(s.weight, s.pause_seconds) for s in spec.rollout.steps] == [(10, 90.0), (50, None)]
+    assert analysis.interval_seconds == 10.0
+    assert analysis.failure_limit == 0
+    assert analysis.inconclusive is api.InconclusivePolicy.PASS
+    assert analysis.metrics.max_ttft_p95_seconds == 1.5
+    assert analysis.relative_to_stable.max_error_ratio_increase == 0.01
+    assert analysis.smoke_prompts == (api.SmokePrompt(prompt="Capital of France?", expect="Paris"),)
+    assert analysis.smoke_prompts[0].timeout_seconds == 30.0
+    assert spec.startup_budget_seconds == 120.0
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"), [("10s", 10.0), ("1m30s", 90.0), ("2h", 7200.0), ("500ms", 0.5), (7, 7.0)]
 )
 def test_durations(text: str | int, seconds: float) -> None:
-    assert inputs.parse_duration(text) == seconds
+    assert api.parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "10", "1x", "s10", "10s junk"])
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
-        inputs.parse_duration(text)
+        api.parse_duration(text)

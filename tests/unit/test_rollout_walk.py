@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from llm_operator.rollout import decide, inputs, plan, state
+from llm_operator import spec as api
+from llm_operator.rollout import decide, plan, state
 from llm_operator.rollout.analysis import CheckResult, Verdict
 from llm_operator.rollout.decide import Action, Observed
-from llm_operator.rollout.state import IN_FLIGHT, Command, CommandKind, Phase, RolloutStatus
+from llm_operator.rollout.state import IN_FLIGHT, Command, CommandKind, RolloutPhase, RolloutStatus
 
 pytestmark = pytest.mark.unit
 
@@ -54,24 +55,29 @@ def _random_tick(rng: random.Random, status: RolloutStatus) -> Tick:
     )
 
 
-_specs = st.builds(
-    inputs.RolloutSpec,
-    replicas=st.just(REPLICAS),
-    strategy=st.sampled_from(inputs.Strategy),
+_rollouts = st.builds(
+    api.RolloutSpec,
+    strategy=st.sampled_from(api.Strategy),
     steps=st.lists(
         st.builds(
-            inputs.Step,
+            api.Step,
             weight=st.integers(1, 100),
-            pause_seconds=st.sampled_from([None, 0.0, 15.0]),
+            # waits for a promote, moves on once passed, pauses 15 s
+            pause=st.sampled_from([api.Pause(), None, api.Pause(duration="15s")]),
         ),
         max_size=3,
     ).map(tuple),
     analysis=st.builds(
-        inputs.AnalysisSpec,
-        interval_seconds=st.just(10.0),
+        api.AnalysisSpec,
+        interval=st.just("10s"),
         failure_limit=st.integers(0, 2),
-        inconclusive=st.sampled_from(inputs.InconclusivePolicy),
+        inconclusive=st.sampled_from(api.InconclusivePolicy),
     ),
+)
+_specs = _rollouts.map(
+    lambda r: api.LLMDeploymentSpec(
+        model=api.ModelSpec(name="m", source="builtin://m"), replicas=REPLICAS, rollout=r
+    )
 )
 
 
@@ -80,14 +86,14 @@ def _check_invariants(before: RolloutStatus, tick: Tick, desired: str, d: decide
     assert s.stable_revision is not None
     assert (s.canary_revision is not None) == (s.phase in IN_FLIGHT)
     assert s.canary_revision != s.stable_revision
-    if s.phase is Phase.ROLLED_BACK:
+    if s.phase is RolloutPhase.ROLLED_BACK:
         assert s.rejected_revision is not None and s.rollback is not None
     sizes = {w.revision: w.replicas for w in plan.workloads(s, REPLICAS)}
-    if s.phase is not Phase.RECREATING:
+    if s.phase is not RolloutPhase.RECREATING:
         assert sizes[s.stable_revision] == REPLICAS  # the stable never shrinks during a canary
     assert all(0 < n <= REPLICAS for n in sizes.values())
     retried = tick.command is CommandKind.RETRY
-    if before.phase is Phase.ROLLED_BACK and desired == before.rejected_revision:
+    if before.phase is RolloutPhase.ROLLED_BACK and desired == before.rejected_revision:
         assert retried or d.action is not Action.START  # no flapping
     if d.action is Action.ROLLBACK:
         assert d.event is not None and d.event.type == "Warning"
@@ -96,7 +102,7 @@ def _check_invariants(before: RolloutStatus, tick: Tick, desired: str, d: decide
 @settings(max_examples=200, deadline=None)
 @given(spec=_specs, seed=st.integers(0, 2**32))
 def test_any_sequence_keeps_the_invariants_and_survives_a_restart(
-    spec: inputs.RolloutSpec, seed: int
+    spec: api.LLMDeploymentSpec, seed: int
 ) -> None:
     rng = random.Random(seed)
     status = RolloutStatus()

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from llm_operator.rollout import inputs, promtext
+from llm_runtime.api import contract
 
-TTFT_HISTOGRAM = "llm_runtime_time_to_first_token_seconds"
-TPOT_HISTOGRAM = "llm_runtime_time_per_output_token_seconds"
-REQUESTS_COUNTER = "llm_runtime_requests_total"
+from llm_operator import spec
+from llm_operator.rollout import promtext
+
 QUANTILE = 0.95
 
 
@@ -43,32 +43,85 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class WindowMetrics:
-    """What one revision's pods did during one analysis window."""
+    """What one revision's pods did during one analysis window: the traffic, and each metric
+    check's value (by check name; None when the window holds no observation of it)."""
 
     requests: float
     errors: float
-    ttft_p95: float | None
-    tpot_p95: float | None
+    values: Mapping[str, float | None] = field(default_factory=dict)
+
+    def value(self, check: str) -> float | None:
+        return self.values.get(check)
 
     @property
-    def error_ratio(self) -> float | None:
-        return None if self.requests <= 0 else self.errors / self.requests
+    def ttft_p95(self) -> float | None:
+        return self.value("ttft_p95")
+
+    @property
+    def tpot_p95(self) -> float | None:
+        return self.value("tpot_p95")
+
+
+@dataclass(frozen=True)
+class MetricCheck:
+    """One metric the canary is judged on: how to measure it in a window, which limits of the
+    spec apply to it, and how to print it. Adding a check is one entry in `METRIC_CHECKS`."""
+
+    name: str  # e.g. ttft_p95; also the `check` of its results
+    reason_stem: str  # CamelCase stem of its reasons: <stem>AboveLimit, <stem>AboveStable
+    measure: Callable[[promtext.Scrape], float | None]
+    absolute: Callable[[spec.AnalysisSpec], float | None]
+    ratio: Callable[[spec.AnalysisSpec], float | None] = lambda _a: None  # canary <= stable x r
+    increase: Callable[[spec.AnalysisSpec], float | None] = lambda _a: None  # <= stable + i
+    percent: bool = False  # printed as a percentage (else seconds)
+
+
+def _error_ratio(window: promtext.Scrape) -> float | None:
+    ratio = promtext.error_ratio(window, metric=contract.METRIC_REQUESTS)
+    return None if ratio.total <= 0 else ratio.errors / ratio.total
+
+
+METRIC_CHECKS: tuple[MetricCheck, ...] = (
+    MetricCheck(
+        name="error_ratio",
+        reason_stem="ErrorRatio",
+        measure=_error_ratio,
+        absolute=lambda a: a.metrics.max_error_ratio,
+        increase=lambda a: a.relative_to_stable.max_error_ratio_increase,
+        percent=True,
+    ),
+    MetricCheck(
+        name="ttft_p95",
+        reason_stem="TTFTp95",
+        measure=lambda w: promtext.histogram_quantile(QUANTILE, w, contract.METRIC_TTFT_SECONDS),
+        absolute=lambda a: a.metrics.max_ttft_p95_seconds,
+        ratio=lambda a: a.relative_to_stable.max_ttft_p95_ratio,
+    ),
+    MetricCheck(
+        name="tpot_p95",
+        reason_stem="TPOTp95",
+        measure=lambda w: promtext.histogram_quantile(QUANTILE, w, contract.METRIC_TPOT_SECONDS),
+        absolute=lambda a: a.metrics.max_tpot_p95_seconds,
+        ratio=lambda a: a.relative_to_stable.max_tpot_p95_ratio,
+    ),
+)
+_BY_NAME = {c.name: c for c in METRIC_CHECKS}
 
 
 def window_metrics(window: promtext.Scrape) -> WindowMetrics:
-    """Reduces a summed window delta to the numbers the limits speak about."""
-    ratio = promtext.error_ratio(window, metric=REQUESTS_COUNTER)
+    """Reduces a summed window delta to the traffic and every check's value."""
+    ratio = promtext.error_ratio(window, metric=contract.METRIC_REQUESTS)
     return WindowMetrics(
         requests=ratio.total,
         errors=ratio.errors,
-        ttft_p95=promtext.histogram_quantile(QUANTILE, window, TTFT_HISTOGRAM),
-        tpot_p95=promtext.histogram_quantile(QUANTILE, window, TPOT_HISTOGRAM),
+        values={c.name: c.measure(window) for c in METRIC_CHECKS},
     )
 
 
 def _fmt(check: str, value: float) -> str:
     """Percent for ratios; seconds with two decimals, or milliseconds below 0.1 s (TPOT)."""
-    if check == "error_ratio":
+    known = _BY_NAME.get(check)
+    if known is not None and known.percent:
         return f"{value:.1%}"
     return f"{value:.2f}s" if abs(value) >= 0.1 else f"{value * 1000:.1f}ms"
 
@@ -77,15 +130,15 @@ def _stable_note(check: str, stable: float | None) -> str:
     return "" if stable is None else f" (stable {_fmt(check, stable)})"
 
 
-def _absolute(check: str, value: float, limit: float, stable: float | None) -> CheckResult:
+def _absolute(c: MetricCheck, value: float, limit: float, stable: float | None) -> CheckResult:
     failed = value > limit
     sign = ">" if failed else "<="
     return CheckResult(
-        check=check,
+        check=c.name,
         verdict=Verdict.FAILED if failed else Verdict.PASSED,
-        reason=_reason(check, failed),
-        message=f"{check} {_fmt(check, value)} {sign} limit {_fmt(check, limit)}"
-        + _stable_note(check, stable),
+        reason=_reason(c, failed),
+        message=f"{c.name} {_fmt(c.name, value)} {sign} limit {_fmt(c.name, limit)}"
+        + _stable_note(c.name, stable),
         value=value,
         limit=limit,
         stable=stable,
@@ -93,56 +146,56 @@ def _absolute(check: str, value: float, limit: float, stable: float | None) -> C
 
 
 def _relative(
-    check: str, value: float, stable: float, *, ratio: float | None, increase: float | None
+    c: MetricCheck, value: float, stable: float, *, ratio: float | None, increase: float | None
 ) -> CheckResult:
     """Canary against stable: `stable x ratio` for latencies, `stable + increase` for errors."""
+    name = c.name
     if ratio is not None:
-        limit, how = stable * ratio, f"{ratio:g}x stable {_fmt(check, stable)}"
+        limit, how = stable * ratio, f"{ratio:g}x stable {_fmt(name, stable)}"
     else:
         assert increase is not None
-        limit, how = stable + increase, f"stable {_fmt(check, stable)} + {_fmt(check, increase)}"
+        limit, how = stable + increase, f"stable {_fmt(name, stable)} + {_fmt(name, increase)}"
     failed = value > limit
     sign = ">" if failed else "<="
     return CheckResult(
-        check=check,
+        check=name,
         verdict=Verdict.FAILED if failed else Verdict.PASSED,
-        reason=_reason(check, failed, relative=True),
-        message=f"{check} {_fmt(check, value)} {sign} {how} = {_fmt(check, limit)}",
+        reason=_reason(c, failed, relative=True),
+        message=f"{name} {_fmt(name, value)} {sign} {how} = {_fmt(name, limit)}",
         value=value,
         limit=limit,
         stable=stable,
     )
 
 
-_REASON_STEM = {"error_ratio": "ErrorRatio", "ttft_p95": "TTFTp95", "tpot_p95": "TPOTp95"}
-
-
-def _reason(check: str, failed: bool, *, relative: bool = False) -> str:
-    stem = _REASON_STEM[check]
+def _reason(c: MetricCheck, failed: bool, *, relative: bool = False) -> str:
     if not failed:
-        return f"{stem}WithinLimit"
-    return f"{stem}AboveStable" if relative else f"{stem}AboveLimit"
+        return f"{c.reason_stem}WithinLimit"
+    return f"{c.reason_stem}AboveStable" if relative else f"{c.reason_stem}AboveLimit"
+
+
+def _configured(c: MetricCheck, a: spec.AnalysisSpec) -> bool:
+    return any(x is not None for x in (c.absolute(a), c.ratio(a), c.increase(a)))
 
 
 def _one_metric(
-    check: str,
-    value: float | None,
-    stable: float | None,
-    *,
-    absolute: float | None,
-    ratio: float | None = None,
-    increase: float | None = None,
+    c: MetricCheck, canary: WindowMetrics, stable: WindowMetrics | None, a: spec.AnalysisSpec
 ) -> list[CheckResult]:
     """Absolute then relative; the relative part needs a stable value (and > 0 for a ratio)."""
-    if absolute is None and ratio is None and increase is None:
+    if not _configured(c, a):
         return []
+    value = canary.value(c.name)
+    base = None if stable is None else stable.value(c.name)
     if value is None:
         return [
-            CheckResult(check, Verdict.INCONCLUSIVE, "NoObservations", f"{check}: no observations")
+            CheckResult(
+                c.name, Verdict.INCONCLUSIVE, "NoObservations", f"{c.name}: no observations"
+            )
         ]
-    results = [] if absolute is None else [_absolute(check, value, absolute, stable)]
-    if stable is not None and (increase is not None or (ratio is not None and stable > 0)):
-        results.append(_relative(check, value, stable, ratio=ratio, increase=increase))
+    absolute, ratio, increase = c.absolute(a), c.ratio(a), c.increase(a)
+    results = [] if absolute is None else [_absolute(c, value, absolute, base)]
+    if base is not None and (increase is not None or (ratio is not None and base > 0)):
+        results.append(_relative(c, value, base, ratio=ratio, increase=increase))
     return results
 
 
@@ -150,47 +203,26 @@ def check_metrics(
     *,
     canary: WindowMetrics,
     stable: WindowMetrics | None,
-    limits: inputs.MetricLimits,
-    min_requests: int,
+    analysis: spec.AnalysisSpec,
 ) -> tuple[CheckResult, ...]:
-    """All configured metric limits for one window; too little canary traffic is inconclusive."""
-    if limits == inputs.MetricLimits():
+    """Every configured check of `METRIC_CHECKS` for one window; too little canary traffic is
+    inconclusive (so no limit is judged on a handful of requests)."""
+    if not any(_configured(c, analysis) for c in METRIC_CHECKS):
         return ()
-    if canary.requests < max(min_requests, 1):
+    need = max(analysis.min_requests, 1)
+    if canary.requests < need:
         return (
             CheckResult(
                 check="traffic",
                 verdict=Verdict.INCONCLUSIVE,
                 reason="NoTraffic",
-                message=f"{canary.requests:g} canary requests in the window, need >= {max(min_requests, 1)}",
+                message=f"{canary.requests:g} canary requests in the window, need >= {need}",
                 value=canary.requests,
-                limit=float(max(min_requests, 1)),
+                limit=float(need),
             ),
         )
     s = stable if stable is not None and stable.requests > 0 else None
-    return tuple(
-        _one_metric(
-            "error_ratio",
-            canary.error_ratio,
-            None if s is None else s.error_ratio,
-            absolute=limits.max_error_ratio,
-            increase=limits.max_error_ratio_increase,
-        )
-        + _one_metric(
-            "ttft_p95",
-            canary.ttft_p95,
-            None if s is None else s.ttft_p95,
-            absolute=limits.max_ttft_p95_seconds,
-            ratio=limits.max_ttft_p95_ratio,
-        )
-        + _one_metric(
-            "tpot_p95",
-            canary.tpot_p95,
-            None if s is None else s.tpot_p95,
-            absolute=limits.max_tpot_p95_seconds,
-            ratio=limits.max_tpot_p95_ratio,
-        )
-    )
+    return tuple(r for c in METRIC_CHECKS for r in _one_metric(c, canary, s, analysis))
 
 
 @dataclass(frozen=True)
@@ -209,7 +241,7 @@ def _excerpt(text: str, limit: int = 60) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def check_smoke_reply(prompt: inputs.SmokePrompt, reply: SmokeReply) -> CheckResult:
+def check_smoke_reply(prompt: spec.SmokePrompt, reply: SmokeReply) -> CheckResult:
     """Error, then latency budget, then the expected regex (searched, not fully matched)."""
     where = f"pod {reply.pod} smoke prompt {reply.index}"
 
@@ -248,7 +280,7 @@ def check_smoke_reply(prompt: inputs.SmokePrompt, reply: SmokeReply) -> CheckRes
 
 
 def check_smoke(
-    prompts: Sequence[inputs.SmokePrompt], replies: Iterable[SmokeReply]
+    prompts: Sequence[spec.SmokePrompt], replies: Iterable[SmokeReply]
 ) -> tuple[CheckResult, ...]:
     """One result per reply; a reply to a prompt index that no longer exists is ignored."""
     return tuple(
@@ -293,7 +325,7 @@ def evaluate(
     canary: promtext.Scrape,
     stable: promtext.Scrape | None,
     replies: Iterable[SmokeReply],
-    spec: inputs.AnalysisSpec,
+    analysis: spec.AnalysisSpec,
 ) -> tuple[CheckResult, ...]:
     """Everything one closed window says: metric limits on the summed deltas, then smoke replies.
 
@@ -302,7 +334,6 @@ def evaluate(
     metrics = check_metrics(
         canary=window_metrics(canary),
         stable=None if stable is None else window_metrics(stable),
-        limits=spec.limits,
-        min_requests=spec.min_requests,
+        analysis=analysis,
     )
-    return metrics + check_smoke(spec.smoke_prompts, replies)
+    return metrics + check_smoke(analysis.smoke_prompts, replies)

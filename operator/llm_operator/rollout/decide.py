@@ -12,17 +12,18 @@ import enum
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from llm_operator.rollout import analysis, inputs, plan
+from llm_operator.rollout import analysis, plan
 from llm_operator.rollout.analysis import CheckResult, Verdict
 from llm_operator.rollout.state import (
     ANNOTATION_PREFIX,
     IN_FLIGHT,
     Command,
     CommandKind,
-    Phase,
     Rollback,
+    RolloutPhase,
     RolloutStatus,
 )
+from llm_operator.spec import InconclusivePolicy, LLMDeploymentSpec, Step, Strategy
 
 POLL_SECONDS = 2.0  # how soon to look again while something is in flight
 
@@ -69,8 +70,8 @@ class Decision:
     requeue_after: float | None = None  # seconds; None: only a change needs a new look
 
 
-def _steps(spec: inputs.RolloutSpec) -> tuple[inputs.Step, ...]:
-    return spec.steps or (inputs.Step(weight=100, pause_seconds=0.0),)
+def _steps(spec: LLMDeploymentSpec) -> tuple[Step, ...]:
+    return spec.rollout.steps or (Step(weight=100),)
 
 
 def _done(
@@ -81,7 +82,7 @@ def _done(
     event: Event | None = None,
     verdict: Verdict | None = None,
 ) -> Decision:
-    busy = status.phase in IN_FLIGHT or status.phase is Phase.DRAINING
+    busy = status.phase in IN_FLIGHT or status.phase is RolloutPhase.DRAINING
     requeue = POLL_SECONDS if busy else None
     return Decision(action, status, message, event, verdict, requeue)
 
@@ -94,13 +95,13 @@ def _consume(status: RolloutStatus, commands: tuple[Command, ...]) -> RolloutSta
 
 
 def _start(
-    status: RolloutStatus, spec: inputs.RolloutSpec, revision: str, now: datetime, why: str
+    status: RolloutStatus, spec: LLMDeploymentSpec, revision: str, now: datetime, why: str
 ) -> Decision:
     """A new revision goes out: Canary at the first step, or Recreate at full size."""
-    recreate = spec.strategy is inputs.Strategy.RECREATE
+    recreate = spec.rollout.strategy is Strategy.RECREATE
     weight = 100 if recreate else _steps(spec)[0].weight
     new = status.evolve(
-        phase=Phase.RECREATING if recreate else Phase.CANARY,
+        phase=RolloutPhase.RECREATING if recreate else RolloutPhase.CANARY,
         canary_revision=revision,
         old_revision=None,
         step=0,
@@ -129,7 +130,7 @@ def _rollback(status: RolloutStatus, cause: CheckResult, now: datetime, note: st
     stable = status.stable_revision or ""
     message = cause.message + note
     new = status.evolve(
-        phase=Phase.ROLLED_BACK,
+        phase=RolloutPhase.ROLLED_BACK,
         canary_revision=None,
         rejected_revision=rejected,
         step=0,
@@ -145,10 +146,10 @@ def _rollback(status: RolloutStatus, cause: CheckResult, now: datetime, note: st
     return _done(Action.ROLLBACK, new, text, event=Event("Warning", "RolloutRolledBack", text))
 
 
-def _promote(status: RolloutStatus, spec: inputs.RolloutSpec, why: str) -> Decision:
+def _promote(status: RolloutStatus, spec: LLMDeploymentSpec, why: str) -> Decision:
     """Canary to full size beside the full stable; the stable steps aside once it is Ready."""
     new = status.evolve(
-        phase=Phase.PROMOTING,
+        phase=RolloutPhase.PROMOTING,
         weight=100,
         message=f"promoting: {spec.replicas} canary pods beside {spec.replicas} stable",
     )
@@ -156,7 +157,7 @@ def _promote(status: RolloutStatus, spec: inputs.RolloutSpec, why: str) -> Decis
     return _done(Action.PROMOTE, new, text, event=Event("Normal", "RolloutPromoting", text))
 
 
-def _advance(status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime, why: str) -> Decision:
+def _advance(status: RolloutStatus, spec: LLMDeploymentSpec, now: datetime, why: str) -> Decision:
     """The next step, or promotion after the last one."""
     steps = _steps(spec)
     nxt = status.step + 1
@@ -164,7 +165,7 @@ def _advance(status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime, why
         return _promote(status, spec, why)
     weight = steps[nxt].weight
     new = status.evolve(
-        phase=Phase.CANARY,
+        phase=RolloutPhase.CANARY,
         step=nxt,
         weight=weight,
         step_started_at=now,
@@ -177,7 +178,7 @@ def _advance(status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime, why
 
 
 def _command(
-    observed: Observed, status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime
+    observed: Observed, status: RolloutStatus, spec: LLMDeploymentSpec, now: datetime
 ) -> Decision | None:
     """The highest-priority command that applies to the current phase; the rest are consumed."""
     for cmd in observed.commands:
@@ -187,37 +188,43 @@ def _command(
             return _rollback(status, cause, now)
         if (
             cmd.kind is CommandKind.RETRY
-            and status.phase is Phase.ROLLED_BACK
+            and status.phase is RolloutPhase.ROLLED_BACK
             and status.rejected_revision == observed.desired_revision
         ):
             return _start(status, spec, observed.desired_revision, now, f"retry by {by}")
-        if status.phase is Phase.RECREATING and cmd.kind in (
+        if status.phase is RolloutPhase.RECREATING and cmd.kind in (
             CommandKind.PROMOTE,
             CommandKind.PROMOTE_FULL,
         ):
             return _promoted(status, f"promoted by {by}")
-        if cmd.kind is CommandKind.PROMOTE_FULL and status.phase in (Phase.CANARY, Phase.PAUSED):
+        if cmd.kind is CommandKind.PROMOTE_FULL and status.phase in (
+            RolloutPhase.CANARY,
+            RolloutPhase.PAUSED,
+        ):
             return _promote(status, spec, f"promoted by {by}")
-        if cmd.kind is CommandKind.PROMOTE and status.phase in (Phase.CANARY, Phase.PAUSED):
+        if cmd.kind is CommandKind.PROMOTE and status.phase in (
+            RolloutPhase.CANARY,
+            RolloutPhase.PAUSED,
+        ):
             return _advance(status, spec, now, f"promoted by {by}")
     return None
 
 
 def _revision(
-    observed: Observed, status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime
+    observed: Observed, status: RolloutStatus, spec: LLMDeploymentSpec, now: datetime
 ) -> Decision | None:
     """React to the spec: first revision, a new one, a revert, or the rejected one again."""
     desired = observed.desired_revision
     if status.stable_revision is None:
-        new = status.evolve(phase=Phase.STABLE, stable_revision=desired, message="")
+        new = status.evolve(phase=RolloutPhase.STABLE, stable_revision=desired, message="")
         return _done(Action.ADOPT, new, f"revision {desired} is the first, so the stable")
     if desired == status.canary_revision and status.phase in IN_FLIGHT:
         return None
     if desired == status.stable_revision:
-        if status.phase not in IN_FLIGHT and status.phase is not Phase.ROLLED_BACK:
+        if status.phase not in IN_FLIGHT and status.phase is not RolloutPhase.ROLLED_BACK:
             return None
         new = status.evolve(
-            phase=Phase.STABLE,
+            phase=RolloutPhase.STABLE,
             canary_revision=None,
             rejected_revision=None,
             weight=0,
@@ -234,9 +241,9 @@ def _revision(
 
 def _promoted(status: RolloutStatus, why: str) -> Decision:
     """The canary is the stable now; the previous stable drains (already 0 after Recreate)."""
-    recreated = status.phase is Phase.RECREATING
+    recreated = status.phase is RolloutPhase.RECREATING
     new = status.evolve(
-        phase=Phase.STABLE if recreated else Phase.DRAINING,
+        phase=RolloutPhase.STABLE if recreated else RolloutPhase.DRAINING,
         stable_revision=status.canary_revision,
         canary_revision=None,
         old_revision=None if recreated else status.stable_revision,
@@ -249,14 +256,14 @@ def _promoted(status: RolloutStatus, why: str) -> Decision:
     return _done(Action.PROMOTED, new, text, event=Event("Normal", "RolloutPromoted", text))
 
 
-def _effective(verdict: Verdict, spec: inputs.RolloutSpec, recreate: bool) -> Verdict:
+def _effective(verdict: Verdict, spec: LLMDeploymentSpec, recreate: bool) -> Verdict:
     """What an inconclusive analysis counts as. Recreate has nothing to hold back to: pass."""
     if verdict is not Verdict.INCONCLUSIVE:
         return verdict
-    policy = spec.analysis.inconclusive
-    if recreate or policy is inputs.InconclusivePolicy.PASS:
+    policy = spec.rollout.analysis.inconclusive
+    if recreate or policy is InconclusivePolicy.PASS:
         return Verdict.PASSED
-    if policy is inputs.InconclusivePolicy.ROLLBACK:
+    if policy is InconclusivePolicy.ROLLBACK:
         return Verdict.FAILED
     return Verdict.INCONCLUSIVE
 
@@ -264,12 +271,12 @@ def _effective(verdict: Verdict, spec: inputs.RolloutSpec, recreate: bool) -> Ve
 def apply_analysis(
     status: RolloutStatus,
     results: tuple[CheckResult, ...],
-    spec: inputs.RolloutSpec,
+    spec: LLMDeploymentSpec,
     now: datetime,
 ) -> Decision:
     """Book one closed window: count passes, failures (against failureLimit), inconclusives."""
     verdict = analysis.overall(results)
-    effective = _effective(verdict, spec, status.phase is Phase.RECREATING)
+    effective = _effective(verdict, spec, status.phase is RolloutPhase.RECREATING)
     smoked = set(status.smoked_pods) | analysis.smoke_passed_pods(results)
     new = status.evolve(
         last_analysis_at=now,
@@ -279,7 +286,7 @@ def apply_analysis(
     )
     if effective is Verdict.FAILED:
         new = new.evolve(failures=new.failures + 1)
-        limit = spec.analysis.failure_limit
+        limit = spec.rollout.analysis.failure_limit
         if new.failures > limit:
             cause = analysis.first_failure(results) or next(
                 r for r in results if r.verdict is Verdict.INCONCLUSIVE
@@ -294,19 +301,19 @@ def apply_analysis(
 
 
 def _progress(
-    observed: Observed, status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime
+    observed: Observed, status: RolloutStatus, spec: LLMDeploymentSpec, now: datetime
 ) -> Decision:
     """Readiness, then the window's analysis, then the step's pause or the promotion."""
-    if status.phase is Phase.PROMOTING:
+    if status.phase is RolloutPhase.PROMOTING:
         if observed.canary_ready >= spec.replicas:
             return _promoted(status, f"{observed.canary_ready}/{spec.replicas} pods Ready")
         return _done(Action.WAIT, status, "promoting: waiting for the canary at full size")
-    if status.phase is Phase.DRAINING:
+    if status.phase is RolloutPhase.DRAINING:
         if observed.old_pods == 0:
-            new = status.evolve(phase=Phase.STABLE, old_revision=None, message="")
+            new = status.evolve(phase=RolloutPhase.STABLE, old_revision=None, message="")
             return _done(Action.DRAINED, new, f"revision {status.old_revision} drained")
         return _done(Action.WAIT, status, f"draining: {observed.old_pods} old pods left")
-    if status.phase not in (Phase.CANARY, Phase.PAUSED, Phase.RECREATING):
+    if status.phase not in (RolloutPhase.CANARY, RolloutPhase.PAUSED, RolloutPhase.RECREATING):
         return _done(Action.WAIT, status, f"{status.phase}: nothing to do")
     if status.step_ready_at is None and observed.canary_ready >= plan.planned_canary(
         status, spec.replicas
@@ -320,7 +327,7 @@ def _progress(
     return _gate(decision, spec, now)
 
 
-def _gate(decision: Decision, spec: inputs.RolloutSpec, now: datetime) -> Decision:
+def _gate(decision: Decision, spec: LLMDeploymentSpec, now: datetime) -> Decision:
     """Leave the step once it is Ready, has passed an analysis, and its pause is over.
 
     A move keeps the verdict of the analysis booked on the same call (metrics count it).
@@ -329,20 +336,20 @@ def _gate(decision: Decision, spec: inputs.RolloutSpec, now: datetime) -> Decisi
     return decision if moved is None else replace(moved, verdict=decision.verdict)
 
 
-def _move(status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime) -> Decision | None:
+def _move(status: RolloutStatus, spec: LLMDeploymentSpec, now: datetime) -> Decision | None:
     if status.step_ready_at is None or status.step_passes < 1:
         return None
-    if status.phase is Phase.RECREATING:
+    if status.phase is RolloutPhase.RECREATING:
         return _promoted(status, "Ready and analysis passed")
     steps = _steps(spec)
     if status.step >= len(steps):  # the steps were shortened mid-rollout: this one was the last
         return _promote(status, spec, "no steps left after a spec change")
     pause = steps[status.step].pause_seconds
     if pause is None:
-        if status.phase is Phase.PAUSED:
+        if status.phase is RolloutPhase.PAUSED:
             return None
         text = f"step {status.step + 1} passed; paused until {ANNOTATION_PREFIX}promote"
-        new = status.evolve(phase=Phase.PAUSED)
+        new = status.evolve(phase=RolloutPhase.PAUSED)
         return _done(Action.HOLD, new, text, event=Event("Normal", "RolloutPaused", text))
     if now >= status.step_ready_at + timedelta(seconds=pause):
         return _advance(status, spec, now, f"step {status.step + 1} passed its analysis and pause")
@@ -350,7 +357,7 @@ def _move(status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime) -> Dec
 
 
 def decide(
-    observed: Observed, status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime
+    observed: Observed, status: RolloutStatus, spec: LLMDeploymentSpec, now: datetime
 ) -> Decision:
     """The next move. Pure: same inputs, same decision; all state in and out through status."""
     status = _consume(status, observed.commands)

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from llm_operator.rollout import inputs
-from llm_operator.rollout.state import ANALYSED, Phase, RolloutStatus
+from llm_operator.rollout.state import ANALYSED, RolloutPhase, RolloutStatus
+from llm_operator.spec import LLMDeploymentSpec
 
 
 def canary_replicas(weight: int, replicas: int) -> int:
@@ -50,13 +50,13 @@ def workloads(status: RolloutStatus, replicas: int) -> tuple[Workload, ...]:
     """The desired size of every revision for this status (the handler converges to it)."""
     stable, canary = status.stable_revision, status.canary_revision
     out: list[Workload] = []
-    if status.phase is Phase.RECREATING:
+    if status.phase is RolloutPhase.RECREATING:
         return () if canary is None else (Workload(canary, replicas, "canary"),)
     if stable is not None:
         out.append(Workload(stable, replicas, "stable"))
-    if canary is not None and status.phase in (Phase.CANARY, Phase.PAUSED):
+    if canary is not None and status.phase in (RolloutPhase.CANARY, RolloutPhase.PAUSED):
         out.append(Workload(canary, canary_replicas(status.weight, replicas), "canary"))
-    elif canary is not None and status.phase is Phase.PROMOTING:
+    elif canary is not None and status.phase is RolloutPhase.PROMOTING:
         out.append(Workload(canary, replicas, "canary"))
     return tuple(out)
 
@@ -66,13 +66,13 @@ def planned_canary(status: RolloutStatus, replicas: int) -> int:
     return sum(w.replicas for w in workloads(status, replicas) if w.role == "canary")
 
 
-def analysis_due(status: RolloutStatus, spec: inputs.RolloutSpec, now: datetime) -> bool:
+def analysis_due(status: RolloutStatus, spec: LLMDeploymentSpec, now: datetime) -> bool:
     """True when a metric window has closed: one interval after the last analysis, or after the
     canary's pods for this step first became Ready."""
     if status.phase not in ANALYSED or status.step_ready_at is None:
         return False
     anchor = status.last_analysis_at or status.step_ready_at
-    return (now - anchor).total_seconds() >= spec.analysis.interval_seconds
+    return (now - anchor).total_seconds() >= spec.rollout.analysis.interval_seconds
 
 
 def pods_to_smoke(status: RolloutStatus, ready_canary_pods: Iterable[str]) -> tuple[str, ...]:

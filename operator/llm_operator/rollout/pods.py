@@ -1,7 +1,7 @@
 """From the LLMDeployment's pods (plain dicts) to `decide.Observed`: the handler's one call.
 
-Pods are told apart by the revision label the builders stamp on them (it must equal
-`llm_operator.naming.LABEL_REVISION`; a unit test keeps the two in step).
+Pods are told apart by the revision label the builders stamp on them (`contract.LABEL_REVISION`,
+the one key both the builders and this module read).
 """
 
 from __future__ import annotations
@@ -9,14 +9,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from llm_operator.rollout import decide, inputs, plan, startup, state
+from llm_runtime.api import contract
+
+from llm_operator.rollout import decide, plan, startup, state
 from llm_operator.rollout.analysis import CheckResult
 from llm_operator.rollout.state import RolloutStatus
+from llm_operator.spec import LLMDeploymentSpec
 
-REVISION_LABEL = "llm-operator.io/revision"
+REVISION_LABEL = contract.LABEL_REVISION
 
 
 def revision_of(pod: startup.Pod, *, label: str = REVISION_LABEL) -> str:
+    """The revision label of a Pod (or Deployment) dict; "" when it has none."""
     return str(((pod.get("metadata") or {}).get("labels") or {}).get(label, ""))
 
 
@@ -43,7 +47,7 @@ def observe(
     *,
     pods: Iterable[startup.Pod],
     status: RolloutStatus,
-    spec: inputs.RolloutSpec,
+    spec: LLMDeploymentSpec,
     desired_revision: str,
     annotations: Mapping[str, str] | None,
     now: datetime,
@@ -60,7 +64,7 @@ def observe(
         check = startup.check_startup(
             canary,
             expected=plan.planned_canary(status, spec.replicas),
-            budget_seconds=spec.analysis.startup_budget_seconds,
+            budget_seconds=float(spec.startup_budget_seconds),
             now=now,
         )
     return decide.Observed(

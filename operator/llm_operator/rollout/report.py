@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from llm_operator.rollout import clock
-from llm_operator.rollout.state import IN_FLIGHT, Phase, RolloutStatus
+from llm_operator.rollout.state import IN_FLIGHT, RolloutPhase, RolloutStatus
 
 # For the CRD's additionalPrinterColumns: `kubectl get llmd` shows STABLE, CANARY, WEIGHT, VERDICT.
 PRINTER_COLUMNS: tuple[Mapping[str, str], ...] = (
@@ -40,9 +40,9 @@ PRINTER_COLUMNS: tuple[Mapping[str, str], ...] = (
 
 def phase_hint(status: RolloutStatus) -> str | None:
     """Degraded after a rollback, Progressing while a revision is in flight, else no opinion."""
-    if status.phase is Phase.ROLLED_BACK:
+    if status.phase is RolloutPhase.ROLLED_BACK:
         return "Degraded"
-    if status.phase in IN_FLIGHT or status.phase is Phase.DRAINING:
+    if status.phase in IN_FLIGHT or status.phase is RolloutPhase.DRAINING:
         return "Progressing"
     return None
 
@@ -60,7 +60,7 @@ def degraded_condition(
     so pass the previous condition of this type when there is one.
     """
     rb = status.rollback
-    degraded = status.phase is Phase.ROLLED_BACK and rb is not None
+    degraded = status.phase is RolloutPhase.ROLLED_BACK and rb is not None
     flag = "True" if degraded else "False"
     if degraded and rb is not None:
         reason = rb.reason

@@ -17,7 +17,7 @@ from llm_operator.rollout import clock
 ANNOTATION_PREFIX = "rollout.llm-operator.io/"
 
 
-class Phase(enum.StrEnum):
+class RolloutPhase(enum.StrEnum):
     STABLE = "Stable"  # one revision serves; nothing in flight
     CANARY = "Canary"  # canary at the step's weight beside the full stable, being analysed
     PAUSED = "Paused"  # like Canary, but waits for a manual promote (a pause without duration)
@@ -27,8 +27,10 @@ class Phase(enum.StrEnum):
     ROLLED_BACK = "RolledBack"  # canary removed; its revision is rejected until the spec changes
 
 
-IN_FLIGHT = frozenset({Phase.CANARY, Phase.PAUSED, Phase.PROMOTING, Phase.RECREATING})
-ANALYSED = frozenset({Phase.CANARY, Phase.PAUSED, Phase.RECREATING})
+IN_FLIGHT = frozenset(
+    {RolloutPhase.CANARY, RolloutPhase.PAUSED, RolloutPhase.PROMOTING, RolloutPhase.RECREATING}
+)
+ANALYSED = frozenset({RolloutPhase.CANARY, RolloutPhase.PAUSED, RolloutPhase.RECREATING})
 
 
 class CommandKind(enum.StrEnum):
@@ -85,7 +87,7 @@ class Rollback:
 class RolloutStatus:
     """Everything the state machine knows. Times are aware UTC datetimes."""
 
-    phase: Phase = Phase.STABLE
+    phase: RolloutPhase = RolloutPhase.STABLE
     stable_revision: str | None = None
     canary_revision: str | None = None
     old_revision: str | None = None  # the previous stable while Draining
@@ -169,7 +171,7 @@ def from_status(cr_status: Mapping[str, Any] | None) -> RolloutStatus:
         elif attr == "handled_commands":
             value = {str(k): str(v) for k, v in value.items()}
         elif attr == "phase":
-            value = Phase(value)
+            value = RolloutPhase(value)
         values[attr] = value
     rollback = cr_status.get("rollback")
     return RolloutStatus(**values, rollback=Rollback.from_dict(rollback) if rollback else None)

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
-from llm_runtime.api import client
+from llm_runtime.api import client, contract
 from llm_runtime.api.v1 import runtime_pb2
 
-from llm_operator import naming
-from llm_operator.rollout import analysis, inputs
+from llm_operator import spec
+from llm_operator.rollout import analysis
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,11 @@ SCRAPE_TIMEOUT_SECONDS = 3.0
 SMOKE_MAX_NEW_TOKENS = 48
 
 
-def metrics_url(pod_ip: str, port: int = naming.METRICS_PORT) -> str:
+def metrics_url(pod_ip: str, port: int = contract.RUNTIME_METRICS_PORT) -> str:
     return f"http://{pod_ip}:{port}/metrics"
 
 
-def scrape(pod_ip: str, *, port: int = naming.METRICS_PORT) -> str | None:
+def scrape(pod_ip: str, *, port: int = contract.RUNTIME_METRICS_PORT) -> str | None:
     """The pod's Prometheus text, or None when it does not answer in time."""
     try:
         with urllib.request.urlopen(metrics_url(pod_ip, port), timeout=SCRAPE_TIMEOUT_SECONDS) as r:
@@ -55,7 +55,7 @@ class Access:
     error: str | None = None  # why the pods cannot be called (e.g. a Secret that cannot be read)
 
 
-def smoke_request(prompt: inputs.SmokePrompt) -> runtime_pb2.GenerateRequest:
+def smoke_request(prompt: spec.SmokePrompt) -> runtime_pb2.GenerateRequest:
     """Greedy (temperature 0) so a pass or a failure is reproducible; few tokens, so the
     smoke test costs the pod little."""
     return client.build_request(
@@ -80,7 +80,7 @@ def _connection(pod_ip: str, access: Access, ca_dir: Path) -> client.Connection:
 
 
 def smoke(
-    *, pod: str, pod_ip: str, prompts: Sequence[inputs.SmokePrompt], access: Access
+    *, pod: str, pod_ip: str, prompts: Sequence[spec.SmokePrompt], access: Access
 ) -> list[analysis.SmokeReply]:
     """Every prompt once to one pod; a gRPC error or timeout becomes a reply with `error`."""
     if access.error is not None:

@@ -1,4 +1,4 @@
-"""The operator's probes against a real runtime on loopback (real gRPC server, real engine, tiny
+"""The operator's pod client against a real runtime on loopback (real gRPC server, real engine, tiny
 random model): a smoke prompt is answered and judged, a silent pod is an error, and the scrape
 parses into the window the analysis reads."""
 
@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from llm_operator import probes
-from llm_operator.rollout import analysis, inputs, promtext
+from llm_operator import podclient, spec
+from llm_operator.rollout import analysis, promtext
 from llm_runtime import config, server
 from llm_runtime.models import tiny
 
 pytestmark = pytest.mark.unit
 
-PARIS = inputs.SmokePrompt("What is the capital of France?", "(?i)paris", timeout_seconds=30)
+PARIS = spec.SmokePrompt(prompt="What is the capital of France?", expect="(?i)paris", timeout="30s")
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +37,16 @@ async def runtime(tiny_model: Path) -> AsyncIterator[server.RuntimeServer]:
 async def test_a_random_model_answers_the_smoke_prompt_and_fails_its_regex(
     runtime: server.RuntimeServer,
 ) -> None:
-    access = probes.Access(port=runtime.grpc_port)
+    access = podclient.Access(port=runtime.grpc_port)
     replies = await asyncio.to_thread(
-        probes.smoke, pod="canary-0", pod_ip="127.0.0.1", prompts=(PARIS,), access=access
+        podclient.smoke, pod="canary-0", pod_ip="127.0.0.1", prompts=(PARIS,), access=access
     )
     (reply,) = replies
     assert reply.error is None and reply.text is not None
     assert 0 < reply.latency_seconds < PARIS.timeout_seconds
     (result,) = analysis.check_smoke((PARIS,), replies)
     assert result.reason == "SmokePromptMismatch"  # random weights do not know Paris
-    anything = inputs.SmokePrompt(PARIS.prompt, r"[\s\S]*")
+    anything = spec.SmokePrompt(prompt=PARIS.prompt, expect=r"[\s\S]*")
     (ok,) = analysis.check_smoke((anything,), replies)
     assert ok.reason == "SmokePromptPassed"
 
@@ -54,14 +54,14 @@ async def test_a_random_model_answers_the_smoke_prompt_and_fails_its_regex(
 async def test_the_smoke_request_shows_in_the_scraped_window(
     runtime: server.RuntimeServer,
 ) -> None:
-    first = await asyncio.to_thread(probes.scrape, "127.0.0.1", port=runtime.metrics_port)
+    first = await asyncio.to_thread(podclient.scrape, "127.0.0.1", port=runtime.metrics_port)
     assert first is not None
     before = promtext.parse(first)
-    access = probes.Access(port=runtime.grpc_port)
+    access = podclient.Access(port=runtime.grpc_port)
     await asyncio.to_thread(
-        probes.smoke, pod="p", pod_ip="127.0.0.1", prompts=(PARIS,), access=access
+        podclient.smoke, pod="p", pod_ip="127.0.0.1", prompts=(PARIS,), access=access
     )
-    text = await asyncio.to_thread(probes.scrape, "127.0.0.1", port=runtime.metrics_port)
+    text = await asyncio.to_thread(podclient.scrape, "127.0.0.1", port=runtime.metrics_port)
     assert text is not None
     window = promtext.window_delta(before, promtext.parse(text), started_in_window=False)
     assert window is not None
@@ -71,10 +71,10 @@ async def test_the_smoke_request_shows_in_the_scraped_window(
 
 
 def test_a_pod_that_does_not_answer_is_a_failed_smoke_and_a_missing_scrape() -> None:
-    closed = probes.Access(port=9)  # discard port: nothing listens on loopback
-    quick = inputs.SmokePrompt("hi", "x", timeout_seconds=2)
-    (reply,) = probes.smoke(pod="p", pod_ip="127.0.0.1", prompts=(quick,), access=closed)
+    closed = podclient.Access(port=9)  # discard port: nothing listens on loopback
+    quick = spec.SmokePrompt(prompt="hi", expect="x", timeout="2s")
+    (reply,) = podclient.smoke(pod="p", pod_ip="127.0.0.1", prompts=(quick,), access=closed)
     assert reply.text is None and reply.error and "UNAVAILABLE" in reply.error
     (result,) = analysis.check_smoke((quick,), (reply,))
     assert result.reason == "SmokePromptError"
-    assert probes.scrape("127.0.0.1", port=9) is None
+    assert podclient.scrape("127.0.0.1", port=9) is None

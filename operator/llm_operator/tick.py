@@ -1,0 +1,273 @@
+"""The rollout tick (every ~2 s per LLMDeployment) in five named steps:
+
+    gather -> decide -> persist -> converge -> report
+
+Only `gather` (reads children, scrapes and smoke-prompts pods), `persist` (writes the status and
+posts Events) and `converge` (applies, resizes and deletes Deployments; sets window baselines)
+do I/O. `decide` is pure: every decision is the rollout core's (`llm_operator.rollout`) and the
+status body is `status`'s. `report` only counts (operator metrics). The decision is persisted
+before any Deployment changes, so an operator that dies between the two resumes from the status.
+
+The per-object cache holds only scrapes (the start of the current analysis window), the last
+status written (used while the watch has not yet delivered it: a stale body must not replay a
+decision) and the last refusal of a Deployment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from llm_operator import builders, kube, naming, observe, rolloutview, spec, status, windows
+from llm_operator import metrics as op_metrics
+from llm_operator import workloads as wl
+from llm_operator.rollout import analysis, clock, decide, plan, pods, promtext, state
+from llm_operator.rollout.state import RolloutStatus
+
+log = logging.getLogger(__name__)
+Obj = Mapping[str, Any]
+# Posts one Event on the LLMDeployment: (type, reason, message).
+PostEvent = Callable[[str, str, str], None]
+
+
+@dataclasses.dataclass
+class Cache:
+    """Per-object, in memory, and only a cache: losing it costs one analysis window."""
+
+    scrapes: dict[str, promtext.Scrape] = dataclasses.field(default_factory=dict)
+    based_on: str = ""  # resourceVersion of the body the last write was decided on
+    written: dict[str, Any] | None = None
+    forced_at: float = float("-inf")  # monotonic time of the last forced apply (drift repair)
+    refused: str = ""  # the API server's refusal of a Deployment, until an apply succeeds
+
+
+def cache_of(memo: Any) -> Cache:
+    """The object's cache in kopf's per-object memo (created on first use)."""
+    found = memo.get("canary_cache")
+    if isinstance(found, Cache):
+        return found
+    fresh = Cache()
+    memo["canary_cache"] = fresh
+    return fresh
+
+
+def previous_status(body: Obj, cache: Cache) -> dict[str, Any]:
+    """The status to decide from: the body's, unless the body predates our own last write."""
+    current = dict(body.get("status") or {})
+    rv = str((body.get("metadata") or {}).get("resourceVersion", ""))
+    if cache.written is not None and rv == cache.based_on:
+        return {**current, **cache.written}
+    return current
+
+
+@dataclasses.dataclass(frozen=True)
+class Gathered:
+    """Everything one tick read: the parsed object, its status, its children and, when a window
+    closed, the canary analysis."""
+
+    d: spec.LLMDeployment
+    previous: dict[str, Any]  # the status to decide from (see previous_status)
+    before: RolloutStatus
+    spec_revision: str
+    all_pods: Sequence[Obj]
+    groups: Mapping[str, list[Obj]]
+    deployments: Sequence[Obj]
+    annotations: Mapping[str, str] | None
+    resource_version: str
+    now: datetime
+    results: tuple[analysis.CheckResult, ...] | None
+    apply_error: str  # a refusal of the shared children or of a Deployment, if any
+
+
+@dataclasses.dataclass(frozen=True)
+class Decided:
+    """What the tick decided: the rollout decision, the whole status to write, the Event of a
+    phase change, and the revisions whose window starts now."""
+
+    decision: decide.Decision
+    new_status: dict[str, Any]
+    phase_event: status.Transition | None
+    baseline: tuple[str, ...]
+
+
+def gather(*, body: Obj, cache: Cache, settings_image: str, apply_error: str) -> Gathered:
+    """Reads the children and, when a window closed, analyses the canary (scrapes, smoke)."""
+    d = spec.parse(body)
+    previous = previous_status(body, cache)
+    before = state.from_status(previous)
+    ns, selector = d.owner.namespace, naming.selector_string(d.owner.name)
+    all_pods = kube.list_objects(api_version="v1", kind="Pod", namespace=ns, selector=selector)
+    groups = pods.by_revision(all_pods)
+    windows.forget_gone_pods(cache.scrapes, all_pods)
+    now = datetime.now(UTC)
+    results = None
+    if plan.analysis_due(before, d.spec, now):
+        results = windows.analyse(groups=groups, r=before, d=d, scrapes=cache.scrapes)
+    meta = body.get("metadata") or {}
+    return Gathered(
+        d=d,
+        previous=previous,
+        before=before,
+        spec_revision=builders.desired(d, default_image=settings_image).revision,
+        all_pods=all_pods,
+        groups=groups,
+        deployments=kube.list_objects(
+            api_version="apps/v1", kind="Deployment", namespace=ns, selector=selector
+        ),
+        annotations=meta.get("annotations"),
+        resource_version=str(meta.get("resourceVersion", "")),
+        now=now,
+        results=results,
+        apply_error=apply_error or cache.refused,
+    )
+
+
+def serving_state(g: Gathered, serving: str) -> status.ServingState:
+    """What the serving revision's Deployment and pods say (the READY column and base phase)."""
+    mine = rolloutview.pick(g.deployments, serving)
+    return status.ServingState(
+        generation=g.d.owner.generation,
+        desired=g.d.spec.replicas,
+        revision=serving,
+        deployment=observe.deployment_view(mine[0]) if mine else None,
+        pods=tuple(observe.pod_view(p) for p in rolloutview.pick(g.all_pods, serving)),
+        apply_error=g.apply_error,
+    )
+
+
+def decide_tick(g: Gathered) -> Decided:
+    """Pure: the rollout decision from what was gathered, and the whole status it implies."""
+    observed = pods.observe(
+        pods=g.all_pods,
+        status=g.before,
+        spec=g.d.spec,
+        desired_revision=g.spec_revision,
+        annotations=g.annotations,
+        now=g.now,
+        analysis=g.results,
+    )
+    decision = decide.decide(observed, g.before, g.d.spec, g.now)
+    after = decision.status
+    baseline: tuple[str, ...] = ()
+    if plan.baseline_due(g.before, after):
+        revs = (after.canary_revision, after.stable_revision)
+        baseline = tuple(sorted({r for r in revs if r}))
+    serving = serving_state(g, rolloutview.serving_revision(after, g.spec_revision))
+    summary = rolloutview.summarize(status.summarize(serving), after, now=g.now)
+    body_status = status.status_body(
+        serving,
+        selector=naming.selector_string(g.d.owner.name),
+        endpoint=naming.endpoint(g.d),
+        previous=g.previous,
+        now=clock.format_time(g.now.replace(microsecond=0)) or "",
+        v=summary,
+    )
+    new = {**body_status, "currentRevision": g.spec_revision, **state.to_status(after)}
+    return Decided(
+        decision=decision,
+        new_status=new,
+        phase_event=status.transition(g.previous.get("phase"), summary),
+        baseline=baseline,
+    )
+
+
+def persist(g: Gathered, t: Decided, *, cache: Cache, post: PostEvent) -> None:
+    """Writes the status (only when it changed) and posts the decision's and the phase's Events.
+    Runs before `converge`: the decision is on record before the Deployments move."""
+    if status.changed(g.previous, t.new_status):
+        kube.patch_status(
+            namespace=g.d.owner.namespace,
+            name=g.d.owner.name,
+            patch=status.patch_of(t.new_status, previous=g.previous),
+        )
+    cache.based_on = g.resource_version
+    cache.written = t.new_status
+    ev = t.decision.event
+    if ev is not None:
+        post(ev.type, ev.reason, ev.message)
+    if t.phase_event is not None:
+        post(t.phase_event.type, t.phase_event.reason, t.phase_event.message)
+
+
+def apply_workloads(
+    g: Gathered, r: RolloutStatus, *, default_image: str, force: bool
+) -> wl.Actions:
+    """Applies, resizes and deletes per-revision Deployments to match the plan."""
+    d = g.d
+    planned = plan.workloads(r, d.spec.replicas)
+    spec_deploy, spec_rev = builders.deployment(d, default_image=default_image)
+    keep = {x for x in (r.stable_revision, r.canary_revision, r.old_revision) if x}
+    actions = wl.converge(
+        planned=planned,
+        spec_revision=spec_rev,
+        current=wl.existing(g.deployments, g.all_pods),
+        keep=keep,
+        force_apply=force,
+    )
+    ns = d.owner.namespace
+    if actions.apply is not None:
+        kube.apply({**spec_deploy, "spec": {**spec_deploy["spec"], "replicas": actions.apply}})
+    for name, replicas in actions.scale:
+        kube.scale(
+            api_version="apps/v1", kind="Deployment", namespace=ns, name=name, replicas=replicas
+        )
+    for name in actions.delete:
+        kube.delete(api_version="apps/v1", kind="Deployment", namespace=ns, name=name)
+    for rev in actions.missing:
+        log.warning("revision %s has no Deployment and the spec cannot rebuild it", rev)
+    return actions
+
+
+def converge(
+    g: Gathered, t: Decided, *, cache: Cache, default_image: str, drift_seconds: float
+) -> None:
+    """Makes the Deployments match the decision (re-applying the spec's own on the drift period
+    or after a refusal) and starts the analysis window of revisions whose step became Ready."""
+    for rev in t.baseline:
+        windows.baseline(g.groups.get(rev, []), cache.scrapes)
+    force = time.monotonic() - cache.forced_at >= drift_seconds
+    try:
+        apply_workloads(
+            g, t.decision.status, default_image=default_image, force=force or bool(cache.refused)
+        )
+        cache.refused = ""
+    except kube.ApiError as e:
+        if e.retriable:
+            raise
+        cache.refused = f"{e.status} {e.reason}: {e.message}"  # the next status says Failed
+    if force:
+        cache.forced_at = time.monotonic()
+
+
+def report(g: Gathered, t: Decided) -> None:
+    """Operator metrics for what this tick decided (in-process counters; no I/O)."""
+    op_metrics.ROLLOUT.record(t.decision, strategy=str(g.d.spec.rollout.strategy))
+    if t.phase_event is not None:
+        op_metrics.PHASE_TRANSITIONS.labels(t.new_status["phase"]).inc()
+
+
+def run(
+    *,
+    body: Obj,
+    memo: Any,
+    settings_image: str,
+    drift_seconds: float,
+    post: PostEvent,
+) -> Decided:
+    """One tick for one LLMDeployment: gather -> decide -> persist -> converge -> report."""
+    cache = cache_of(memo)
+    g = gather(
+        body=body,
+        cache=cache,
+        settings_image=settings_image,
+        apply_error=str(memo.get("apply_error", "")),
+    )
+    t = decide_tick(g)
+    persist(g, t, cache=cache, post=post)
+    converge(g, t, cache=cache, default_image=settings_image, drift_seconds=drift_seconds)
+    report(g, t)
+    return t
