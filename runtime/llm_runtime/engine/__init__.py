@@ -2,9 +2,10 @@
 
 Modules: `limits` (limits and request checks, pure), `text` (incremental detokenization and stop
 sequences, pure), `sampling` (per-row sampling with per-request RNGs), `kvcache` (slot KV cache),
-`llama` (direct batched forward for Llama-family models), `generic` (fallback runner for other
-architectures, no batching), `scheduler` (the step loop thread),
-`core` (the asyncio-facing engine). Importing this package imports torch.
+`runners` (the `Runner` protocol and the registry mapping a config `model_type` to a runner),
+`architectures` (the shipped registry: `llama`, the direct batched forward for Llama-family
+models, and `generic`, its default entry for other architectures, no batching), `scheduler`
+(the step loop thread), `core` (the asyncio-facing engine). Importing this package imports torch.
 """
 
 import os

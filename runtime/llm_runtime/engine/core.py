@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -23,10 +22,8 @@ from typing import Any, Protocol
 import torch
 
 from llm_runtime import types
-from llm_runtime.engine import generic, llama, sampling, scheduler, text
+from llm_runtime.engine import architectures, runners, sampling, scheduler, text
 from llm_runtime.engine import limits as limits_
-
-log = logging.getLogger(__name__)
 
 WARMUP_REQUEST = types.GenerationRequest(
     request_id="warm-up",
@@ -138,10 +135,18 @@ def shared_chat_prefix(tokenizer: Any) -> list[int]:
 
 
 class BatchingEngine:
-    """Continuous batching over a Llama-family model; see `scheduler` for the step loop."""
+    """Continuous batching over the runner the registry picks for the model (`architectures`);
+    see `scheduler` for the step loop."""
 
-    def __init__(self, loaded: LoadedModelLike, limits: limits_.EngineLimits | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModelLike,
+        limits: limits_.EngineLimits | None = None,
+        *,
+        registry: runners.RunnerRegistry | None = None,
+    ) -> None:
         self._limits = limits or limits_.EngineLimits()
+        self._registry = registry  # None: `architectures.REGISTRY`; tests pass their own
         self._tokenizer = loaded.tokenizer
         # The scheduler thread decodes with its own copy (made in start()): HF fast tokenizers are
         # not safe to use from two threads at once ("Already borrowed").
@@ -250,15 +255,15 @@ class BatchingEngine:
             raise RuntimeError("warm-up generation produced no final event")
 
     def _build_scheduler(self) -> scheduler.Scheduler:
-        """Off the event loop: fuse weights, build the KV cache, precompute the shared prefix."""
+        """Off the event loop: build the model's runner (fused weights, KV cache) and precompute
+        the shared prefix."""
         self._decode_tokenizer = copy.deepcopy(self._tokenizer)
-        slots, max_len = self._limits.max_batch_size, self._max_len
-        runner: llama.LlamaRunner | generic.GenericRunner
-        try:
-            runner = llama.LlamaRunner(self._model, slots=slots, max_len=max_len)
-        except llama.UnsupportedModelError as exc:
-            log.warning("%s; serving through the model's own forward without batching", exc)
-            runner = generic.GenericRunner(self._model, slots=slots, max_len=max_len)
+        runner = architectures.runner_for(
+            self._model,
+            slots=self._limits.max_batch_size,
+            max_len=self._max_len,
+            registry=self._registry,
+        )
         runner.set_prefix(shared_chat_prefix(self._tokenizer))
         return scheduler.Scheduler(
             runner,

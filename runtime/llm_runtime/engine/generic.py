@@ -4,7 +4,8 @@
 models, Mistral, Qwen2). A model of another architecture still has to serve correctly, so this
 runner gives the scheduler the same interface on top of the model's own forward with one HF
 `DynamicCache` per slot. Requests still join and leave between steps, but each decode step runs
-one forward per sequence, so throughput is the naive design's; the engine logs a warning.
+one forward per sequence, so throughput is the naive design's; the registry logs a warning.
+It is the default entry of `architectures.REGISTRY`: what serves every unregistered model type.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import torch
 
-from llm_runtime.engine import llama
+from llm_runtime.engine import runners
 
 
 class SlotCaches:
@@ -54,7 +55,7 @@ class GenericRunner:
     def copy_prefix(self, slot: int, prompt: list[int]) -> int:
         return 0
 
-    def prefill(self, chunks: list[llama.Chunk]) -> torch.Tensor:
+    def prefill(self, chunks: list[runners.Chunk]) -> torch.Tensor:
         rows = []
         for chunk in chunks:
             if chunk.start == 0:

@@ -21,12 +21,12 @@ Q/K/V and gate/up projections are fused into one matmul each (fewer, larger kern
 model's own Linear weights become views into the fused tensors. On CPU every projection runs
 oneDNN's kernel on a prepacked weight (`Linear`), up to 1.8x faster than `F.linear`.
 Supports model types whose layers have the Llama shape (llama, mistral without a sliding window
-shorter than a slot, qwen2 with its QKV bias).
+shorter than a slot, qwen2 with its QKV bias); `architectures` registers it for those types, and
+`LlamaRunner` raises `runners.UnsupportedModelError` for a model it cannot serve after all.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -34,11 +34,11 @@ import torch.nn.functional as F  # noqa: N812
 
 from llm_runtime.engine import kvcache
 
+# Re-exported: the runner contract's types, under the names this module's callers have used.
+from llm_runtime.engine.runners import Chunk as Chunk
+from llm_runtime.engine.runners import UnsupportedModelError as UnsupportedModelError
+
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
-
-
-class UnsupportedModelError(ValueError):
-    """The model's architecture is not one this forward implements."""
 
 
 def check_supported(model: Any, *, max_len: int) -> None:
@@ -85,15 +85,6 @@ def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin
-
-
-@dataclasses.dataclass(frozen=True)
-class Chunk:
-    """Prompt tokens to prefill into `slot` at positions `start`, `start + 1`, ..."""
-
-    slot: int
-    start: int
-    ids: list[int]
 
 
 class Linear:

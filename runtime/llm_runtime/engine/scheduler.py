@@ -25,40 +25,16 @@ import logging
 import threading
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
-from typing import Protocol
 
 import torch
 
 from llm_runtime import types
 from llm_runtime.engine import limits as limits_
-from llm_runtime.engine import llama, sampling, text
+from llm_runtime.engine import runners, sampling, text
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[types.GenerationEvent | BaseException], bool]
-
-
-class SlotCache(Protocol):
-    """The slot-cache operations the scheduler performs (`kvcache.KVCache`, `generic.SlotCaches`)."""
-
-    def ensure(self, needed: int) -> None: ...
-
-    def move(self, *, src: int, dst: int, length: int) -> None: ...
-
-
-class Runner(Protocol):
-    """What the scheduler needs from a model runner (`llama.LlamaRunner`, `generic.GenericRunner`)."""
-
-    @property
-    def cache(self) -> SlotCache: ...
-
-    def cached_prefix(self, prompt: list[int]) -> int: ...
-
-    def copy_prefix(self, slot: int, prompt: list[int]) -> int: ...
-
-    def prefill(self, chunks: list[llama.Chunk]) -> torch.Tensor: ...
-
-    def decode(self, tokens: list[int], positions: list[int]) -> torch.Tensor: ...
 
 
 @dataclasses.dataclass(eq=False)
@@ -114,7 +90,7 @@ class Scheduler:
 
     def __init__(
         self,
-        runner: Runner,
+        runner: runners.Runner,
         *,
         limits: limits_.EngineLimits,
         eos_ids: frozenset[int],
@@ -234,17 +210,17 @@ class Scheduler:
             self._chunked.cached = self._runner.copy_prefix(
                 self._chunk_slot, self._chunked.prompt_ids
             )
-        chunks: list[llama.Chunk] = []
+        chunks: list[runners.Chunk] = []
         owners: list[Sequence] = []
         chunked = self._chunked
         if chunked is not None and plan.chunk_tokens:
             ids = chunked.prompt_ids[chunked.cached : chunked.cached + plan.chunk_tokens]
-            chunks.append(llama.Chunk(slot=self._chunk_slot, start=chunked.cached, ids=ids))
+            chunks.append(runners.Chunk(slot=self._chunk_slot, start=chunked.cached, ids=ids))
             owners.append(chunked)
         for slot, seq in enumerate(whole, start=len(self._running)):
             seq.cached = self._runner.copy_prefix(slot, seq.prompt_ids)
             chunks.append(
-                llama.Chunk(slot=slot, start=seq.cached, ids=seq.prompt_ids[seq.cached :])
+                runners.Chunk(slot=slot, start=seq.cached, ids=seq.prompt_ids[seq.cached :])
             )
             owners.append(seq)
         logits = self._runner.prefill(chunks)
