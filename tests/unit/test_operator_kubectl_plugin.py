@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from llm_operator.rollout import kubectl_plugin, state
+from llm_operator import kubectl_plugin
+from llm_operator.rollout import state
 from llm_operator.rollout.state import CommandKind, RolloutPhase, RolloutStatus
 
 pytestmark = pytest.mark.unit
