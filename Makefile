@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export LLMOP_CACHE ?= $(HOME)/.cache/llm-operator
 export PYTHONPATH := $(CURDIR)/hack$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help setup gen lint test unit integration e2e demo cluster-up cluster-down install-operator kind-up bench bench-rollback clean
+.PHONY: help setup gen crds lint test unit integration e2e demo cluster-up cluster-down install-operator kind-up bench bench-rollback clean
 
 help: ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ setup: ## Install everything a fresh machine needs (idempotent; seconds when war
 
 gen: ## Regenerate the gRPC stubs from runtime/proto.
 	@$(PY) hack/gen_proto.py
+
+crds: ## Regenerate the LLMDeployment CRD (crds/ and the chart's copy) from operator/llm_operator/spec.py.
+	@$(PY) hack/gen_crd.py
 
 lint: setup ## ruff, mypy --strict and the import contracts.
 	$(VENV)/bin/ruff check .

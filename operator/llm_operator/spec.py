@@ -1,8 +1,21 @@
-"""The one parser of an LLMDeployment: typed, frozen models, parsed once per tick.
+"""The one parser of an LLMDeployment, and the one source of its CRD schema.
 
-Every default is written here and only here; the rollout core reads these models (durations as
-seconds through the properties below) instead of parsing dicts of its own. The CRD validates and
-defaults the same shape; a unit test keeps its defaults equal to these.
+Typed, frozen models, parsed once per tick; the rollout core reads them (durations as seconds
+through the properties below) instead of parsing dicts of its own. Every default, description and
+constraint is written here and only here: `llm_operator.crd` turns these models into the CRD's
+openAPIV3Schema (`make crds`), so what the apiserver validates and defaults cannot drift from what
+the operator parses.
+
+How the CRD is spelled here:
+- `description=` on a field is what `kubectl explain` shows; a model's docstring is for readers of
+  this code. An object that is a list's item gets its description from `model_config`.
+- `= value` puts `default: value` in the CRD; `default_factory=` keeps the default out of the CRD
+  (the apiserver then stores nothing), and a model default is written as `default: {}`, which the
+  apiserver fills from the model's own fields' defaults.
+- `ge`/`le`/`min_length`/`max_length`/`pattern` are enforced here too (the apiserver already
+  refused anything else); `json_schema_extra` carries what is the apiserver's alone: CEL rules
+  (`x-kubernetes-validations`), `x-kubernetes-*` markers, and the duration pattern (the parser
+  keeps reading "1.5s" for callers that pass it).
 """
 
 from __future__ import annotations
@@ -15,9 +28,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# What the CRD admits as a duration (whole numbers only).
+DURATION_PATTERN = "^([0-9]+(ms|s|m|h))+$"
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -51,7 +65,20 @@ def _check_duration(value: str) -> str:
 
 
 # A Go-style duration string ("30s", "1m30s"), kept as written (the CRD's shape) and checked here.
-Duration = Annotated[str, AfterValidator(_check_duration)]
+Duration = Annotated[
+    str,
+    AfterValidator(_check_duration),
+    Field(json_schema_extra={"pattern": DURATION_PATTERN, "maxLength": 32}),
+]
+
+# A Kubernetes resource quantity: the apiserver keeps 1 an integer and "500m" a string.
+_INT_OR_STRING: dict[str, Any] = {"x-kubernetes-int-or-string": True}
+_PRESERVE_UNKNOWN: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
+
+
+def _item(description: str) -> ConfigDict:
+    """The model_config of a list's item: its CRD description (the list's field has its own)."""
+    return ConfigDict(json_schema_extra={"description": description})
 
 
 class _Model(BaseModel):
@@ -61,75 +88,244 @@ class _Model(BaseModel):
 
 
 class ModelSpec(_Model):
-    name: str
-    source: str
-    format: Literal["auto", "hf", "gguf", "converted"] = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    cache_claim_name: str = ""
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$",
+        description="The served model name: clients ask for it, and metrics carry it as the "
+        "`model` label. Lower-case letters, digits, '.', '_' and '-'.",
+    )
+    source: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="Where the weights come from: `file:///abs/path` or `/abs/path` (a path on "
+        "the node), `pvc://claim/path/in/claim` (a PersistentVolumeClaim in the same namespace, "
+        "mounted read-only), `hf://org/name@revision` (the Hugging Face Hub, revision pinned) or "
+        "`builtin://smollm2-135m-instruct` (the model packaged with the runtime image).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.matches('^(file:///.+|/.+|pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/.+"
+                    "|hf://[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+@[A-Za-z0-9_./-]+"
+                    "|builtin://[a-z0-9.-]+)$')",
+                    "messageExpression": '"unsupported model source \'" + self + "\': use '
+                    'file:///path, /path, pvc://claim/path, hf://org/name@revision or builtin://name"',
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        },
+    )
+    format: Literal["auto", "hf", "gguf", "converted"] = Field(
+        default="auto",
+        description="The weight format: `auto` detects it from the files, `hf` is a transformers "
+        "folder (safetensors), `gguf` a single GGUF file (dequantised on load), `converted` a "
+        "folder written by the runtime's own converter.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="The dtype to compute in. `auto` lets the runtime choose (bfloat16 where the "
+        "CPU or GPU supports it).",
+    )
+    cache_claim_name: str = Field(
+        default="",
+        max_length=253,
+        description="A PersistentVolumeClaim to keep fetched weights in, shared across restarts "
+        "and revisions. Empty means an emptyDir per pod (the model is fetched again by every new "
+        "pod).",
+    )
 
 
 class ResourcesSpec(_Model):
-    requests: dict[str, int | str] = Field(default_factory=dict)
-    limits: dict[str, int | str] = Field(default_factory=dict)
+    requests: dict[
+        str,
+        Annotated[
+            int | str,
+            Field(
+                description="A quantity such as 500m, 2Gi or 1.", json_schema_extra=_INT_OR_STRING
+            ),
+        ],
+    ] = Field(default_factory=dict, description="The minimum resources the scheduler reserves.")
+    limits: dict[
+        str,
+        Annotated[
+            int | str,
+            Field(
+                description="A quantity such as 2, 4Gi or 1 (for nvidia.com/gpu).",
+                json_schema_extra=_INT_OR_STRING,
+            ),
+        ],
+    ] = Field(
+        default_factory=dict, description="The most the container may use; accelerators go here."
+    )
 
 
 class LimitsSpec(_Model):
-    max_batch_size: int = 8
-    max_waiting: int = 64
-    max_input_tokens: int = 2048
-    max_new_tokens: int = 512
+    # has(): the apiserver checks the `{}` default before the nested defaults apply.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.maxInputTokens) || !has(self.maxNewTokens) || "
+                    "self.maxInputTokens + self.maxNewTokens <= 131072",
+                    "message": "maxInputTokens + maxNewTokens must not exceed 131072 tokens",
+                    "fieldPath": ".maxNewTokens",
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        }
+    )
+
+    max_batch_size: int = Field(
+        default=8, ge=1, le=256, description="Requests decoded together in one step."
+    )
+    max_waiting: int = Field(
+        default=64,
+        ge=0,
+        le=10000,
+        description="Requests queued beyond the batch before new ones are refused with "
+        "RESOURCE_EXHAUSTED.",
+    )
+    max_input_tokens: int = Field(
+        default=2048, ge=1, le=131072, description="The longest prompt accepted, in tokens."
+    )
+    max_new_tokens: int = Field(
+        default=512, ge=1, le=32768, description="The most tokens one request may generate."
+    )
 
 
 class EnvVar(_Model):
-    name: str
-    value: str | None = None
-    value_from: dict[str, Any] | None = None
+    model_config = _item("One environment variable.")
+
+    name: str = Field(min_length=1, description="The variable's name.")
+    value: str | None = Field(default=None, description="A literal value.")
+    value_from: dict[str, Any] | None = Field(
+        default=None,
+        description="A source for the value (secretKeyRef, configMapKeyRef, fieldRef, "
+        "resourceFieldRef), as in a Pod's EnvVar.",
+        json_schema_extra=_PRESERVE_UNKNOWN,
+    )
 
 
 class RuntimeSpec(_Model):
-    image: str = ""
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    resources: ResourcesSpec = ResourcesSpec()
-    limits: LimitsSpec = LimitsSpec()
-    env: tuple[EnvVar, ...] = ()
-    args: tuple[str, ...] = ()
+    image: str = Field(
+        default="",
+        max_length=512,
+        description="The runtime image; empty means the operator's default (its "
+        "LLM_OPERATOR_RUNTIME_IMAGE setting).",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", description="When the kubelet pulls the image."
+    )
+    resources: ResourcesSpec = Field(
+        default=ResourcesSpec(),
+        description="CPU, memory and accelerator requests and limits of the runtime container, "
+        "for example `limits: {nvidia.com/gpu: 1}`.",
+    )
+    limits: LimitsSpec = Field(
+        default=LimitsSpec(),
+        description="Admission and batching limits the runtime enforces per replica.",
+    )
+    env: tuple[EnvVar, ...] = Field(
+        default_factory=tuple,
+        max_length=64,
+        description="Extra environment variables for the runtime container.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    args: tuple[Annotated[str, Field(description="One argument.")], ...] = Field(
+        default_factory=tuple,
+        max_length=64,
+        description="Extra command-line arguments appended to `llm-runtime serve`.",
+    )
 
 
 class Toleration(_Model):
-    key: str | None = None
-    operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
-    effect: str | None = None
-    toleration_seconds: int | None = None
+    model_config = _item("One toleration, as in a Pod spec.")
+
+    key: str | None = Field(
+        default=None, description="The taint key; empty with operator Exists matches all taints."
+    )
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None, description="Exists or Equal."
+    )
+    value: str | None = Field(default=None, description="The taint value when operator is Equal.")
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="The taint effect to match; empty matches all."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="How long a NoExecute taint is tolerated."
+    )
 
 
 class SchedulingSpec(_Model):
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: tuple[Toleration, ...] = ()
-    affinity: dict[str, Any] | None = None
-    priority_class_name: str = ""
+    node_selector: dict[str, Annotated[str, Field(description="The label's required value.")]] = (
+        Field(default_factory=dict, description="Node labels a node must carry to run a replica.")
+    )
+    tolerations: tuple[Toleration, ...] = Field(
+        default_factory=tuple,
+        max_length=32,
+        description="Taints the replicas tolerate (for example GPU node taints).",
+    )
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        description="Node and pod (anti-)affinity, as in a Pod spec.",
+        json_schema_extra=_PRESERVE_UNKNOWN,
+    )
+    priority_class_name: str = Field(
+        default="",
+        max_length=253,
+        description="The PriorityClass of the replicas; empty means the cluster default.",
+    )
 
 
 class ServiceSpec(_Model):
-    port: int = 50051
+    port: int = Field(
+        default=50051,
+        ge=1,
+        le=65535,
+        description="The gRPC port of the Services (and of the container).",
+    )
 
 
 class SecuritySpec(_Model):
-    tls_secret_name: str = ""
-    auth_token_secret_name: str = ""
+    tls_secret_name: str = Field(
+        default="",
+        max_length=253,
+        description="A kubernetes.io/tls Secret (tls.crt, tls.key) the runtime serves gRPC with; "
+        "empty means plaintext.",
+    )
+    auth_token_secret_name: str = Field(
+        default="",
+        max_length=253,
+        description="A Secret whose `token` key holds the bearer token clients must send; empty "
+        "means no authentication.",
+    )
 
 
 class Pause(_Model):
     """A pause without a duration waits for a manual promote (rollout.llm-operator.io/promote)."""
 
-    duration: Duration | None = None
+    duration: Duration | None = Field(
+        default=None, description="A duration such as 30s, 5m or 1h30m."
+    )
 
 
 class Step(_Model):
     """One canary step; without `pause` the rollout moves on as soon as the step passed."""
 
-    weight: int = Field(ge=1, le=100)
-    pause: Pause | None = None
+    model_config = _item("One canary step.")
+
+    weight: int = Field(
+        ge=1,
+        le=100,
+        description="Percent of the replicas the canary runs during this step (1 to 100).",
+    )
+    pause: Pause | None = Field(
+        default=None,
+        description="How long to stay at this step once its pods are Ready and an analysis "
+        "passed. Without this field the rollout moves on at once; with a pause that has no "
+        "duration (`pause: {}`) it waits for a manual promote (annotation "
+        "rollout.llm-operator.io/promote).",
+    )
 
     @property
     def pause_seconds(self) -> float | None:
@@ -141,23 +337,65 @@ class Step(_Model):
 
 
 class MetricLimits(_Model):
-    max_error_ratio: float | None = None
-    max_ttft_p95_seconds: float | None = Field(default=None, alias="maxTTFTp95Seconds")
-    max_tpot_p95_seconds: float | None = Field(default=None, alias="maxTPOTp95Seconds")
+    max_error_ratio: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Highest tolerated share of requests failed by the server (UNAVAILABLE, "
+        "INTERNAL, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED...), 0 to 1.",
+    )
+    max_ttft_p95_seconds: float | None = Field(
+        default=None,
+        alias="maxTTFTp95Seconds",
+        ge=0,
+        description="Highest tolerated 95th percentile time to first token, in seconds.",
+    )
+    max_tpot_p95_seconds: float | None = Field(
+        default=None,
+        alias="maxTPOTp95Seconds",
+        ge=0,
+        description="Highest tolerated 95th percentile time per output token, in seconds.",
+    )
 
 
 class RelativeLimits(_Model):
-    max_error_ratio_increase: float | None = None
-    max_ttft_p95_ratio: float | None = Field(default=None, alias="maxTTFTp95Ratio")
-    max_tpot_p95_ratio: float | None = Field(default=None, alias="maxTPOTp95Ratio")
+    max_error_ratio_increase: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Highest tolerated canary error ratio minus the stable one (0 to 1).",
+    )
+    max_ttft_p95_ratio: float | None = Field(
+        default=None,
+        alias="maxTTFTp95Ratio",
+        ge=1,
+        description="Highest tolerated canary TTFT p95 divided by the stable one (e.g. 1.5).",
+    )
+    max_tpot_p95_ratio: float | None = Field(
+        default=None,
+        alias="maxTPOTp95Ratio",
+        ge=1,
+        description="Highest tolerated canary TPOT p95 divided by the stable one.",
+    )
 
 
 class SmokePrompt(_Model):
     """A prompt every canary pod must answer matching `expect` (a regex) within `timeout`."""
 
-    prompt: str
-    expect: str
-    timeout: Duration = "30s"
+    model_config = _item("One smoke test.")
+
+    prompt: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="The user message, sent through the model's chat template (greedy).",
+    )
+    expect: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="A regular expression searched for in the reply (Python re syntax), "
+        "e.g. (?i)paris.",
+    )
+    timeout: Duration = Field(default="30s", description="The reply's latency budget, e.g. 30s.")
 
     @property
     def timeout_seconds(self) -> float:
@@ -167,13 +405,48 @@ class SmokePrompt(_Model):
 class AnalysisSpec(_Model):
     """How the canary is judged: a 10 s window, Argo-like failureLimit, limits, smoke prompts."""
 
-    interval: Duration = "10s"
-    failure_limit: int = 1
-    min_requests: int = 1
-    inconclusive: InconclusivePolicy = InconclusivePolicy.HOLD
-    metrics: MetricLimits = MetricLimits()
-    relative_to_stable: RelativeLimits = RelativeLimits()
-    smoke_prompts: tuple[SmokePrompt, ...] = ()
+    interval: Duration = Field(
+        default="10s",
+        description="The analysis window: metrics and smoke prompts are evaluated this often "
+        "while a canary runs. Startup failures (crash loops, restarts, OOM kills, not Ready within "
+        "startupBudgetSeconds) abort at once, without waiting.",
+    )
+    failure_limit: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="Failed analyses tolerated: the canary is rolled back when failed windows "
+        "exceed it (like Argo Rollouts). 1 rolls back on the second failed window, so within two "
+        "intervals; 0 on the first.",
+    )
+    min_requests: int = Field(
+        default=1,
+        ge=1,
+        le=1000000,
+        description="Canary requests a window needs for its metric limits to be judged; fewer "
+        "makes the window inconclusive (handled by `inconclusive`).",
+    )
+    inconclusive: InconclusivePolicy = Field(
+        default=InconclusivePolicy.HOLD,
+        description="What a window without enough traffic to judge counts as: hold (neither; the "
+        "step waits for a conclusive window), pass, or rollback (a failure, counted against "
+        "failureLimit).",
+    )
+    metrics: MetricLimits = Field(
+        default=MetricLimits(),
+        description="Absolute limits on the canary's own metrics; absent fields are not checked.",
+    )
+    relative_to_stable: RelativeLimits = Field(
+        default=RelativeLimits(),
+        description="Limits relative to the stable revision over the same window; skipped when "
+        "the stable served nothing in the window.",
+    )
+    smoke_prompts: tuple[SmokePrompt, ...] = Field(
+        default=(),
+        max_length=20,
+        description="Prompts the operator sends over gRPC to every Ready canary pod (once per "
+        "pod, until it passes); a reply that errs, is late or does not match fails the window.",
+    )
 
     @property
     def interval_seconds(self) -> float:
@@ -187,21 +460,92 @@ DEFAULT_STEPS = (
 
 
 class RolloutSpec(_Model):
-    strategy: Strategy = Strategy.CANARY
-    steps: tuple[Step, ...] = DEFAULT_STEPS
-    analysis: AnalysisSpec = AnalysisSpec()
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.strategy) || self.strategy != 'Canary' || "
+                    "!has(self.steps) || size(self.steps) > 0",
+                    "message": "a Canary rollout needs at least one step",
+                    "fieldPath": ".steps",
+                    "reason": "FieldValueRequired",
+                }
+            ]
+        }
+    )
+
+    strategy: Strategy = Field(
+        default=Strategy.CANARY,
+        description="Canary (default): the new revision runs beside the full-size stable one at "
+        "each step's weight, is analysed, then promoted or rolled back. Recreate: the old pods "
+        "stop before the new ones start; a new revision that fails to start brings the old one "
+        "back.",
+    )
+    steps: tuple[Step, ...] = Field(
+        default=DEFAULT_STEPS,
+        max_length=20,
+        description="The canary's steps, weights strictly increasing. A weight is a share of pods "
+        "(no service mesh): the canary gets ceil(weight% x replicas) pods, at least one, beside "
+        "the full stable; status.rollout.message states the real share. After the last step the "
+        "canary is promoted.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.map(s, s.weight).isSorted() && "
+                    "self.all(a, self.filter(b, b.weight == a.weight).size() == 1)",
+                    "message": "step weights must be strictly increasing",
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        },
+    )
+    analysis: AnalysisSpec = Field(
+        default=AnalysisSpec(),
+        description="How the canary is judged against the stable revision.",
+    )
 
 
 class LLMDeploymentSpec(_Model):
-    model: ModelSpec
-    runtime: RuntimeSpec = RuntimeSpec()
-    replicas: int = 1
-    scheduling: SchedulingSpec = SchedulingSpec()
-    startup_budget_seconds: int = 900
-    drain_grace_period_seconds: int = 30
-    service: ServiceSpec = ServiceSpec()
-    security: SecuritySpec = SecuritySpec()
-    rollout: RolloutSpec = RolloutSpec()
+    model: ModelSpec = Field(description="The model to serve and where its weights come from.")
+    runtime: RuntimeSpec = Field(
+        default=RuntimeSpec(),
+        description="The inference runtime container and its serving limits.",
+    )
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="How many runtime pods to run. The scale subresource points here, so "
+        "`kubectl scale` and a HorizontalPodAutoscaler can change it.",
+    )
+    scheduling: SchedulingSpec = Field(
+        default=SchedulingSpec(), description="Where runtime pods may run."
+    )
+    startup_budget_seconds: int = Field(
+        default=900,
+        ge=10,
+        le=86400,
+        description="How long a replica may take to fetch and load the model before the startup "
+        "probe gives up and the container is restarted.",
+    )
+    drain_grace_period_seconds: int = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description="How long a stopping replica keeps finishing in-flight requests after it stops "
+        "accepting new ones.",
+    )
+    service: ServiceSpec = Field(default=ServiceSpec(), description="How clients reach the model.")
+    security: SecuritySpec = Field(
+        default=SecuritySpec(), description="Transport security and client authentication."
+    )
+    rollout: RolloutSpec = Field(
+        default=RolloutSpec(),
+        description="How a change of anything that defines the pods (model, image, args, "
+        "resources, env...) reaches the replicas. Canary runs the new revision beside the stable "
+        "one, judges it and promotes or rolls it back on its own; Recreate replaces the pods (for "
+        "clusters that cannot run both revisions at once, e.g. GPU-bound).",
+    )
 
 
 class Owner(_Model):

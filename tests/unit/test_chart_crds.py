@@ -1,14 +1,18 @@
-"""The chart ships the top-level `crds/` byte for byte: they are one source of truth.
+"""The CRD files are generated, and the chart ships exactly what `crds/` holds.
 
-Helm installs `charts/llm-operator/crds/` as they are, so a copy that drifts from `crds/` would
-install an API the operator does not speak. Fix a failure with:
-    cp crds/*.yaml charts/llm-operator/crds/
+`crds/llmdeployments.llm-operator.io.yaml` and its chart copy are written by `make crds` from the
+pydantic models (operator/llm_operator/spec.py): a hand edit, or a model change without
+regenerating, would install an API the operator does not parse. Helm installs
+`charts/llm-operator/crds/` as they are, so the hand-kept CRDs (kopf's) must be copied there too;
+`make crds` does that as well. Fix any failure here with:
+    make crds
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import gen_crd
 import pytest
 import yaml
 
@@ -17,7 +21,7 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "crds"
 CHART_COPY = ROOT / "charts" / "llm-operator" / "crds"
-FIX = "run: cp crds/*.yaml charts/llm-operator/crds/"
+FIX = "run: make crds"
 
 
 def crd_files(folder: Path) -> dict[str, bytes]:
@@ -35,11 +39,20 @@ def crd_names(files: dict[str, bytes]) -> set[str]:
     return names
 
 
+@pytest.mark.parametrize("target", gen_crd.TARGETS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_committed_crd_is_what_the_models_generate(target: Path) -> None:
+    assert target.read_text() == gen_crd.render(), (
+        f"{target.relative_to(ROOT)} differs from what operator/llm_operator/spec.py generates "
+        f"(edit the models, not the YAML); {FIX}"
+    )
+
+
 def test_chart_crds_are_identical_copies_of_the_top_level_crds() -> None:
     source, copy = crd_files(SOURCE), crd_files(CHART_COPY)
     assert sorted(copy) == sorted(source), f"chart crds/ lists other files than crds/; {FIX}"
     drifted = [name for name in source if source[name] != copy[name]]
     assert not drifted, f"chart copies differ from crds/: {drifted}; {FIX}"
+    assert gen_crd.stale_files() == [], FIX
 
 
 def test_chart_ships_the_llmdeployment_and_kopf_peering_crds() -> None:

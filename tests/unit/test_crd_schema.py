@@ -1,5 +1,6 @@
-"""The CRD is the API's one source of truth: it must document every field, mirror the operator's
-spec models' defaults, and expose the columns and subresources users rely on."""
+"""The CRD, as committed (generated from the spec models by `make crds`): it must document every
+field, mirror the operator's spec models' defaults, and expose the columns and subresources users
+rely on. These read the YAML the apiserver gets, so they check the generator's output too."""
 
 from __future__ import annotations
 

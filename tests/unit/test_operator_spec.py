@@ -40,3 +40,29 @@ def test_models_are_frozen() -> None:
     with pytest.raises(pydantic.ValidationError):
         d.spec.replicas = 3
     assert d.owner.namespace == "default"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"replicas": -1},
+        {"startupBudgetSeconds": 5},
+        {"model": {"name": "Upper", "source": "/x"}},
+        {"model": {"name": "m", "source": ""}},
+        {"rollout": {"steps": [{"weight": 0}]}},
+        {"rollout": {"analysis": {"metrics": {"maxErrorRatio": 1.5}}}},
+        {"scheduling": {"tolerations": [{"effect": "Sometimes"}]}},
+    ],
+)
+def test_the_bounds_the_crd_enforces_are_enforced_by_the_models_too(bad: dict[str, object]) -> None:
+    """The models are the CRD's source, so a spec the apiserver refuses cannot parse either."""
+    body = {"model": {"name": "m", "source": "/x"}, **bad}
+    with pytest.raises(pydantic.ValidationError):
+        spec.LLMDeploymentSpec.model_validate(body)
+
+
+def test_durations_keep_parsing_what_the_parser_always_read() -> None:
+    """The CRD's duration pattern is the apiserver's alone: the parser still reads "1.5s"."""
+    assert spec.SmokePrompt(prompt="p", expect="e", timeout="1.5s").timeout_seconds == 1.5
+    with pytest.raises(pydantic.ValidationError):
+        spec.AnalysisSpec(interval="soon")
