@@ -24,6 +24,8 @@ from llm_runtime.api import contract
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from llm_operator import status
+from llm_operator.rollout import state
 from llm_operator.spec import LLMDeploymentSpec
 
 GROUP = contract.GROUP
@@ -93,12 +95,10 @@ PRINTER_COLUMNS: tuple[dict[str, str], ...] = (
 # where the schema says nullable (and prunes it elsewhere), so these are declared, the rest not.
 _NULLABLE: dict[str, Any] = {"nullable": True}
 
-# Written here rather than imported: the status and rollout modules own the rules, this module only
-# the API's shape, and a unit test keeps the phases equal.
-DeploymentPhase = Literal["Pending", "Loading", "Ready", "Progressing", "Degraded", "Failed"]
-RolloutPhase = Literal[
-    "Stable", "Canary", "Paused", "Promoting", "Draining", "Recreating", "RolledBack"
-]
+# The phases are the status and rollout modules' own types: the CRD's enums cannot drift from
+# what the operator writes.
+DeploymentPhase = status.DeploymentPhase
+RolloutPhase = state.RolloutPhase
 
 
 class _Schema(BaseModel):
