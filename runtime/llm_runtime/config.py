@@ -3,20 +3,42 @@
 The operator configures pods through environment variables, people through flags; a flag wins over
 the variable, the variable over the default. Settings are parsed once, validated, and frozen, so a
 bad value stops the process at start with a message instead of failing on the first request.
+
+The table of options (field, parser, help, variable) is `llm_runtime.api.options`, torch-free, so
+the operator names the variables from it; its names are re-exported here.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-ENV_PREFIX = "LLM_RUNTIME_"
-# The operator sets these two for every pod; they become the `model` and `revision` metric labels.
-MODEL_NAME_ENV = "LLM_MODEL_NAME"
-MODEL_REVISION_ENV = "LLM_MODEL_REVISION"
+from llm_runtime.api import contract
+from llm_runtime.api.options import (
+    ENV_PREFIX,
+    MODEL_NAME_ENV,
+    MODEL_REVISION_ENV,
+    OPTIONS,
+    Option,
+    parse_bool,
+)
+
+__all__ = [
+    "ENV_PREFIX",
+    "MODEL_NAME_ENV",
+    "MODEL_REVISION_ENV",
+    "OPTIONS",
+    "Option",
+    "Settings",
+    "add_arguments",
+    "from_namespace",
+    "parse_bool",
+    "read_token",
+    "validate",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,8 +51,8 @@ class Settings:
     dtype: str = "auto"
     device: str = "auto"
     host: str = "0.0.0.0"
-    grpc_port: int = 50051
-    metrics_port: int = 9090
+    grpc_port: int = contract.RUNTIME_GRPC_PORT
+    metrics_port: int = contract.RUNTIME_METRICS_PORT
     max_batch_size: int = 32
     max_waiting: int = 256
     max_input_tokens: int = 2048
@@ -42,71 +64,6 @@ class Settings:
     auth_token_file: Path | None = None
     log_payloads: bool = False
     log_level: str = "INFO"
-
-
-@dataclasses.dataclass(frozen=True)
-class Option:
-    """One setting: its field, how to parse it, and the help line `--help` prints."""
-
-    field: str
-    parse: Callable[[str], Any]
-    help: str
-    env: str = ""  # defaults to LLM_RUNTIME_<FIELD>
-
-    @property
-    def env_name(self) -> str:
-        return self.env or ENV_PREFIX + self.field.upper()
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.field.replace("_", "-")
-
-
-def parse_bool(text: str) -> bool:
-    """Environment-style booleans: 1/true/yes/on and 0/false/no/off, any case."""
-    lowered = text.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"not a boolean: {text!r}")
-
-
-def _optional_path(text: str) -> Path | None:
-    return Path(text) if text else None
-
-
-OPTIONS: tuple[Option, ...] = (
-    Option("model", str, "model to serve: a converted or HF model folder, or a .gguf file; "
-           "empty serves the packaged default (SmolLM2-135M-Instruct)"),
-    Option("model_name", str, "name reported by ModelInfo and used as the `model` metric label; "
-           "empty uses the model's own name", env=MODEL_NAME_ENV),
-    Option("model_revision", str, "revision reported by ModelInfo and used as the `revision` "
-           "metric label; empty uses the model's own", env=MODEL_REVISION_ENV),
-    Option("dtype", str, "weights dtype: auto (bf16 where the device supports it), bfloat16, "
-           "float16 or float32"),
-    Option("device", str, "auto (cuda when present, else cpu), cpu, cuda or cuda:N"),
-    Option("host", str, "address both servers bind"),
-    Option("grpc_port", int, "gRPC port (Runtime, Health, reflection); 0 picks a free one"),
-    Option("metrics_port", int, "Prometheus /metrics HTTP port; 0 picks a free one"),
-    Option("max_batch_size", int, "most requests decoded together in one step"),
-    Option("max_waiting", int, "most requests queued behind a full batch; more get "
-           "RESOURCE_EXHAUSTED"),
-    Option("max_input_tokens", int, "longest prompt in tokens after the chat template; longer "
-           "(or prompt + max_new_tokens beyond the context length) gets INVALID_ARGUMENT"),
-    Option("max_new_tokens", int, "largest max_new_tokens a request may ask for"),
-    Option("prefill_token_budget", int, "prompt tokens prefilled per engine step: lower keeps "
-           "running streams smooth, higher gets new requests their first token sooner"),
-    Option("grace_seconds", float, "on SIGTERM, how long in-flight requests may run before they "
-           "are cancelled"),
-    Option("tls_cert", _optional_path, "PEM certificate file; with --tls-key turns TLS on"),
-    Option("tls_key", _optional_path, "PEM private key file for --tls-cert"),
-    Option("auth_token_file", _optional_path, "file holding the bearer token every Runtime call "
-           "must carry (Health and reflection stay open for probes); empty turns auth off"),
-    Option("log_payloads", parse_bool, "log prompts and completions (off: only ids, counts and "
-           "timings are logged)"),
-    Option("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
-)  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, env: Mapping[str, str]) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import pytest
 from llm_runtime import cli, config
+from llm_runtime.api import contract
 
 pytestmark = pytest.mark.unit
 
@@ -21,28 +23,41 @@ def test_defaults_without_flags_or_environment() -> None:
     assert _parse([], {}) == config.Settings()
 
 
+def test_the_ports_default_to_the_contracts() -> None:
+    defaults = config.Settings()
+    assert defaults.grpc_port == contract.RUNTIME_GRPC_PORT
+    assert defaults.metrics_port == contract.RUNTIME_METRICS_PORT
+
+
+def test_every_setting_has_an_option_and_every_option_a_setting() -> None:
+    fields = [f.name for f in dataclasses.fields(config.Settings)]
+    assert [opt.field for opt in config.OPTIONS] == fields
+
+
 def test_environment_sets_a_value_and_a_flag_overrides_it() -> None:
-    env = {"LLM_RUNTIME_MAX_BATCH_SIZE": "8", "LLM_RUNTIME_GRACE_SECONDS": "2.5"}
+    env = {contract.env("max_batch_size"): "8", contract.env("grace_seconds"): "2.5"}
     assert _parse([], env).max_batch_size == 8
     assert _parse([], env).grace_seconds == 2.5
     assert _parse(["--max-batch-size", "4"], env).max_batch_size == 4
 
 
 def test_the_operator_variables_name_the_model_for_metrics() -> None:
-    env = {"LLM_MODEL_NAME": "chat", "LLM_MODEL_REVISION": "r7"}
+    env = {contract.env("model_name"): "chat", contract.env("model_revision"): "r7"}
     settings = _parse([], env)
     assert (settings.model_name, settings.model_revision) == ("chat", "r7")
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("1", True), ("TRUE", True), ("off", False)])
 def test_boolean_variables_and_flags(raw: str, expected: bool) -> None:
-    assert _parse([], {"LLM_RUNTIME_LOG_PAYLOADS": raw}).log_payloads is expected
-    assert _parse(["--no-log-payloads"], {"LLM_RUNTIME_LOG_PAYLOADS": raw}).log_payloads is False
+    env = {contract.env("log_payloads"): raw}
+    assert _parse([], env).log_payloads is expected
+    assert _parse(["--no-log-payloads"], env).log_payloads is False
 
 
 def test_a_malformed_variable_names_itself() -> None:
-    with pytest.raises(ValueError, match="LLM_RUNTIME_GRPC_PORT='http'"):
-        _parse([], {"LLM_RUNTIME_GRPC_PORT": "http"})
+    name = contract.env("grpc_port")
+    with pytest.raises(ValueError, match=f"{name}='http'"):
+        _parse([], {name: "http"})
 
 
 def test_validation_lists_every_problem(tmp_path: Path) -> None:

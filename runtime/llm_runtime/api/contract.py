@@ -1,4 +1,5 @@
-"""The facts the operator and the runtime share, written once: label keys, ports, metric names.
+"""The facts the operator and the runtime share, written once: label keys, ports, metric names,
+and the names of the environment variables the runtime reads (`env`, from its option table).
 
 Torch-free and import-light, so the operator, the chart tests, the benchmarks and the e2e tests
 import it instead of retyping strings. Changing a value here changes both sides at once; a value
@@ -6,6 +7,8 @@ typed anywhere else is a second source of truth waiting to drift.
 """
 
 from __future__ import annotations
+
+from llm_runtime.api import options
 
 # The API group of the LLMDeployment custom resource; label and annotation keys live under it.
 GROUP = "llm-operator.io"
@@ -23,7 +26,18 @@ RUNTIME_METRICS_PORT = 9090
 OPERATOR_HEALTH_PORT = 8080
 OPERATOR_METRICS_PORT = 9090
 
-# Metric families the runtime exports and the canary analysis reads (docs/metrics.md).
+# Metric families the runtime exports and the canary analysis reads (docs/metrics.md), named as
+# a scrape shows them: a counter's family carries its `_total` suffix here.
 METRIC_REQUESTS = "llm_runtime_requests_total"
 METRIC_TTFT_SECONDS = "llm_runtime_time_to_first_token_seconds"
 METRIC_TPOT_SECONDS = "llm_runtime_time_per_output_token_seconds"
+
+
+def env(field: str) -> str:
+    """The environment variable the runtime reads for the `llm-runtime serve` setting `field`
+    (`env("grpc_port")` is "LLM_RUNTIME_GRPC_PORT"); KeyError for a field the runtime lacks, so a
+    typo fails where the name is built, at import or in a test, not in a pod."""
+    try:
+        return options.BY_FIELD[field].env_name
+    except KeyError:
+        raise KeyError(f"llm-runtime serve has no setting {field!r}") from None
