@@ -1,8 +1,10 @@
 """Every Prometheus metric the runtime exports, declared in this one module.
 
 The names and labels are a contract: the operator's canary analysis and the dashboards query them
-(docs/metrics.md lists them). All carry `model` and `revision`, which the operator sets per pod
-through LLM_MODEL_NAME / LLM_MODEL_REVISION, so a stable and a canary revision can be compared.
+(docs/metrics.md lists them); the families the analysis reads are named in
+`llm_runtime.api.contract`. All carry `model` and `revision`, which the operator sets per pod
+through the model_name / model_revision settings' variables, so a stable and a canary revision
+can be compared.
 Gauges of the engine's state are read from `engine.stats()` at scrape time by a custom collector,
 so they are never stale and the engine never pushes.
 """
@@ -18,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from llm_runtime import types
+from llm_runtime.api import contract
 
 LABELS = ("model", "revision")
 METHODS = ("Generate", "GenerateStream")
@@ -111,7 +114,8 @@ class RuntimeMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "llm_runtime_requests",
+            # prometheus_client appends `_total` to a counter's name: strip it from the contract's.
+            contract.METRIC_REQUESTS.removesuffix("_total"),
             "Finished generation RPCs by method and gRPC status code.",
             [*LABELS, "method", "code"],
             registry=r,
@@ -124,14 +128,14 @@ class RuntimeMetrics:
             registry=r,
         )
         self.ttft = Histogram(
-            "llm_runtime_time_to_first_token_seconds",
+            contract.METRIC_TTFT_SECONDS,
             "Time from a generation RPC's arrival to its first generated token.",
             LABELS,
             buckets=_TTFT_BUCKETS,
             registry=r,
         )
         self.tpot = Histogram(
-            "llm_runtime_time_per_output_token_seconds",
+            contract.METRIC_TPOT_SECONDS,
             "Mean time between generated tokens after the first, per request.",
             LABELS,
             buckets=_TPOT_BUCKETS,

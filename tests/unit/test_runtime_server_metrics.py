@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from llm_runtime import metrics, types
+from llm_runtime.api import contract
 from prometheus_client import generate_latest
 
 pytestmark = pytest.mark.unit
@@ -37,9 +38,7 @@ def test_engine_gauges_are_read_at_scrape_time() -> None:
 
 def test_error_codes_exist_at_zero_before_the_first_error() -> None:
     text = _scrape(_bound()[0])
-    line = (
-        'llm_runtime_requests_total{code="UNAVAILABLE",method="Generate",model="m",revision="r1"}'
-    )
+    line = f'{contract.METRIC_REQUESTS}{{code="UNAVAILABLE",method="Generate",model="m",revision="r1"}}'
     assert f"{line} 0.0" in text
 
 
@@ -49,12 +48,12 @@ def test_a_finished_request_feeds_counts_ttft_and_tpot() -> None:
     clock.token()
     bound.finish(clock, code="OK", prompt_tokens=7, completion_tokens=5)
     text = _scrape(families)
-    ok = 'llm_runtime_requests_total{code="OK",method="GenerateStream",model="m",revision="r1"}'
+    ok = f'{contract.METRIC_REQUESTS}{{code="OK",method="GenerateStream",model="m",revision="r1"}}'
     assert f"{ok} 1.0" in text
     assert 'llm_runtime_prompt_tokens_total{model="m",revision="r1"} 7.0' in text
     assert 'llm_runtime_generation_tokens_total{model="m",revision="r1"} 5.0' in text
-    assert 'llm_runtime_time_to_first_token_seconds_count{model="m",revision="r1"} 1.0' in text
-    assert 'llm_runtime_time_per_output_token_seconds_count{model="m",revision="r1"} 1.0' in text
+    for family in (contract.METRIC_TTFT_SECONDS, contract.METRIC_TPOT_SECONDS):
+        assert f'{family}_count{{model="m",revision="r1"}} 1.0' in text
 
 
 def test_time_per_output_token_excludes_the_first_token() -> None:
@@ -84,3 +83,18 @@ def test_every_exported_name_is_documented_in_the_contract() -> None:
     for name in names:
         assert f"`{name}" in doc, f"{name} is not in docs/metrics.md"
     assert all(name.startswith("llm_runtime_") for name in names)
+
+
+def test_the_families_the_canary_analysis_reads_are_exposed_under_the_contracts_names() -> None:
+    """The contract names a family as a scrape shows it (a counter with its `_total`)."""
+    text = _scrape(_bound()[0])
+    assert f"# TYPE {contract.METRIC_REQUESTS} counter" in text
+    assert f"# TYPE {contract.METRIC_TTFT_SECONDS} histogram" in text
+    assert f"# TYPE {contract.METRIC_TPOT_SECONDS} histogram" in text
+    doc = DOC.read_text()
+    for name in (
+        contract.METRIC_REQUESTS,
+        contract.METRIC_TTFT_SECONDS,
+        contract.METRIC_TPOT_SECONDS,
+    ):
+        assert f"`{name}`" in doc, f"{name} is not in docs/metrics.md"
