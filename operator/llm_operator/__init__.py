@@ -5,7 +5,10 @@ Layout: `spec` parses the custom resource, `builders` turns it into child object
 API server, `handlers` wires them into kopf, `main` starts everything.
 """
 
-GROUP = "llm-operator.io"
+from llm_runtime.api import contract
+
+# The API group is shared with the runtime's contract (label keys live under it).
+GROUP = contract.GROUP
 VERSION = "v1alpha1"
 PLURAL = "llmdeployments"
 KIND = "LLMDeployment"

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from llm_operator import GROUP, spec
+from llm_runtime.api import contract
 
-LABEL_DEPLOYMENT = f"{GROUP}/deployment"
-LABEL_REVISION = f"{GROUP}/revision"
-LABEL_COMPONENT = "app.kubernetes.io/component"
-METRICS_PORT = 9090
+from llm_operator import GROUP, KIND, VERSION, spec
+
+# The label keys and the runtime's metrics port are the runtime contract's; these names stay.
+LABEL_INSTANCE = contract.LABEL_INSTANCE
+LABEL_DEPLOYMENT = contract.LABEL_DEPLOYMENT
+LABEL_REVISION = contract.LABEL_REVISION
+LABEL_COMPONENT = contract.LABEL_COMPONENT
+METRICS_PORT = contract.RUNTIME_METRICS_PORT
 MODEL_MOUNT = "/models"
 SOURCE_MOUNT = "/mnt/source"
 
 
 def selector_labels(name: str) -> dict[str, str]:
     """Labels that select a deployment's runtime pods; never change for the object's lifetime."""
-    return {"app.kubernetes.io/instance": name, LABEL_DEPLOYMENT: name}
+    return {LABEL_INSTANCE: name, LABEL_DEPLOYMENT: name}
 
 
 def common_labels(name: str) -> dict[str, str]:
@@ -59,8 +63,8 @@ def endpoint(d: spec.LLMDeployment) -> str:
 def owner_reference(owner: spec.Owner) -> dict[str, object]:
     """Makes the custom resource own a child, so deleting it cascades through the GC."""
     return {
-        "apiVersion": f"{GROUP}/v1alpha1",
-        "kind": "LLMDeployment",
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
         "name": owner.name,
         "uid": owner.uid,
         "controller": True,

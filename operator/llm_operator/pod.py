@@ -11,12 +11,14 @@ import json
 import math
 from typing import Any
 
+from llm_runtime.api import contract
+
 from llm_operator import naming, spec
 
-# Environment the runtime reads (runtime/llm_runtime/config.py; `llm-runtime serve --help`).
-# Metric labels come from LLM_MODEL_NAME / LLM_MODEL_REVISION.
-ENV_MODEL_NAME = "LLM_MODEL_NAME"
-ENV_MODEL_REVISION = "LLM_MODEL_REVISION"
+# Environment the runtime reads, named by its option table (llm_runtime.api.options;
+# `llm-runtime serve --help`). The model's name and revision become its metric labels.
+ENV_MODEL_NAME = contract.env("model_name")
+ENV_MODEL_REVISION = contract.env("model_revision")
 RUNTIME_USER = 65532
 PROBE_PERIOD_SECONDS = 5
 TLS_MOUNT = "/etc/llm-runtime/tls"
@@ -129,25 +131,26 @@ def _fetch_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
 
 
 def runtime_env(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
-    """The serve container's settings as LLM_RUNTIME_* variables, then the user's own env."""
+    """The serve container's settings as the runtime's variables (by setting: the field names of
+    `llm-runtime serve`), then the user's own env."""
     limits = s.runtime.limits
-    values: dict[str, str] = {
-        "LLM_RUNTIME_MODEL": model_dir(s.model),
-        "LLM_RUNTIME_DTYPE": s.model.dtype,
-        "LLM_RUNTIME_GRPC_PORT": str(s.service.port),
-        "LLM_RUNTIME_METRICS_PORT": str(naming.METRICS_PORT),
-        "LLM_RUNTIME_MAX_BATCH_SIZE": str(limits.max_batch_size),
-        "LLM_RUNTIME_MAX_WAITING": str(limits.max_waiting),
-        "LLM_RUNTIME_MAX_INPUT_TOKENS": str(limits.max_input_tokens),
-        "LLM_RUNTIME_MAX_NEW_TOKENS": str(limits.max_new_tokens),
-        "LLM_RUNTIME_GRACE_SECONDS": str(s.drain_grace_period_seconds),
+    settings: dict[str, str] = {
+        "model": model_dir(s.model),
+        "dtype": s.model.dtype,
+        "grpc_port": str(s.service.port),
+        "metrics_port": str(naming.METRICS_PORT),
+        "max_batch_size": str(limits.max_batch_size),
+        "max_waiting": str(limits.max_waiting),
+        "max_input_tokens": str(limits.max_input_tokens),
+        "max_new_tokens": str(limits.max_new_tokens),
+        "grace_seconds": str(s.drain_grace_period_seconds),
     }
     if s.security.tls_secret_name:
-        values["LLM_RUNTIME_TLS_CERT"] = f"{TLS_MOUNT}/tls.crt"
-        values["LLM_RUNTIME_TLS_KEY"] = f"{TLS_MOUNT}/tls.key"
+        settings["tls_cert"] = f"{TLS_MOUNT}/tls.crt"
+        settings["tls_key"] = f"{TLS_MOUNT}/tls.key"
     if s.security.auth_token_secret_name:
-        values["LLM_RUNTIME_AUTH_TOKEN_FILE"] = f"{TOKEN_MOUNT}/token"
-    env = _base_env(s) + [{"name": k, "value": v} for k, v in values.items()]
+        settings["auth_token_file"] = f"{TOKEN_MOUNT}/token"
+    env = _base_env(s) + [{"name": contract.env(k), "value": v} for k, v in settings.items()]
     user = [e.model_dump(by_alias=True, exclude_none=True) for e in s.runtime.env]
     return env + user
 
@@ -262,7 +265,7 @@ def revision_of(template: dict[str, Any]) -> str:
 
 
 def stamp(template: dict[str, Any], revision: str) -> dict[str, Any]:
-    """The template with its revision as a pod label and as LLM_MODEL_REVISION (metric label)."""
+    """The template with its revision as a pod label and as ENV_MODEL_REVISION (metric label)."""
     meta = template["metadata"]
     labels = {**meta["labels"], naming.LABEL_REVISION: revision}
     spec_ = template["spec"]

@@ -10,6 +10,7 @@ import random
 from collections.abc import Mapping
 from typing import Literal
 
+from llm_runtime.api import contract
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 PREFIX = "LLM_OPERATOR_"
@@ -35,9 +36,9 @@ class Settings(BaseModel):
     # Run without peering even when peering_name is set (a single replica only; development).
     standalone: bool = False
     # Port of the liveness endpoint (/healthz) kopf serves.
-    health_port: int = Field(default=8080, ge=1, le=65535)
+    health_port: int = Field(default=contract.OPERATOR_HEALTH_PORT, ge=1, le=65535)
     # Port of the Prometheus /metrics endpoint.
-    metrics_port: int = Field(default=8081, ge=1, le=65535)
+    metrics_port: int = Field(default=contract.OPERATOR_METRICS_PORT, ge=1, le=65535)
     # How often each LLMDeployment is observed, its rollout decided and its status refreshed
     # (a crash-looping canary is rolled back within about this long of being seen).
     status_interval_seconds: float = Field(default=2.0, gt=0)

@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
+from llm_runtime.api import contract
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -279,7 +280,7 @@ class SchedulingSpec(_Model):
 
 class ServiceSpec(_Model):
     port: int = Field(
-        default=50051,
+        default=contract.RUNTIME_GRPC_PORT,
         ge=1,
         le=65535,
         description="The gRPC port of the Services (and of the container).",

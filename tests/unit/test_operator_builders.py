@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from llm_operator import builders, naming, pod, spec
+from llm_runtime.api import contract, options
 
 pytestmark = pytest.mark.unit
 
@@ -149,13 +150,26 @@ def test_serve_container_env_carries_model_name_revision_and_limits() -> None:
     _, revision = builders.deployment(d, default_image=IMAGE)
     env = _env(container)
     assert container["args"] == ["serve"]
-    assert env["LLM_MODEL_NAME"] == "smollm2"
-    assert env["LLM_MODEL_REVISION"] == revision
-    assert env["LLM_RUNTIME_MAX_BATCH_SIZE"] == "4"
-    assert env["LLM_RUNTIME_MAX_WAITING"] == "9"
-    assert env["LLM_RUNTIME_MAX_INPUT_TOKENS"] == "100"
-    assert env["LLM_RUNTIME_MAX_NEW_TOKENS"] == "50"
-    assert env["LLM_RUNTIME_MODEL"] == pod.model_dir(d.spec.model)
+    assert env[contract.env("model_name")] == "smollm2"
+    assert env[contract.env("model_revision")] == revision
+    assert env[contract.env("max_batch_size")] == "4"
+    assert env[contract.env("max_waiting")] == "9"
+    assert env[contract.env("max_input_tokens")] == "100"
+    assert env[contract.env("max_new_tokens")] == "50"
+    assert env[contract.env("model")] == pod.model_dir(d.spec.model)
+
+
+def test_every_variable_the_operator_sets_is_one_the_runtime_reads() -> None:
+    container = _runtime_container(
+        _d(security={"tlsSecretName": "tls", "authTokenSecretName": "tok"})
+    )
+    env = _env(container)
+    runtime_reads = {opt.env_name for opt in options.OPTIONS}
+    assert set(env) - {"HOME", "HF_HOME"} <= runtime_reads
+    assert env[contract.env("grpc_port")] == str(contract.RUNTIME_GRPC_PORT)
+    assert env[contract.env("metrics_port")] == str(contract.RUNTIME_METRICS_PORT)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": contract.RUNTIME_GRPC_PORT, "metrics": contract.RUNTIME_METRICS_PORT}
 
 
 def test_user_env_and_args_come_after_the_operators_own() -> None:
@@ -180,7 +194,7 @@ def test_containers_are_non_root_read_only_without_capabilities() -> None:
 
 def test_grpc_probes_and_startup_budget() -> None:
     container = _runtime_container(_d(startupBudgetSeconds=600))
-    assert container["startupProbe"]["grpc"] == {"port": 50051, "service": ""}
+    assert container["startupProbe"]["grpc"] == {"port": contract.RUNTIME_GRPC_PORT, "service": ""}
     budget = (
         container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"]
     )
@@ -194,9 +208,9 @@ def test_tls_mounts_the_secret_and_probes_fall_back_to_tcp() -> None:
         _d(security={"tlsSecretName": "tls", "authTokenSecretName": "tok"})
     )
     env = _env(container)
-    assert env["LLM_RUNTIME_TLS_CERT"] == "/etc/llm-runtime/tls/tls.crt"
-    assert env["LLM_RUNTIME_TLS_KEY"] == "/etc/llm-runtime/tls/tls.key"
-    assert env["LLM_RUNTIME_AUTH_TOKEN_FILE"] == "/etc/llm-runtime/token/token"
+    assert env[contract.env("tls_cert")] == "/etc/llm-runtime/tls/tls.crt"
+    assert env[contract.env("tls_key")] == "/etc/llm-runtime/tls/tls.key"
+    assert env[contract.env("auth_token_file")] == "/etc/llm-runtime/token/token"
     assert container["readinessProbe"]["tcpSocket"] == {"port": "grpc"}
 
 
@@ -224,7 +238,7 @@ def test_drain_grace_sets_env_and_outlasts_it_in_termination_grace() -> None:
     deploy, _ = builders.deployment(d, default_image=IMAGE)
     sleep = pod.PRESTOP_SLEEP_SECONDS
     assert deploy["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == sleep + 45
-    assert _env(_runtime_container(d))["LLM_RUNTIME_GRACE_SECONDS"] == "40"
+    assert _env(_runtime_container(d))[contract.env("grace_seconds")] == "40"
 
 
 def test_a_stopping_pod_serves_on_until_clients_dropped_it() -> None:
@@ -268,7 +282,7 @@ def test_budget_allows_one_disruption_and_account_mounts_no_token() -> None:
 
 
 def test_endpoint_and_selector_string() -> None:
-    assert naming.endpoint(_d()) == "chat.team.svc:50051"
+    assert naming.endpoint(_d()) == f"chat.team.svc:{contract.RUNTIME_GRPC_PORT}"
     assert naming.selector_string("chat") == (
-        "app.kubernetes.io/instance=chat,llm-operator.io/deployment=chat"
+        f"{contract.LABEL_INSTANCE}=chat,{contract.LABEL_DEPLOYMENT}=chat"
     )

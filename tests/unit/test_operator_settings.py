@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from llm_operator import settings
+from llm_runtime.api import contract
 
 pytestmark = pytest.mark.unit
 
@@ -15,6 +16,12 @@ def test_defaults_are_cluster_wide_with_peering_and_a_random_priority() -> None:
     assert not a.standalone
     assert a.runtime_image.startswith("llm-operator/runtime:")
     assert a.priority != b.priority  # two replicas never tie (kopf freezes on a tie)
+
+
+def test_ports_default_to_the_contracts() -> None:
+    s = settings.from_env({})
+    assert s.health_port == contract.OPERATOR_HEALTH_PORT
+    assert s.metrics_port == contract.OPERATOR_METRICS_PORT
 
 
 def test_values_are_parsed_and_typed() -> None:
