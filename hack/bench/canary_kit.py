@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import podwatch
+from llm_runtime.api import contract
 from localcluster.cp_testing import Cluster
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "hack" / "install-operator.sh"
 OPERATOR_SELECTOR = "app.kubernetes.io/component=operator"
-LABEL_DEPLOYMENT = "llm-operator.io/deployment"
-LABEL_REVISION = podwatch.LABEL_REVISION
+LABEL_DEPLOYMENT = contract.LABEL_DEPLOYMENT
+LABEL_REVISION = contract.LABEL_REVISION
 # Under /var/tmp, not /tmp: the runtime pod mounts an emptyDir over /tmp, which hides the host's.
 NODE_MODELS = Path("/var/tmp/llm-operator-canary-e2e")
 
@@ -212,7 +213,7 @@ class Target:
         mine = [o for o in found if o["metadata"]["name"] == self.name]
         self.asked_before = (mine[0].get("status") or {}).get("currentRevision") if mine else None
         obj = {
-            "apiVersion": "llm-operator.io/v1alpha1",
+            "apiVersion": f"{contract.GROUP}/v1alpha1",
             "kind": "LLMDeployment",
             "metadata": {"name": self.name},
             "spec": spec,

@@ -1,6 +1,9 @@
 """A small, bounded gRPC load generator for canary tests and the rollback benchmark.
 
-    .venv/bin/python hack/bench/loadgen.py 198.19.0.42:50051 --concurrency 2 --duration 30
+    .venv/bin/python hack/bench/loadgen.py CLUSTER_IP:PORT --concurrency 2 --duration 30
+
+(CLUSTER_IP: the LLMDeployment's ClusterIP Service; PORT: its spec.service.port, by default
+`llm_runtime.api.contract.RUNTIME_GRPC_PORT`.)
 
 Each of `concurrency` workers sends one short chat request after another until stopped. Every
 request opens its own channel on purpose: a ClusterIP Service balances per *connection*, so a

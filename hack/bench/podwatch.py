@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from llm_runtime.api import contract
 from localcluster.cp_testing import Cluster
 
-LABEL_REVISION = "llm-operator.io/revision"
+LABEL_REVISION = contract.LABEL_REVISION
 Pod = dict[str, Any]
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from llm_runtime.api import client
+from llm_runtime.api import client, contract
 from localcluster.cp_testing import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -104,7 +104,7 @@ def apply_example(cluster: Cluster, ns: str, **spec: Any) -> None:
 
 
 def children_uids(cluster: Cluster, ns: str) -> dict[str, str]:
-    sel = "llm-operator.io/deployment=smollm2"
+    sel = f"{contract.LABEL_DEPLOYMENT}=smollm2"
     items = cluster.kubectl_json("get", ",".join(CHILDREN), "-n", ns, "-l", sel)["items"]
     return {f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["uid"] for i in items}
 
@@ -152,7 +152,7 @@ def test_example_becomes_ready_and_answers_paris_through_the_service(
 ) -> None:
     st = llmd(operator, ready_ns)["status"]
     assert st["ready"] == "1/1"
-    assert st["endpoint"] == f"smollm2.{ready_ns}.svc:50051"
+    assert st["endpoint"] == f"smollm2.{ready_ns}.svc:{contract.RUNTIME_GRPC_PORT}"
     conds = {c["type"]: c["status"] for c in st["conditions"]}
     assert conds == {"Available": "True", "Progressing": "False", "Degraded": "False"}
     table = operator.kubectl("get", "llmd", "-n", ready_ns, "-o", "wide").stdout
@@ -243,7 +243,7 @@ def test_scale_subresource_adds_a_serving_replica(operator: Cluster, ready_ns: s
     assert scale["status"]["replicas"] == 2
     assert (
         scale["status"]["selector"]
-        == "app.kubernetes.io/instance=smollm2,llm-operator.io/deployment=smollm2"
+        == f"{contract.LABEL_INSTANCE}=smollm2,{contract.LABEL_DEPLOYMENT}=smollm2"
     )
     name = deployment_name(operator, ready_ns)
     deploy = operator.kubectl_json("get", "deployment", name, "-n", ready_ns)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from llm_runtime.api import client
+from llm_runtime.api import client, contract
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,7 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int
     """(grpc port, metrics port) of a runtime serving the default model; SIGTERM at the end."""
     log = tmp_path_factory.mktemp("smollm2") / "serve.log"
     cmd = [sys.executable, "-m", "llm_runtime", "serve", "--host", "127.0.0.1"]
-    env = {**os.environ, "LLM_RUNTIME_GRPC_PORT": "0", "LLM_RUNTIME_METRICS_PORT": "0"}
+    env = {**os.environ, contract.env("grpc_port"): "0", contract.env("metrics_port"): "0"}
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
