@@ -131,7 +131,7 @@ def status_body(
     now: str,
     v: Summary | None = None,
 ) -> dict[str, Any]:
-    """The whole .status the operator writes (`v`: the verdict when a rollout refines it)."""
+    """The whole .status the operator writes (`v`: the summary when a rollout refines it)."""
     v = v or summarize(o)
     live = [p for p in o.pods if not p.terminating]
     ready = sum(1 for p in live if p.ready)
