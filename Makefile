@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export LLMOP_CACHE ?= $(HOME)/.cache/llm-operator
 export PYTHONPATH := $(CURDIR)/hack$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help setup gen crds lint test unit integration e2e demo cluster-up cluster-down install-operator kind-up bench bench-rollback clean
+.PHONY: help setup gen crds docs lint test unit integration e2e demo cluster-up cluster-down install-operator kind-up bench bench-rollback clean
 
 help: ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ gen: ## Regenerate the gRPC stubs from runtime/proto.
 
 crds: ## Regenerate the LLMDeployment CRD (crds/ and the chart's copy) from operator/llm_operator/spec.py.
 	@$(PY) hack/gen_crd.py
+
+docs: ## Regenerate docs/rbac.md and the settings table of docs/operator-settings.md from the code.
+	@$(PY) hack/gen_docs.py
 
 lint: setup ## ruff, mypy --strict and the import contracts.
 	$(VENV)/bin/ruff check .

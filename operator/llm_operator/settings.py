@@ -23,31 +23,65 @@ class SettingsError(Exception):
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # Namespaces to watch, comma-separated; empty means every namespace (cluster-wide).
-    namespaces: tuple[str, ...] = ()
-    # The runtime image used when an LLMDeployment leaves spec.runtime.image empty.
-    runtime_image: str = Field(default="llm-operator/runtime:0.1.0", min_length=1)
-    # kopf peering object name: replicas that share it elect one active handler. Empty means
-    # standalone (no peering; a single replica only).
-    peering_name: str = "llm-operator"
-    # This replica's peering priority; unset draws a random one so two replicas never tie
-    # (kopf freezes every replica on a tie).
-    priority: int = Field(default_factory=lambda: random.randint(1, 2**30), ge=0)
-    # Run without peering even when peering_name is set (a single replica only; development).
-    standalone: bool = False
-    # Port of the liveness endpoint (/healthz) kopf serves.
-    health_port: int = Field(default=contract.OPERATOR_HEALTH_PORT, ge=1, le=65535)
-    # Port of the Prometheus /metrics endpoint.
-    metrics_port: int = Field(default=contract.OPERATOR_METRICS_PORT, ge=1, le=65535)
-    # How often each LLMDeployment is observed, its rollout decided and its status refreshed
-    # (a crash-looping canary is rolled back within about this long of being seen).
-    status_interval_seconds: float = Field(default=2.0, gt=0)
-    # How often the children are re-applied to undo manual edits and deletions (drift).
-    drift_interval_seconds: float = Field(default=15.0, gt=0)
-    # Log format: json (one object per line, for collectors) or text (for humans).
-    log_format: Literal["json", "text"] = "json"
-    # Log level: debug, info, warning or error.
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Each description is the setting's documentation: docs/operator-settings.md is generated from
+    # these fields (`make docs`).
+    namespaces: tuple[str, ...] = Field(
+        default=(),
+        description="Namespaces to watch, comma-separated; empty means every namespace "
+        "(cluster-wide).",
+    )
+    runtime_image: str = Field(
+        default="llm-operator/runtime:0.1.0",
+        min_length=1,
+        description="The runtime image used when an LLMDeployment leaves spec.runtime.image empty.",
+    )
+    peering_name: str = Field(
+        default="llm-operator",
+        description="kopf peering object name: replicas that share it elect one active handler. "
+        "Empty means standalone (no peering; a single replica only).",
+    )
+    priority: int = Field(
+        default_factory=lambda: random.randint(1, 2**30),
+        ge=0,
+        description="This replica's peering priority; unset draws a random one so two replicas "
+        "never tie (kopf freezes every replica on a tie).",
+    )
+    standalone: bool = Field(
+        default=False,
+        description="Run without peering even when peering_name is set (a single replica only; "
+        "development).",
+    )
+    health_port: int = Field(
+        default=contract.OPERATOR_HEALTH_PORT,
+        ge=1,
+        le=65535,
+        description="Port of the liveness endpoint kopf serves at /healthz.",
+    )
+    metrics_port: int = Field(
+        default=contract.OPERATOR_METRICS_PORT,
+        ge=1,
+        le=65535,
+        description="Port of the Prometheus /metrics endpoint.",
+    )
+    status_interval_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often each LLMDeployment is observed, its rollout decided and its status "
+        "refreshed (a crash-looping canary is rolled back within about this long of being seen).",
+    )
+    drift_interval_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often the children are re-applied to undo manual edits and deletions "
+        "(drift).",
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="Log format: json (one object per line, for collectors) or text (for humans).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level: debug, info, warning or error."
+    )
 
     @property
     def peering(self) -> bool:

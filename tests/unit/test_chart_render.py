@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from llm_operator import settings
+from llm_operator import rbac, settings
+from llm_runtime.api import contract
 
 pytestmark = pytest.mark.unit
 
@@ -108,45 +108,39 @@ def operator_container(docs: tuple[Doc, ...]) -> Doc:
     return result
 
 
-RBAC_NEEDS = ROOT / "operator" / "RBAC-NEEDS.md"
-PEERINGS = {("kopf.dev", "clusterkopfpeerings"), ("kopf.dev", "kopfpeerings")}
-NAMESPACES = ("", "namespaces")
-CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
-CLUSTER_SCOPED = {CRDS, NAMESPACES, *PEERINGS}
-# Granted beyond RBAC-NEEDS.md, deliberately: the children's ownerReferences set
-# blockOwnerDeletion, which OwnerReferencesPermissionEnforcement checks against this.
-EXTRA = {("llm-operator.io", "llmdeployments/finalizers"): {"update"}}
+def permissions_of(rules: list[Doc]) -> set[rbac.Permission]:
+    """Every (apiGroup, resource, verb, limited to named objects) a list of RBAC rules allows."""
+    return {
+        rbac.Permission(group, resource, verb, bool(rule.get("resourceNames")))
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
 
 
-def operator_needs(text: str) -> dict[tuple[str, str], set[str]]:
-    """{(apiGroup, resource): verbs} from the table rows of operator/RBAC-NEEDS.md."""
-    needs: dict[tuple[str, str], set[str]] = {}
-    for line in text.splitlines():
-        if not line.startswith("| `"):
-            continue  # not a table row naming an API group
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        group = re.findall(r"`([^`]*)`", cells[0])[0].strip('"')
-        verbs = {v.strip() for v in cells[2].split(",")}
-        for resource in re.findall(r"`([^`]+)`", cells[1]):
-            needs.setdefault((group, resource), set()).update(verbs)
-    return needs
+def as_grants(permissions: frozenset[rbac.Permission]) -> dict[tuple[str, str], set[str]]:
+    """{(apiGroup, resource): verbs} of a set of permissions (named or not)."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for p in permissions:
+        out.setdefault((p.api_group, p.resource), set()).add(p.verb)
+    return out
 
 
 def expected_grants(*, clusterwide: bool) -> tuple[dict[tuple[str, str], set[str]], ...]:
-    """(cluster-scope grants, per-namespace grants) the chart must render: RBAC-NEEDS.md, with the
-    peering objects' create left out (the chart creates them), namespaces read only where kopf
-    lists them (namespaced mode), and EXTRA."""
-    needs = operator_needs(RBAC_NEEDS.read_text())
-    assert needs.keys() >= PEERINGS, "RBAC-NEEDS.md lists no kopf peering rows"
-    for peering in PEERINGS:
-        needs[peering] = needs[peering] - {"create"}
-    namespaced = {k: v for k, v in needs.items() if k not in CLUSTER_SCOPED} | EXTRA
-    cluster = {CRDS: needs[CRDS]}
-    if clusterwide:
-        peering = ("kopf.dev", "clusterkopfpeerings")
-        return {**cluster, **namespaced, peering: needs[peering]}, {}
-    peering = ("kopf.dev", "kopfpeerings")
-    return {**cluster, NAMESPACES: needs[NAMESPACES]}, {**namespaced, peering: needs[peering]}
+    """(cluster-scope grants, per-namespace grants) the chart must render: llm_operator.rbac's
+    table, which leaves out the peering objects' create (the chart creates them) and reads
+    namespaces only where kopf lists them (namespaced mode)."""
+    cluster, namespaced = rbac.permissions(clusterwide=clusterwide)
+    return as_grants(cluster), as_grants(namespaced)
+
+
+def watches_every_namespace(scenario: str) -> bool:
+    """Whether a scenario installs a cluster-wide operator (no operator.watchNamespaces)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    scenario_values = yaml.safe_load((CHART / "ci" / scenario).read_text()) or {}
+    operator_values = {**values["operator"], **scenario_values.get("operator", {})}
+    return not operator_values["watchNamespaces"]
 
 
 def all_grants(rules: list[Doc]) -> dict[tuple[str, str], set[str]]:
@@ -181,10 +175,28 @@ def test_default_install_renders_a_clusterwide_operator_without_servicemonitor()
     assert only(docs, "Deployment")["spec"]["replicas"] == 1
 
 
-def test_rbac_needs_table_is_parsed() -> None:
-    needs = operator_needs(RBAC_NEEDS.read_text())
-    assert needs[("llm-operator.io", "llmdeployments/status")] >= {"patch"}
-    assert needs[("apps", "deployments")] >= {"create", "patch"}
+def test_rbac_table_grants_what_the_tick_writes() -> None:
+    cluster, _ = expected_grants(clusterwide=True)
+    assert cluster[(contract.GROUP, "llmdeployments/status")] >= {"patch"}
+    assert cluster[("apps", "deployments")] >= {"create", "patch"}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_rendered_roles_equal_the_rbac_table_exactly(scenario: str) -> None:
+    """Verb by verb, named-object limits included: llm_operator.rbac is the one list."""
+    docs = render(scenario)
+    cluster, namespaced = rbac.permissions(clusterwide=watches_every_namespace(scenario))
+    assert permissions_of(only(docs, "ClusterRole")["rules"]) == cluster
+    roles = of_kind(docs, "Role")
+    assert bool(roles) == bool(namespaced)
+    for role in roles:
+        assert permissions_of(role["rules"]) == namespaced, role["metadata"]["namespace"]
+    peering = {p["metadata"]["name"] for p in of_kind(docs, "ClusterKopfPeering")}
+    peering |= {p["metadata"]["name"] for p in of_kind(docs, "KopfPeering")}
+    for role in [only(docs, "ClusterRole"), *roles]:
+        for rule in role["rules"]:
+            if rule.get("resourceNames"):
+                assert set(rule["resourceNames"]) == peering, rule
 
 
 def test_clusterwide_rbac_grants_exactly_what_the_operator_needs() -> None:
@@ -272,13 +284,13 @@ def test_pod_runs_non_root_with_read_only_root_and_no_capabilities(scenario: str
 def test_probes_hit_kopf_healthz_on_the_declared_health_port() -> None:
     container = operator_container(render("default-values.yaml", "operator.healthPort=8181"))
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": 9090, "health": 8181}
+    assert ports == {"metrics": contract.OPERATOR_METRICS_PORT, "health": 8181}
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
         assert container[probe]["periodSeconds"] >= 1
     env = env_of(container)
     assert env["LLM_OPERATOR_HEALTH_PORT"]["value"] == "8181"
-    assert env["LLM_OPERATOR_METRICS_PORT"]["value"] == "9090"
+    assert env["LLM_OPERATOR_METRICS_PORT"]["value"] == str(contract.OPERATOR_METRICS_PORT)
 
 
 def test_operator_image_defaults_to_the_local_cluster_repository_and_app_version() -> None:
@@ -326,7 +338,10 @@ def test_rendered_env_is_valid_operator_settings(scenario: str) -> None:
     assert ops.namespaces == tuple(operator_values["watchNamespaces"])
     assert ops.log_level == operator_values["logLevel"]
     assert ops.log_format == operator_values["logFormat"]
-    assert (ops.health_port, ops.metrics_port) == (8080, 9090)
+    assert (ops.health_port, ops.metrics_port) == (
+        contract.OPERATOR_HEALTH_PORT,
+        contract.OPERATOR_METRICS_PORT,
+    )
     assert ops.peering and ops.peering_name
     peerings = of_kind(docs, "ClusterKopfPeering") + of_kind(docs, "KopfPeering")
     assert {p["metadata"]["name"] for p in peerings} == {ops.peering_name}

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from llm_runtime.api import contract
 
 pytestmark = pytest.mark.unit
 
@@ -69,3 +70,11 @@ def test_every_value_is_commented_and_described_in_the_schema() -> None:
         assert node.get("description"), f"{'.'.join(path)} has no description in the schema"
         if "properties" not in node:
             assert commented, f"{'.'.join(path)} has no comment in values.yaml"
+
+
+def test_port_defaults_are_the_contracts() -> None:
+    """Helm needs literal defaults; they must be the ports the operator itself defaults to."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["operator"]["metricsPort"] == contract.OPERATOR_METRICS_PORT
+    assert values["operator"]["healthPort"] == contract.OPERATOR_HEALTH_PORT
+    assert values["metricsService"]["port"] == contract.OPERATOR_METRICS_PORT

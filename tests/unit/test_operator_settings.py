@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import gen_docs
 import pytest
 from llm_operator import settings
 from llm_runtime.api import contract
@@ -78,3 +81,13 @@ def test_timer_success_lines_are_dropped_but_failures_kept() -> None:
         record("Timer 'status' failed with an exception. Will retry.", logging.ERROR)
     )
     assert quiet.filter(record("Handler 'apply' succeeded.", logging.INFO))
+
+
+def test_every_setting_is_described_and_the_docs_table_is_current() -> None:
+    for name, info in settings.Settings.model_fields.items():
+        assert info.description, f"{name} has no description (docs/operator-settings.md needs it)"
+    doc = Path(__file__).resolve().parents[2] / "docs" / "operator-settings.md"
+    current = doc.read_text()
+    assert gen_docs.render_settings(current) == current, (
+        "docs/operator-settings.md's settings table is stale: run `make docs`"
+    )

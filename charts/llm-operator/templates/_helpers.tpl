@@ -77,8 +77,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-RBAC rules for namespaced resources, exactly what operator/RBAC-NEEDS.md lists (a unit test compares
-them): the LLMDeployments kopf watches and patches, the children the operator applies server-side
+RBAC rules for namespaced resources, exactly what operator/llm_operator/rbac.py lists (the unit
+tests render the chart and compare every verb; docs/rbac.md says who needs each): the LLMDeployments kopf watches and patches, the children the operator applies server-side
 (create + patch; the garbage collector deletes them through ownerReferences), the pods it only
 reads, and the Events it posts. Rendered into the ClusterRole when the operator watches all
 namespaces, into one Role per watched namespace otherwise.

@@ -1,0 +1,229 @@
+"""What the operator may do on the API server: one table, each verb with the code that calls it.
+
+This is the one list of the operator's permissions. The chart's `templates/rbac.yaml` stays a
+Helm template (role kinds, names and namespaces are per release), and
+tests/unit/test_chart_render.py renders it and asserts its roles grant exactly `permissions()`;
+docs/rbac.md is generated from this table (`make docs`, hack/gen_docs.py) and a unit test fails
+when it is stale. Adding a call to the API server means adding its verb here, with its caller.
+
+Pure data (no kopf, no kubernetes); nothing in the operator imports it at run time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import NamedTuple
+
+from llm_operator import GROUP, PLURAL
+
+
+class Scope(enum.Enum):
+    """Where a rule lands in the chart."""
+
+    # A namespaced resource: in the ClusterRole when the operator watches every namespace, in
+    # one Role per watched namespace otherwise.
+    NAMESPACED = "namespaced"
+    # A cluster-scoped resource: always in the ClusterRole.
+    CLUSTER = "cluster"
+
+
+class Mode(enum.Enum):
+    """Which installs grant a rule (the chart's `operator.watchNamespaces`)."""
+
+    ALWAYS = "always"
+    # Only when watching every namespace (watchNamespaces empty).
+    CLUSTERWIDE = "cluster-wide installs only"
+    # Only when watching a list of namespaces.
+    NAMESPACED = "namespaced installs only"
+
+
+@dataclasses.dataclass(frozen=True)
+class Verb:
+    """One verb on one resource and why it is granted."""
+
+    name: str
+    # Who makes the call: a module of this package, kopf, or the API server itself. Empty: no code
+    # makes it today (granted anyway; `why` says so).
+    caller: str
+    why: str
+    # Limited by resourceNames to the release's own object (the kopf peering object).
+    own_object: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Grant:
+    """The verbs on one (apiGroup, resource)."""
+
+    api_group: str  # "" is the core group
+    resource: str
+    scope: Scope
+    verbs: tuple[Verb, ...]
+    mode: Mode = Mode.ALWAYS
+
+
+@dataclasses.dataclass(frozen=True)
+class NotGranted:
+    """A call the code can make that the chart deliberately does not grant."""
+
+    api_group: str
+    resource: str
+    verbs: tuple[str, ...]
+    why: str
+
+
+class Permission(NamedTuple):
+    """One verb on one resource, the unit two role sets are compared in."""
+
+    api_group: str
+    resource: str
+    verb: str
+    own_object: bool
+
+
+_SSA = "server-side apply that creates an absent object is authorized as create"
+_GC = (
+    "the garbage collector removes children through their ownerReferences; the only child the "
+    "operator deletes itself is a retired revision's Deployment"
+)
+_NO_GET = "no code reads one object today (server-side apply needs only create and patch)"
+_PEERING = "(peering: one replica active, the others paused)"
+
+
+def _applied(what: str) -> tuple[Verb, ...]:
+    """get/create/patch of a child the handlers apply server-side (and re-apply to undo drift)."""
+    return (
+        Verb("get", "", _NO_GET),
+        Verb("create", "llm_operator.handlers", f"applies {what} (kube.apply): {_SSA}"),
+        Verb(
+            "patch",
+            "llm_operator.handlers",
+            f"applies {what} on every change, and again on the drift timer to undo manual edits",
+        ),
+    )
+
+
+def _peering(resource: str, scope: Scope, mode: Mode) -> Grant:
+    return Grant(
+        "kopf.dev",
+        resource,
+        scope,
+        (
+            Verb("list", "kopf", f"lists the peering objects before watching them {_PEERING}"),
+            Verb("watch", "kopf", f"sees its peers' heartbeats {_PEERING}"),
+            Verb(
+                "get",
+                "llm_operator.main",
+                "checks at start that the release's peering object exists (kube.ensure_peering)",
+                own_object=True,
+            ),
+            Verb(
+                "patch",
+                "kopf",
+                f"writes this replica's heartbeat and priority into the object {_PEERING}",
+                own_object=True,
+            ),
+        ),
+        mode,
+    )
+
+
+RULES: tuple[Grant, ...] = (
+    Grant(GROUP, PLURAL, Scope.NAMESPACED, (
+        Verb("get", "", "no code reads one object today (kopf reads by list and watch)"),
+        Verb("list", "kopf", "lists the LLMDeployments before watching them"),
+        Verb("watch", "kopf", "feeds the create/update/resume handlers and the timers "
+             "(llm_operator.handlers)"),
+        Verb("patch", "kopf", f"stores handler progress and the last-handled configuration in "
+             f"`{GROUP}/*` annotations (llm_operator.handlers.configure sets the prefix)"),
+    )),
+    Grant(GROUP, f"{PLURAL}/status", Scope.NAMESPACED, (
+        Verb("get", "", "no code reads the status subresource alone today"),
+        Verb("patch", "llm_operator.tick", "writes phase, conditions, revisions and the rollout "
+             "state, before it changes any Deployment (kube.patch_status)"),
+    )),
+    Grant(GROUP, f"{PLURAL}/finalizers", Scope.NAMESPACED, (
+        Verb("update", "the API server", "children carry ownerReferences with blockOwnerDeletion "
+             "(llm_operator.naming.owner_reference); the OwnerReferencesPermissionEnforcement "
+             "admission plugin, on in some distributions, requires update on the owner's "
+             "finalizers to set it"),
+    )),
+    Grant("apps", "deployments", Scope.NAMESPACED, (
+        Verb("get", "", _NO_GET),
+        Verb("list", "llm_operator.tick", "finds every revision's Deployment by the "
+             "LLMDeployment's labels (kube.list_objects)"),
+        Verb("create", "llm_operator.tick", f"applies the spec's revision (kube.apply): {_SSA}"),
+        Verb("patch", "llm_operator.tick", "applies the spec's revision, and sets spec.replicas "
+             "of a stable or old revision the spec can no longer rebuild (kube.scale)"),
+        Verb("delete", "llm_operator.tick", "removes a retired revision's Deployment once its "
+             "pods are gone (kube.delete)"),
+    )),
+    Grant("", "services", Scope.NAMESPACED, _applied("the ClusterIP and the headless Service")),
+    Grant("", "serviceaccounts", Scope.NAMESPACED, _applied("the runtime pods' ServiceAccount")),
+    Grant("policy", "poddisruptionbudgets", Scope.NAMESPACED,
+          _applied("the PodDisruptionBudget (one disruption at a time)")),
+    Grant("", "pods", Scope.NAMESPACED, (
+        Verb("get", "", "no code reads one pod today"),
+        Verb("list", "llm_operator.tick", "reads the runtime pods by label every tick: loading, "
+             "readiness, restarts, crash loops (kube.list_objects; no watch, never written)"),
+    )),
+    Grant("", "events", Scope.NAMESPACED, (
+        Verb("create", "kopf", "posts the Events of phase changes and rollout steps "
+             "(kopf.event in llm_operator.handlers.rollout_tick) and of warning logs"),
+        Verb("patch", "", "no code patches an Event today (kopf only creates them)"),
+    )),
+    _peering("clusterkopfpeerings", Scope.CLUSTER, Mode.CLUSTERWIDE),
+    _peering("kopfpeerings", Scope.NAMESPACED, Mode.NAMESPACED),
+    Grant("apiextensions.k8s.io", "customresourcedefinitions", Scope.CLUSTER, (
+        Verb("get", "", "no code reads one CRD today"),
+        Verb("list", "kopf", "scans the CRDs at start to find the resources it serves"),
+        Verb("watch", "kopf", "notices CRDs that appear or change while it runs"),
+    )),
+    Grant("", "namespaces", Scope.CLUSTER, (
+        Verb("get", "", "no code reads one namespace today"),
+        Verb("list", "kopf", "matches the watched namespaces (it does not list them when it "
+             "watches every namespace)"),
+        Verb("watch", "kopf", "notices watched namespaces that appear or go"),
+    ), Mode.NAMESPACED),
+)  # fmt: skip
+
+NOT_GRANTED: tuple[NotGranted, ...] = (
+    NotGranted("kopf.dev", "clusterkopfpeerings, kopfpeerings", ("create",),
+               "llm_operator.main creates the peering object at start when it is missing "
+               "(kube.ensure_peering); the chart creates it (templates/peering.yaml), so under "
+               "the chart that call is never made"),
+    NotGranted("", "secrets", ("get",),
+               "llm_operator.windows reads the TLS Secret (ca.crt, else tls.crt) and the token "
+               "Secret (token) for canary smoke prompts against a runtime with spec.security set; "
+               "without the grant such a smoke prompt fails naming the missing permission. Grant "
+               "it with a Role of your own in that namespace if you use smoke prompts with TLS or "
+               "auth. The runtime pods mount their Secrets through the kubelet, not the operator"),
+    NotGranted("", "services, serviceaccounts", ("delete",), _GC),
+    NotGranted("policy", "poddisruptionbudgets", ("delete",), _GC),
+    NotGranted(GROUP, PLURAL, ("delete",), "the operator never deletes an LLMDeployment; its "
+               "owner does, and the garbage collector then removes the children"),
+    NotGranted("", "nodes, configmaps, leases", ("*",), "nothing in the operator uses them"),
+)  # fmt: skip
+
+
+def _granted(grant: Grant, *, clusterwide: bool) -> bool:
+    if grant.mode is Mode.CLUSTERWIDE:
+        return clusterwide
+    if grant.mode is Mode.NAMESPACED:
+        return not clusterwide
+    return True
+
+
+def permissions(*, clusterwide: bool) -> tuple[frozenset[Permission], frozenset[Permission]]:
+    """(the ClusterRole's permissions, each watched namespace's Role's permissions) for an
+    install that watches every namespace (`clusterwide`) or a list of them."""
+    cluster: set[Permission] = set()
+    namespaced: set[Permission] = set()
+    for grant in RULES:
+        if not _granted(grant, clusterwide=clusterwide):
+            continue
+        into = cluster if clusterwide or grant.scope is Scope.CLUSTER else namespaced
+        into.update(
+            Permission(grant.api_group, grant.resource, v.name, v.own_object) for v in grant.verbs
+        )
+    return frozenset(cluster), frozenset(namespaced)
