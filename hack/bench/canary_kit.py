@@ -89,7 +89,7 @@ def foreign_operators(cluster: Cluster, namespace: str, own_release: str) -> lis
     foreign = []
     for d in found:
         labels = d["metadata"].get("labels") or {}
-        if labels.get("app.kubernetes.io/instance") == own_release or not d["spec"].get("replicas"):
+        if labels.get(contract.LABEL_INSTANCE) == own_release or not d["spec"].get("replicas"):
             continue
         env = {
             e["name"]: e.get("value", "")
@@ -307,7 +307,7 @@ class Target:
 
 def operator_metrics(cluster: Cluster, *, namespace: str, release: str) -> str:
     """The running operator pod's /metrics page, read on its pod IP as Prometheus would."""
-    sel = f"app.kubernetes.io/instance={release},{OPERATOR_SELECTOR}"
+    sel = f"{contract.LABEL_INSTANCE}={release},{OPERATOR_SELECTOR}"
     pods = cluster.kubectl_json("get", "pods", "-n", namespace, "-l", sel)["items"]
     (pod,) = [
         p for p in pods if podwatch.is_ready(p) and not p["metadata"].get("deletionTimestamp")

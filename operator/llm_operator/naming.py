@@ -22,7 +22,7 @@ def selector_labels(name: str) -> dict[str, str]:
 
 
 def common_labels(name: str) -> dict[str, str]:
-    """Labels on every child, so `kubectl get all -l app.kubernetes.io/instance=NAME` finds them."""
+    """Labels on every child, so `kubectl get all -l <LABEL_INSTANCE>=NAME` finds them."""
     return {
         **selector_labels(name),
         "app.kubernetes.io/name": "llm-runtime",
