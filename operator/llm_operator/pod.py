@@ -163,7 +163,7 @@ def _probe_action(s: spec.LLMDeploymentSpec) -> dict[str, Any]:
     return {"grpc": {"port": s.service.port, "service": ""}}
 
 
-def probes(s: spec.LLMDeploymentSpec) -> dict[str, dict[str, Any]]:
+def health_probes(s: spec.LLMDeploymentSpec) -> dict[str, dict[str, Any]]:
     """Startup covers the whole fetch-and-load budget; readiness and liveness take over after."""
     action = _probe_action(s)
     startup_failures = max(1, math.ceil(s.startup_budget_seconds / PROBE_PERIOD_SECONDS))
@@ -213,7 +213,7 @@ def _runtime_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
         "volumeMounts": mounts,
         "securityContext": _security_context(),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
-        **probes(s),
+        **health_probes(s),
     }
 
 
@@ -258,7 +258,7 @@ def unstamped_template(d: spec.LLMDeployment, *, image: str) -> dict[str, Any]:
     }
 
 
-def revision_of(template: dict[str, Any]) -> str:
+def template_hash(template: dict[str, Any]) -> str:
     """A short stable hash of a pod template (canonical JSON, sorted keys)."""
     canonical = json.dumps(template, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]
@@ -283,5 +283,5 @@ def stamp(template: dict[str, Any], revision: str) -> dict[str, Any]:
 def pod_template(d: spec.LLMDeployment, *, image: str) -> tuple[dict[str, Any], str]:
     """The stamped pod template and its revision."""
     template = unstamped_template(d, image=image)
-    revision = revision_of(template)
+    revision = template_hash(template)
     return stamp(template, revision), revision

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from llm_operator import spec as api
+from llm_operator.metrics import RolloutMetrics
 from llm_operator.rollout import decide, report, state
 from llm_operator.rollout.analysis import CheckResult, Verdict
-from llm_operator.rollout.metrics import RolloutMetrics
 from llm_operator.rollout.state import Rollback, RolloutPhase, RolloutStatus
 from prometheus_client import CollectorRegistry
 

@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from llm_runtime.api import contract
 from prometheus_client import parser
 
 Labels = tuple[tuple[str, str], ...]
@@ -120,7 +121,7 @@ class Ratio:
 def error_ratio(
     window: Scrape,
     *,
-    metric: str = "llm_runtime_requests_total",
+    metric: str = contract.METRIC_REQUESTS,
     code_label: str = "code",
     error_codes: frozenset[str] = SERVER_ERROR_CODES,
 ) -> Ratio:
