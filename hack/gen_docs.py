@@ -56,7 +56,7 @@ def render_rbac() -> str:
         "",
         "Every call the operator makes, kopf's own included, by API group, resource and verb, with",
         "the code that makes it. The table is `operator/llm_operator/rbac.py`; the chart's",
-        "`templates/rbac.yaml` renders it (`tests/unit/test_chart_render.py` asserts the rendered",
+        "`templates/rbac.yaml` renders it (`tests/unit/chart/test_chart_render.py` asserts the rendered",
         "roles grant exactly these verbs) and this page is generated from it. To grant a new",
         "call, add it there with its caller, then run `make docs`.",
         "",

@@ -2,7 +2,7 @@
 
 This is the one list of the operator's permissions. The chart's `templates/rbac.yaml` stays a
 Helm template (role kinds, names and namespaces are per release), and
-tests/unit/test_chart_render.py renders it and asserts its roles grant exactly `permissions()`;
+tests/unit/chart/test_chart_render.py renders it and asserts its roles grant exactly `permissions()`;
 docs/rbac.md is generated from this table (`make docs`, hack/gen_docs.py) and a unit test fails
 when it is stale. Adding a call to the API server means adding its verb here, with its caller.
 

@@ -17,7 +17,7 @@ from llm_operator.rollout import report, state
 
 pytestmark = pytest.mark.unit
 
-CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "llmdeployments.llm-operator.io.yaml"
+CRD_PATH = Path(__file__).resolve().parents[3] / "crds" / "llmdeployments.llm-operator.io.yaml"
 
 
 def _crd() -> dict[str, Any]:

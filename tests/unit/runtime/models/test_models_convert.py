@@ -194,7 +194,7 @@ def test_hf_fetch_goes_through_the_real_hub_client_and_its_cache(
     )
     env = {
         **os.environ,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "runtime"),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[4] / "runtime"),
         "HF_HOME": str(tmp_path / "hf-home"),
         "HF_HUB_OFFLINE": "1",
     }

@@ -18,7 +18,7 @@ from llm_runtime.api import contract
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "llm-operator"
 SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
 RELEASE, NAMESPACE = "llmop", "llm-operator-system"

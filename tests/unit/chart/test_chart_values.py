@@ -16,7 +16,7 @@ from llm_runtime.api import contract
 
 pytestmark = pytest.mark.unit
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "llm-operator"
+CHART = Path(__file__).resolve().parents[3] / "charts" / "llm-operator"
 
 Doc = dict[str, Any]
 

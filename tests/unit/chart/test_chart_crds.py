@@ -18,7 +18,7 @@ import yaml
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SOURCE = ROOT / "crds"
 CHART_COPY = ROOT / "charts" / "llm-operator" / "crds"
 FIX = "run: make crds"

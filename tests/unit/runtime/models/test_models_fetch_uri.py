@@ -15,7 +15,7 @@ from llm_runtime import models
 from llm_runtime.models import builtin, cli, errors, fetch, manifest
 
 pytestmark = pytest.mark.unit
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 
 
 @pytest.mark.parametrize(

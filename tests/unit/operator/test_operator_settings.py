@@ -86,7 +86,7 @@ def test_timer_success_lines_are_dropped_but_failures_kept() -> None:
 def test_every_setting_is_described_and_the_docs_table_is_current() -> None:
     for name, info in settings.Settings.model_fields.items():
         assert info.description, f"{name} has no description (docs/operator-settings.md needs it)"
-    doc = Path(__file__).resolve().parents[2] / "docs" / "operator-settings.md"
+    doc = Path(__file__).resolve().parents[3] / "docs" / "operator-settings.md"
     current = doc.read_text()
     assert gen_docs.render_settings(current) == current, (
         "docs/operator-settings.md's settings table is stale: run `make docs`"

@@ -16,7 +16,7 @@ from llm_operator import rbac
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 FIX = "run `make docs` (hack/gen_docs.py)"
 
 

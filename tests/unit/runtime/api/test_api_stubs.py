@@ -12,7 +12,7 @@ from llm_runtime.api.v1 import runtime_pb2
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def test_committed_stubs_match_a_fresh_generation_from_the_proto() -> None:

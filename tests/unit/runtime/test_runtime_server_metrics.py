@@ -13,7 +13,7 @@ from prometheus_client import generate_latest
 
 pytestmark = pytest.mark.unit
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "metrics.md"
 
 
 def _scrape(families: metrics.RuntimeMetrics) -> str:
