@@ -18,6 +18,7 @@ from typing import Any
 
 from llm_runtime.api import contract
 from llm_runtime.api.options import (
+    BY_FIELD,
     ENV_PREFIX,
     MODEL_NAME_ENV,
     MODEL_REVISION_ENV,
@@ -59,6 +60,8 @@ class Settings:
     max_new_tokens: int = 512
     prefill_token_budget: int = 512
     grace_seconds: float = 30.0
+    max_connection_age_seconds: float = 30.0
+    max_connection_age_grace_seconds: float = 300.0
     tls_cert: Path | None = None
     tls_key: Path | None = None
     auth_token_file: Path | None = None
@@ -85,6 +88,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, env: Mapping[str, str]) ->
         )
 
 
+def _problem(field: str, rule: str) -> str:
+    """A broken rule, naming the setting as a person set it (its flag and its variable)."""
+    opt = BY_FIELD[field]
+    return f"{field} {rule} ({opt.flag}, {opt.env_name})"
+
+
 def validate(settings: Settings) -> list[str]:
     """Everything wrong with `settings`, as messages a person can act on; empty when fine."""
     problems = []
@@ -95,12 +104,17 @@ def validate(settings: Settings) -> list[str]:
         "max_new_tokens",
         "prefill_token_budget",
     )
-    problems += [f"{f} must be >= 1" for f in positive if getattr(settings, f) < 1]
-    non_negative = ("grace_seconds",)
-    problems += [f"{f} must be >= 0" for f in non_negative if getattr(settings, f) < 0]
+    problems += [_problem(f, "must be >= 1") for f in positive if getattr(settings, f) < 1]
+    non_negative = (
+        "grace_seconds",
+        "max_connection_age_seconds",
+        "max_connection_age_grace_seconds",
+    )
+    # `not >=` also refuses NaN, which float() parses and every comparison lets through.
+    problems += [_problem(f, "must be >= 0") for f in non_negative if not getattr(settings, f) >= 0]
     for port in ("grpc_port", "metrics_port"):
         if not 0 <= getattr(settings, port) <= 65535:
-            problems.append(f"{port} must be in 0..65535")
+            problems.append(_problem(port, "must be in 0..65535"))
     if (settings.tls_cert is None) != (settings.tls_key is None):
         problems.append("tls_cert and tls_key go together: give both or neither")
     files = (settings.tls_cert, settings.tls_key, settings.auth_token_file)

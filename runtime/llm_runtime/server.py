@@ -7,6 +7,10 @@ Lifecycle, as the kubelet and clients see it:
 3. drain (SIGTERM/SIGINT): Health NOT_SERVING, new calls UNAVAILABLE, in-flight calls get
    `grace_seconds` to finish (then `server.stop` cancels the rest, which frees their slots),
    the engine stops, the process exits 0. A model that fails to load exits 1.
+
+Connections do not live for ever: each is closed `max_connection_age_seconds` after it opened
+(a GOAWAY: the client reconnects, re-resolving its target, so existing clients reach new pods),
+and the calls still running on it get `max_connection_age_grace_seconds` to finish.
 """
 
 from __future__ import annotations
@@ -109,6 +113,40 @@ def advertised_info(info: types.ModelInfo, settings: config.Settings) -> types.M
     )
 
 
+# Keepalive, compatible with the clients' (llm_runtime.api.client.KEEPALIVE_OPTIONS, a ping every
+# 20 s, idle or not): the server pings each client every 30 s and drops one that does not answer
+# within 10 s (its streams' batch slots are freed), and it accepts client pings down to one per 10 s
+# even on a connection with no call. Without `permit_without_calls` an idle connection may be
+# pinged only every 2 h: a client's third early ping gets GOAWAY too_many_pings and its connection
+# is closed, and the client then doubles its keepalive time.
+KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+)
+_MAX_INT_ARG = 2**31 - 1  # gRPC channel arguments are C ints
+
+
+def _millis(seconds: float) -> int:
+    return min(round(seconds * 1000), _MAX_INT_ARG)
+
+
+def grpc_options(settings: config.Settings) -> list[tuple[str, int]]:
+    """The gRPC server's channel arguments: no port sharing, keepalive, the connection age."""
+    # No SO_REUSEPORT: a second runtime on the same port must fail, not share it silently.
+    options = [("grpc.so_reuseport", 0), *KEEPALIVE_OPTIONS]
+    if settings.max_connection_age_seconds > 0:  # 0: gRPC's default, connections live for ever
+        options += [
+            ("grpc.max_connection_age_ms", max(1, _millis(settings.max_connection_age_seconds))),
+            (
+                "grpc.max_connection_age_grace_ms",
+                _millis(settings.max_connection_age_grace_seconds),
+            ),
+        ]
+    return options
+
+
 def _read_tls(settings: config.Settings) -> grpc.ServerCredentials | None:
     if settings.tls_cert is None or settings.tls_key is None:
         return None
@@ -140,9 +178,8 @@ class RuntimeServer:
         """Open both ports and start loading the model in the background."""
         for service in ("", RUNTIME_SERVICE):
             await self.health.set(service, _NOT_SERVING)
-        # No SO_REUSEPORT: a second runtime on the same port must fail, not share it silently.
         self._server = aio.server(
-            interceptors=self._interceptors(), options=[("grpc.so_reuseport", 0)]
+            interceptors=self._interceptors(), options=grpc_options(self.settings)
         )
         runtime_pb2_grpc.add_RuntimeServicer_to_server(
             servicer.RuntimeServicer(self.state, log_payloads=self.settings.log_payloads),
@@ -163,12 +200,15 @@ class RuntimeServer:
             self.settings.metrics_port, addr=self.settings.host, registry=self.metrics.registry
         )
         self.metrics_port = self._http.server_port
+        age = self.settings.max_connection_age_seconds
+        grace = self.settings.max_connection_age_grace_seconds
         log.info(
-            "listening: grpc %s:%d (%s), metrics :%d/metrics",
+            "listening: grpc %s:%d (%s), metrics :%d/metrics; %s",
             self.settings.host,
             self.grpc_port,
             "tls" if creds else "plaintext",
             self.metrics_port,
+            f"connections closed after {age:g}s ({grace:g}s grace)" if age else "no connection age",
         )
         self._load_task = asyncio.create_task(self._load(), name="load-model")
 

@@ -65,12 +65,59 @@ def test_validation_lists_every_problem(tmp_path: Path) -> None:
         max_batch_size=0, grpc_port=70000, tls_cert=tmp_path / "missing.pem", log_level="LOUD"
     )
     problems = config.validate(settings)
-    assert "max_batch_size must be >= 1" in problems
-    assert "grpc_port must be in 0..65535" in problems
+    assert "max_batch_size must be >= 1 (--max-batch-size, LLM_RUNTIME_MAX_BATCH_SIZE)" in problems
+    assert "grpc_port must be in 0..65535 (--grpc-port, LLM_RUNTIME_GRPC_PORT)" in problems
     assert "tls_cert and tls_key go together: give both or neither" in problems
     assert f"{tmp_path / 'missing.pem'} does not exist" in problems
     assert any("log_level" in p for p in problems)
     assert config.validate(config.Settings()) == []
+
+
+def test_the_connection_age_and_its_grace_come_from_the_environment_or_flags() -> None:
+    defaults = config.Settings()
+    assert (defaults.max_connection_age_seconds, defaults.max_connection_age_grace_seconds) == (
+        30.0,
+        300.0,
+    )
+    age, grace = (
+        contract.env("max_connection_age_seconds"),
+        "LLM_RUNTIME_MAX_CONNECTION_AGE_GRACE_SECONDS",
+    )
+    assert age == "LLM_RUNTIME_MAX_CONNECTION_AGE_SECONDS"
+    assert contract.env("max_connection_age_grace_seconds") == grace
+    settings = _parse([], {age: "1.5", grace: "0"})
+    assert (settings.max_connection_age_seconds, settings.max_connection_age_grace_seconds) == (
+        1.5,
+        0.0,
+    )
+    flags = ["--max-connection-age-seconds", "0", "--max-connection-age-grace-seconds", "600"]
+    settings = _parse(flags, {age: "1.5"})
+    assert (settings.max_connection_age_seconds, settings.max_connection_age_grace_seconds) == (
+        0.0,
+        600.0,
+    )
+    assert config.validate(settings) == []  # 0 turns the age off
+
+
+@pytest.mark.parametrize(
+    "field", ["max_connection_age_seconds", "max_connection_age_grace_seconds"]
+)
+@pytest.mark.parametrize("value", [-1.0, float("nan")])
+def test_a_negative_connection_age_is_refused_naming_its_variable(field: str, value: float) -> None:
+    settings = dataclasses.replace(config.Settings(), **{field: value})  # type: ignore[arg-type]
+    problems = config.validate(settings)
+    flag = "--" + field.replace("_", "-")
+    assert problems == [f"{field} must be >= 0 ({flag}, {contract.env(field)})"]
+
+
+def test_serve_refuses_a_negative_age_from_the_environment_before_starting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = contract.env("max_connection_age_seconds")
+    monkeypatch.setenv(name, "-5")
+    assert cli.main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "max_connection_age_seconds must be >= 0" in err and name in err
 
 
 def test_the_token_file_is_read_without_its_trailing_newline(tmp_path: Path) -> None:

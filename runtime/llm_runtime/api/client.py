@@ -5,11 +5,17 @@ and the generated stubs). gRPC errors are not wrapped: callers see `grpc.RpcErro
 code the server chose, which is the contract documented in the .proto. Every call takes
 `deadline`: seconds, sent to the server as the gRPC deadline (it then answers DEADLINE_EXCEEDED and
 frees the request's slot), unlike a local asyncio timeout.
+
+Both clients' channels carry `CHANNEL_OPTIONS` (README: "Calling a model from an application"):
+round_robin over every address the target resolves to, retries of UNAVAILABLE (a draining or
+still-loading pod, a connection closed under a call that had no answer yet), and keepalive pings
+the runtime accepts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import AsyncGenerator, Generator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +28,49 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llm_runtime.api.v1 import runtime_pb2, runtime_pb2_grpc
 
 RUNTIME_SERVICE = "llm.runtime.v1.Runtime"
+
+# The channels' service config. round_robin: a `dns:///NAME-headless...` target resolves to every
+# ready pod and each request goes to the next one (over one address: that one). The runtime
+# closes each connection after its max connection age (GOAWAY), and the channel then re-resolves,
+# so new pods (a canary) are found without a new channel. UNAVAILABLE is what a draining pod
+# answers, and a loading one: it was refused before any work, so it is retried, up to 4 attempts
+# in all, each on the next pod, after random(0, 0.1 s), random(0, 0.2 s), random(0, 0.4 s); the
+# deadline bounds them all. A stream is retried only until its first message. No retryThrottling:
+# it would stop retries after a few failures, which is exactly what a pod draining for its grace
+# period produces. Only the Runtime service: Health answers must stay what the pod says.
+SERVICE_CONFIG: dict[str, object] = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [
+        {
+            "name": [{"service": RUNTIME_SERVICE}],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
+}
+
+# A ping every 20 s, idle or not, and a connection whose ping is unanswered for 10 s is dropped
+# (its calls fail UNAVAILABLE, and are retried) instead of hanging on a vanished pod until the
+# deadline. The runtime accepts pings down to one per 10 s (`llm_runtime.server.KEEPALIVE_OPTIONS`);
+# a client pinging more often than its server allows gets GOAWAY too_many_pings.
+KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),  # keep pinging an idle connection
+)
+
+# What every channel of this module is built with; an application's own channel can take them too.
+CHANNEL_OPTIONS: tuple[tuple[str, str | int], ...] = (
+    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+    ("grpc.enable_retries", 1),
+    *KEEPALIVE_OPTIONS,
+)
 
 _FINISH_REASONS = {
     runtime_pb2.FINISH_REASON_LENGTH: "length",
@@ -119,8 +168,11 @@ def _credentials(conn: Connection) -> grpc.ChannelCredentials | None:
     return grpc.ssl_channel_credentials(root_certificates=conn.ca_file.read_bytes())
 
 
-def _options(conn: Connection) -> list[tuple[str, str]]:
-    return [("grpc.ssl_target_name_override", conn.server_name)] if conn.server_name else []
+def _options(conn: Connection) -> list[tuple[str, str | int]]:
+    options = list(CHANNEL_OPTIONS)
+    if conn.server_name:
+        options.append(("grpc.ssl_target_name_override", conn.server_name))
+    return options
 
 
 def _metadata(conn: Connection) -> tuple[tuple[str, str], ...]:
@@ -136,7 +188,7 @@ class RuntimeClient:
         self._channel = (
             grpc.secure_channel(conn.target, creds, options=_options(conn))
             if creds
-            else grpc.insecure_channel(conn.target)
+            else grpc.insecure_channel(conn.target, options=_options(conn))
         )
         self._stub = runtime_pb2_grpc.RuntimeStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
@@ -190,7 +242,7 @@ class AsyncRuntimeClient:
         self._channel = (
             aio.secure_channel(conn.target, creds, options=_options(conn))
             if creds
-            else aio.insecure_channel(conn.target)
+            else aio.insecure_channel(conn.target, options=_options(conn))
         )
         self._stub = runtime_pb2_grpc.RuntimeStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)

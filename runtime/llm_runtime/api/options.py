@@ -75,6 +75,16 @@ OPTIONS: tuple[Option, ...] = (
            "running streams smooth, higher gets new requests their first token sooner"),
     Option("grace_seconds", float, "on SIGTERM, how long in-flight requests may run before they "
            "are cancelled"),
+    Option("max_connection_age_seconds", float, "close each client connection this long after "
+           "it opened (give or take a tenth): a GOAWAY, on which the client's channel reconnects "
+           "and re-resolves its target, so clients that keep one channel still reach new pods (a "
+           "canary) though kube-proxy balances per connection. 30 s: a new pod gets traffic "
+           "within three 10 s analysis windows, for one handshake per client every 30 s. 0 keeps "
+           "connections for ever"),
+    Option("max_connection_age_grace_seconds", float, "how long the calls still running on an "
+           "aged connection may go on before it is closed under them. It closes as soon as they "
+           "end, so a long grace costs nothing, and one shorter than the longest generation cuts "
+           "it: 300 s covers a full max_new_tokens on a busy CPU. 0 cuts them at once"),
     Option("tls_cert", optional_path, "PEM certificate file; with --tls-key turns TLS on"),
     Option("tls_key", optional_path, "PEM private key file for --tls-cert"),
     Option("auth_token_file", optional_path, "file holding the bearer token every Runtime call "
