@@ -97,7 +97,8 @@ def test_channels_with_the_options_are_accepted_by_grpc() -> None:
 
 
 def test_the_readme_shows_the_client_options_as_they_are() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    root = next(d for d in Path(__file__).parents if (d / "pyproject.toml").is_file())
+    readme = (root / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
     (shown,) = [b for b in blocks if "SERVICE_CONFIG = {" in b]
     namespace: dict[str, Any] = {"json": json}
