@@ -50,7 +50,7 @@ new_revision() {
 say "Rollout settings: one canary step at 50 % (5 s pause), an analysis every 5 s, a smoke prompt"
 kubectl -n "$ns" patch llmd "$name" --type merge -p '{"spec":{"rollout":{"strategy":"Canary",
   "steps":[{"weight":50,"pause":{"duration":"5s"}}],
-  "analysis":{"interval":"5s","failureLimit":1,"inconclusive":"pass",
+  "analysis":{"interval":"5s","failureLimit":1,
     "smokePrompts":[{"prompt":"What is the capital of France?","expect":"(?i)paris"}]}}}}'
 stable=$(jp '{.status.rollout.stableRevision}')
 kubectl -n "$ns" get llmd "$name"

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from llm_operator import status
-from llm_operator.rollout import state
+from llm_operator.rollout import report, state
 from llm_operator.spec import LLMDeploymentSpec
 
 GROUP = contract.GROUP
@@ -53,12 +53,12 @@ SUBRESOURCES: dict[str, Any] = {
 }
 
 
-def _column(name: str, type_: str, json_path: str, description: str) -> dict[str, str]:
+def _column(name: str, type_: str, json_path: str, description: str) -> dict[str, str | int]:
     return {"name": name, "type": type_, "jsonPath": json_path, "description": description}
 
 
 # What `kubectl get llmd` shows; Age last, as every built-in resource has it.
-PRINTER_COLUMNS: tuple[dict[str, str], ...] = (
+PRINTER_COLUMNS: tuple[dict[str, str | int], ...] = (
     _column("Model", "string", ".spec.model.name", "The name clients ask for."),
     _column("Ready", "string", ".status.ready", "Ready replicas over desired replicas."),
     _column("Phase", "string", ".status.phase", "The summary state."),
@@ -69,25 +69,8 @@ PRINTER_COLUMNS: tuple[dict[str, str], ...] = (
         "The revision the spec asks for (hash of everything that defines the pods); STABLE "
         "differs from it during a rollout and after a rollback.",
     ),
-    _column(
-        "Stable", "string", ".status.rollout.stableRevision", "The revision serving at full size."
-    ),
-    _column(
-        "Canary", "string", ".status.rollout.canaryRevision", "The revision being judged, if any."
-    ),
-    _column(
-        "Weight",
-        "integer",
-        ".status.rollout.weight",
-        "The canary step's weight in percent (status.rollout.message gives the real share of "
-        "pods).",
-    ),
-    _column(
-        "Verdict",
-        "string",
-        ".status.rollout.lastVerdict",
-        "The last analysis verdict or rollout transition.",
-    ),
+    # STABLE, CANARY, WEIGHT, OBSERVED (-o wide), VERDICT: the rollout core owns its columns.
+    *(dict(c) for c in report.PRINTER_COLUMNS),
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 )
 
@@ -200,6 +183,21 @@ class RolloutState(_Schema):
         default=None,
         description="A revision rolled back and not tried again until the spec changes or a retry.",
         json_schema_extra=_NULLABLE,
+    )
+    observed_share: int | None = Field(
+        default=None,
+        description="The canary's measured share of the requests both revisions' pods served in "
+        "the last analysis window, in percent (their own request counters), to read next to "
+        "weight; null before a window with traffic.",
+        json_schema_extra=_NULLABLE,
+    )
+    observed_requests: int | None = Field(
+        default=None, description="How many requests the last analysis window counted in all."
+    )
+    stalled: bool | None = Field(
+        default=None,
+        description="The step passed its progress deadline without a passed analysis and "
+        "progressDeadlineAbort is false: it waits, and a RolloutStalled Event said why.",
     )
     handled_commands: dict[str, str] | None = Field(
         default=None,

@@ -504,6 +504,21 @@ class RolloutSpec(_Model):
         default=AnalysisSpec(),
         description="How the canary is judged against the stable revision.",
     )
+    progress_deadline_seconds: int = Field(
+        default=600,
+        ge=1,
+        le=86400,
+        description="How long a step may go, once its pods are Ready, without one conclusive "
+        "(passed) analysis window, e.g. because no traffic reaches the canary. Past it the "
+        "rollout is aborted (progressDeadlineAbort) or reported as stalled; a step paused for a "
+        "manual promote is exempt.",
+    )
+    progress_deadline_abort: bool = Field(
+        default=True,
+        description="true: a step past its progress deadline is rolled back with reason "
+        "ProgressDeadlineExceeded, naming what was missing. false: it keeps waiting, marked "
+        "stalled in status.rollout and by a RolloutStalled Event.",
+    )
 
 
 class LLMDeploymentSpec(_Model):

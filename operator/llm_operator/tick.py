@@ -80,6 +80,7 @@ class Gathered:
     resource_version: str
     now: datetime
     results: tuple[analysis.CheckResult, ...] | None
+    traffic: analysis.Traffic | None  # the closed window's split, with `results`
     apply_error: str  # a refusal of the shared children or of a Deployment, if any
 
 
@@ -104,9 +105,9 @@ def gather(*, body: Obj, cache: Cache, settings_image: str, apply_error: str) ->
     groups = pods.by_revision(all_pods)
     windows.forget_gone_pods(cache.scrapes, all_pods)
     now = datetime.now(UTC)
-    results = None
+    results, traffic = None, None
     if plan.analysis_due(before, d.spec, now):
-        results = windows.analyse(groups=groups, r=before, d=d, scrapes=cache.scrapes)
+        results, traffic = windows.analyse(groups=groups, r=before, d=d, scrapes=cache.scrapes)
     meta = body.get("metadata") or {}
     return Gathered(
         d=d,
@@ -122,6 +123,7 @@ def gather(*, body: Obj, cache: Cache, settings_image: str, apply_error: str) ->
         resource_version=str(meta.get("resourceVersion", "")),
         now=now,
         results=results,
+        traffic=traffic,
         apply_error=apply_error or cache.refused,
     )
 
@@ -149,6 +151,7 @@ def decide_tick(g: Gathered) -> Decided:
         annotations=g.annotations,
         now=g.now,
         analysis=g.results,
+        traffic=g.traffic,
     )
     decision = decide.decide(observed, g.before, g.d.spec, g.now)
     after = decision.status

@@ -129,8 +129,9 @@ def smoke_replies(
 
 def analyse(
     *, groups: Mapping[str, list[Obj]], r: RolloutStatus, d: spec.LLMDeployment, scrapes: Scrapes
-) -> tuple[analysis.CheckResult, ...]:
-    """One closed window: canary and stable metric deltas, smoke replies of unsmoked pods."""
+) -> tuple[tuple[analysis.CheckResult, ...], analysis.Traffic]:
+    """One closed window: canary and stable metric deltas, smoke replies of unsmoked pods, and
+    the split of requests the two revisions' pods served."""
     since = r.last_analysis_at or r.step_ready_at
     canary = groups.get(r.canary_revision or "", [])
     stable = [] if r.phase is RolloutPhase.RECREATING else groups.get(r.stable_revision or "", [])
@@ -138,9 +139,12 @@ def analyse(
     rules = d.spec.rollout.analysis
     ready = {_name(p): p for p in ready_pods(canary)}
     to_smoke = plan.pods_to_smoke(r, ready) if rules.smoke_prompts else ()
-    return analysis.evaluate(
-        canary=promtext.aggregate(canary_w),
-        stable=promtext.aggregate(stable_w) if stable_w else None,
+    canary_sum = promtext.aggregate(canary_w)
+    stable_sum = promtext.aggregate(stable_w) if stable_w else None
+    results = analysis.evaluate(
+        canary=canary_sum,
+        stable=stable_sum,
         replies=smoke_replies(ready=ready, names=to_smoke, d=d),
         analysis=rules,
     )
+    return results, analysis.traffic(canary=canary_sum, stable=stable_sum)

@@ -226,6 +226,40 @@ def check_metrics(
 
 
 @dataclass(frozen=True)
+class Traffic:
+    """Requests the canary's and the stable's pods served in one window, by their own counters:
+    what really reached each revision, whatever the intended weight."""
+
+    canary: float
+    stable: float
+
+    @property
+    def total(self) -> float:
+        return self.canary + self.stable
+
+    @property
+    def share(self) -> int | None:
+        """The canary's share in percent (None when neither side served anything)."""
+        return None if self.total <= 0 else round(100 * self.canary / self.total)
+
+
+def traffic(*, canary: promtext.Scrape, stable: promtext.Scrape | None) -> Traffic:
+    """The window's traffic split, from the summed per-pod deltas of each revision."""
+    stable_requests = 0.0 if stable is None else window_metrics(stable).requests
+    return Traffic(canary=window_metrics(canary).requests, stable=stable_requests)
+
+
+def share_note(t: Traffic, weight: int) -> str:
+    """How the observed split compares with the weight; says so when it is far below."""
+    if t.share is None:
+        return f"no requests reached either revision in the window (weight {weight}%)"
+    seen = f"canary served {t.share}% of {t.total:g} requests (weight {weight}%)"
+    if t.total >= 10 and t.share < weight / 2:
+        return seen + "; far below the weight: do clients keep long-lived connections?"
+    return seen
+
+
+@dataclass(frozen=True)
 class SmokeReply:
     """What one canary pod answered to smoke prompt number `index` (or the gRPC error)."""
 

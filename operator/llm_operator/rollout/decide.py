@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from llm_operator.rollout import analysis, plan
-from llm_operator.rollout.analysis import CheckResult, Verdict
+from llm_operator.rollout.analysis import CheckResult, Traffic, Verdict
 from llm_operator.rollout.state import (
     ANNOTATION_PREFIX,
     IN_FLIGHT,
@@ -51,6 +51,7 @@ class Observed:
     startup: CheckResult | None = None  # startup.check_startup over the canary's pods
     analysis: tuple[CheckResult, ...] | None = None  # a closed window's metric + smoke results
     commands: tuple[Command, ...] = ()  # state.pending_commands(annotations, status)
+    traffic: Traffic | None = None  # the closed window's split, with `analysis`
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,9 @@ def _start(
         last_message="",
         smoked_pods=(),
         rejected_revision=None,
+        observed_share=None,
+        observed_requests=0,
+        stalled=False,
         message="recreate: old pods stop before new ones start"
         if recreate
         else plan.weight_message(weight, spec.replicas),
@@ -171,6 +175,9 @@ def _advance(status: RolloutStatus, spec: LLMDeploymentSpec, now: datetime, why:
         step_started_at=now,
         step_ready_at=None,
         step_passes=0,
+        observed_share=None,
+        observed_requests=0,
+        stalled=False,
         message=plan.weight_message(weight, spec.replicas),
     )
     text = f"step {nxt + 1}/{len(steps)}: {new.message} ({why})"
@@ -268,17 +275,33 @@ def _effective(verdict: Verdict, spec: LLMDeploymentSpec, recreate: bool) -> Ver
     return Verdict.INCONCLUSIVE
 
 
+def _with_traffic(
+    status: RolloutStatus, t: analysis.Traffic | None, spec: LLMDeploymentSpec
+) -> RolloutStatus:
+    """The window's measured split next to the intended weight, in the fields and the message."""
+    if t is None or status.phase is RolloutPhase.RECREATING:
+        return status
+    note = analysis.share_note(t, status.weight)
+    return status.evolve(
+        observed_share=t.share,
+        observed_requests=round(t.total),
+        message=f"{plan.weight_message(status.weight, spec.replicas)}; {note}",
+    )
+
+
 def apply_analysis(
     status: RolloutStatus,
     results: tuple[CheckResult, ...],
     spec: LLMDeploymentSpec,
     now: datetime,
+    traffic: analysis.Traffic | None = None,
 ) -> Decision:
-    """Book one closed window: count passes, failures (against failureLimit), inconclusives."""
+    """Book one closed window: count passes, failures (against failureLimit), inconclusives;
+    record the split the window measured."""
     verdict = analysis.overall(results)
     effective = _effective(verdict, spec, status.phase is RolloutPhase.RECREATING)
     smoked = set(status.smoked_pods) | analysis.smoke_passed_pods(results)
-    new = status.evolve(
+    new = _with_traffic(status, traffic, spec).evolve(
         last_analysis_at=now,
         last_verdict=str(verdict),
         last_message=analysis.summary(results),
@@ -321,10 +344,31 @@ def _progress(
         status = status.evolve(step_ready_at=now)
     decision = _done(Action.WAIT, status, "waiting for the canary's pods")
     if observed.analysis is not None:
-        decision = apply_analysis(status, observed.analysis, spec, now)
+        decision = apply_analysis(status, observed.analysis, spec, now, observed.traffic)
         if decision.action is Action.ROLLBACK:
             return decision
-    return _gate(decision, spec, now)
+    return _deadline(decision, spec, now) or _gate(decision, spec, now)
+
+
+def _deadline(decision: Decision, spec: LLMDeploymentSpec, now: datetime) -> Decision | None:
+    """A step Ready for progressDeadlineSeconds without one passed window: abort (naming what
+    the last window lacked) or, without progressDeadlineAbort, report it stalled once."""
+    status = decision.status
+    ready_at, limit = status.step_ready_at, spec.rollout.progress_deadline_seconds
+    if status.phase is not RolloutPhase.CANARY or ready_at is None or status.step_passes >= 1:
+        return None
+    if now < ready_at + timedelta(seconds=limit):
+        return None
+    last = status.last_message or "no analysis window closed"
+    why = f"step {status.step + 1}: no passed analysis within {limit}s of Ready; last: {last}"
+    if spec.rollout.progress_deadline_abort:
+        cause = CheckResult("progress", Verdict.FAILED, "ProgressDeadlineExceeded", why, at=now)
+        return replace(_rollback(status, cause, now), verdict=decision.verdict)
+    if status.stalled:
+        return None
+    new = status.evolve(stalled=True)
+    event = Event("Warning", "RolloutStalled", why)
+    return _done(Action.HOLD, new, why, event=event, verdict=decision.verdict)
 
 
 def _gate(decision: Decision, spec: LLMDeploymentSpec, now: datetime) -> Decision:

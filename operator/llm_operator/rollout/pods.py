@@ -12,7 +12,7 @@ from datetime import datetime
 from llm_runtime.api import contract
 
 from llm_operator.rollout import decide, plan, startup, state
-from llm_operator.rollout.analysis import CheckResult
+from llm_operator.rollout.analysis import CheckResult, Traffic
 from llm_operator.rollout.state import RolloutStatus
 from llm_operator.spec import LLMDeploymentSpec
 
@@ -52,6 +52,7 @@ def observe(
     annotations: Mapping[str, str] | None,
     now: datetime,
     analysis: tuple[CheckResult, ...] | None = None,
+    traffic: Traffic | None = None,
     label: str = REVISION_LABEL,
 ) -> decide.Observed:
     """Everything `decide` needs this tick, from the pods and the annotations."""
@@ -73,5 +74,6 @@ def observe(
         old_pods=old,
         startup=check,
         analysis=analysis,
+        traffic=traffic,
         commands=state.pending_commands(annotations, status),
     )

@@ -10,7 +10,7 @@ from llm_operator.rollout import clock
 from llm_operator.rollout.state import IN_FLIGHT, RolloutPhase, RolloutStatus
 
 # For the CRD's additionalPrinterColumns: `kubectl get llmd` shows STABLE, CANARY, WEIGHT, VERDICT.
-PRINTER_COLUMNS: tuple[Mapping[str, str], ...] = (
+PRINTER_COLUMNS: tuple[Mapping[str, str | int], ...] = (
     {
         "name": "Stable",
         "type": "string",
@@ -27,7 +27,16 @@ PRINTER_COLUMNS: tuple[Mapping[str, str], ...] = (
         "name": "Weight",
         "type": "integer",
         "jsonPath": ".status.rollout.weight",
-        "description": "The canary step's weight in percent (status.rollout.message: real share).",
+        "description": "The canary step's weight in percent (status.rollout.message gives the "
+        "real share of pods).",
+    },
+    {
+        "name": "Observed",
+        "type": "integer",
+        "jsonPath": ".status.rollout.observedShare",
+        "description": "The canary's measured share of requests in percent over the last "
+        "analysis window (its pods' own counters), next to the intended WEIGHT.",
+        "priority": 1,
     },
     {
         "name": "Verdict",

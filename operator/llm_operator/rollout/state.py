@@ -106,6 +106,11 @@ class RolloutStatus:
     rollback: Rollback | None = None
     handled_commands: Mapping[str, str] = field(default_factory=dict)
     message: str = ""  # how the weight maps to pods, stated honestly
+    # What the last closed window measured: the canary's share of the requests both revisions'
+    # pods served (percent; None before any window with traffic), and how many requests that was.
+    observed_share: int | None = None
+    observed_requests: int = 0
+    stalled: bool = False  # past the step's progress deadline without aborting
 
     def evolve(self, **changes: Any) -> RolloutStatus:
         """A copy with `changes` applied (dataclasses.replace, named for readability)."""
@@ -132,6 +137,9 @@ _KEYS = {
     "rejected_revision": "rejectedRevision",
     "handled_commands": "handledCommands",
     "message": "message",
+    "observed_share": "observedShare",
+    "observed_requests": "observedRequests",
+    "stalled": "stalled",
 }
 
 

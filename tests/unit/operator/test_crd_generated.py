@@ -69,6 +69,7 @@ def test_only_the_status_fields_cleared_with_null_are_nullable() -> None:
         ".status.rollout.stepReadyAt",
         ".status.rollout.lastAnalysisAt",
         ".status.rollout.rejectedRevision",
+        ".status.rollout.observedShare",
         ".status.rollback",
     }
 

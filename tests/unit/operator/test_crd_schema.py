@@ -81,11 +81,12 @@ def test_printer_columns_show_model_ready_phase_and_the_rollout() -> None:
         ("Stable", ".status.rollout.stableRevision"),
         ("Canary", ".status.rollout.canaryRevision"),
         ("Weight", ".status.rollout.weight"),
+        ("Observed", ".status.rollout.observedShare"),
         ("Verdict", ".status.rollout.lastVerdict"),
         ("Age", ".metadata.creationTimestamp"),
     ]
     wide_only = {c["name"] for c in _version()["additionalPrinterColumns"] if c.get("priority")}
-    assert wide_only == set()
+    assert wide_only == {"Observed"}  # the measured share sits beside WEIGHT under -o wide
 
 
 def test_rollout_printer_columns_match_the_rollout_core() -> None:

@@ -160,6 +160,7 @@ def test_ready_column_and_phase_come_from_the_serving_revision_only() -> None:
         resource_version="1",
         now=NOW,
         results=None,
+        traffic=None,
         apply_error="",
     )
     seen = tick.serving_state(gathered, "r1")

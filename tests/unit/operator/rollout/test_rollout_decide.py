@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from llm_operator.rollout import decide, plan, state
-from llm_operator.rollout.analysis import CheckResult, Verdict
+from llm_operator.rollout.analysis import CheckResult, Traffic, Verdict
 from llm_operator.rollout.decide import Action, Decision, Observed
 from llm_operator.rollout.state import Command, CommandKind, RolloutPhase, RolloutStatus
 from llm_operator.spec import InconclusivePolicy, LLMDeploymentSpec
@@ -21,6 +21,8 @@ def make_spec(
     replicas: int = 2,
     steps: tuple[tuple[int, float | None], ...] = ((10, 30), (50, 30)),
     strategy: str = "Canary",
+    progress_deadline_seconds: int = 600,
+    progress_deadline_abort: bool = True,
     **analysis: object,
 ) -> LLMDeploymentSpec:
     """A spec for the rollout core: (weight, pause seconds; None waits for a promote) steps
@@ -31,6 +33,8 @@ def make_spec(
             "replicas": replicas,
             "rollout": {
                 "strategy": strategy,
+                "progressDeadlineSeconds": progress_deadline_seconds,
+                "progressDeadlineAbort": progress_deadline_abort,
                 "steps": [
                     {"weight": w, "pause": {} if p is None else {"duration": f"{p:g}s"}}
                     if p != 0
@@ -361,3 +365,58 @@ def test_steps_shortened_mid_rollout_promote_instead_of_crashing() -> None:
         RolloutPhase.PROMOTING,
         Verdict.PASSED,
     )
+
+
+HOLDING = make_spec(steps=((10, 0), (50, 0)), failure_limit=1, progress_deadline_seconds=60)
+
+
+def test_a_step_without_traffic_is_aborted_at_its_progress_deadline_naming_what_was_missing() -> (
+    None
+):
+    s = tick(canary_of("r2", HOLDING), "r2", at(1), HOLDING, canary_ready=1).status
+    for t in range(11, 61, 10):  # quiet windows: held, never conclusive
+        d = tick(s, "r2", at(t), HOLDING, canary_ready=1, analysis=NO_TRAFFIC)
+        assert d.action is Action.WAIT
+        s = d.status
+    d = tick(s, "r2", at(61), HOLDING, canary_ready=1, analysis=NO_TRAFFIC)
+    assert d.action is Action.ROLLBACK
+    assert d.status.rollback is not None
+    assert d.status.rollback.reason == "ProgressDeadlineExceeded"
+    assert "within 60s" in d.status.rollback.message
+    assert "0 canary requests" in d.status.rollback.message
+    assert d.event is not None and d.event.type == "Warning"
+
+
+def test_without_abort_a_step_past_its_deadline_is_reported_stalled_once() -> None:
+    spec = make_spec(
+        steps=((10, 0), (50, 0)), progress_deadline_seconds=60, progress_deadline_abort=False
+    )
+    s = tick(canary_of("r2", spec), "r2", at(1), spec, canary_ready=1).status
+    d = tick(s, "r2", at(61), spec, canary_ready=1, analysis=NO_TRAFFIC)
+    assert (d.action, d.status.stalled, d.status.phase) == (Action.HOLD, True, RolloutPhase.CANARY)
+    assert d.event is not None and d.event.reason == "RolloutStalled"
+    again = tick(d.status, "r2", at(71), spec, canary_ready=1, analysis=NO_TRAFFIC)
+    assert again.event is None and again.status.stalled
+    moved = tick(again.status, "r2", at(81), spec, canary_ready=1, analysis=PASS)
+    assert moved.action is Action.ADVANCE and not moved.status.stalled
+
+
+def test_a_step_paused_for_a_manual_promote_has_no_deadline() -> None:
+    spec = make_spec(steps=((10, None), (100, 0)), progress_deadline_seconds=60)
+    s = tick(canary_of("r2", spec), "r2", at(1), spec, canary_ready=1).status
+    s = tick(s, "r2", at(11), spec, canary_ready=1, analysis=PASS).status
+    assert s.phase is RolloutPhase.PAUSED
+    d = tick(s, "r2", at(500), spec, canary_ready=1, analysis=NO_TRAFFIC)
+    assert d.action is not Action.ROLLBACK and d.status.phase is RolloutPhase.PAUSED
+
+
+def test_the_status_reports_the_share_each_window_measured_next_to_the_weight() -> None:
+    s = tick(canary_of("r2"), "r2", at(1), canary_ready=1).status
+    d = tick(s, "r2", at(11), canary_ready=1, analysis=PASS, traffic=Traffic(24, 76))
+    assert (d.status.observed_share, d.status.observed_requests) == (24, 100)
+    assert "canary served 24% of 100 requests (weight 10%)" in d.status.message
+    assert "far below" not in d.status.message
+    quiet = tick(d.status, "r2", at(21), canary_ready=1, analysis=PASS, traffic=Traffic(0, 400))
+    assert quiet.status.observed_share == 0
+    assert "far below the weight" in quiet.status.message
+    assert "weight 10% -> 1 canary pod beside 2 stable" in quiet.status.message

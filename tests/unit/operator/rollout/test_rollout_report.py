@@ -59,7 +59,7 @@ def test_transition_time_moves_only_when_the_condition_flips() -> None:
 def test_printer_columns_point_at_fields_the_status_has() -> None:
     rollout = state.to_status(ROLLED_BACK)["rollout"]
     for column in report.PRINTER_COLUMNS:
-        assert column["jsonPath"].removeprefix(".status.rollout.") in rollout
+        assert str(column["jsonPath"]).removeprefix(".status.rollout.") in rollout
 
 
 def test_metrics_count_rollouts_rollbacks_by_reason_and_analyses() -> None:
