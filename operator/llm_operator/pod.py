@@ -144,6 +144,8 @@ def runtime_env(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
         "max_input_tokens": str(limits.max_input_tokens),
         "max_new_tokens": str(limits.max_new_tokens),
         "grace_seconds": str(s.drain_grace_period_seconds),
+        "max_connection_age_seconds": str(s.service.max_connection_age_seconds),
+        "max_connection_age_grace_seconds": str(s.service.max_connection_age_grace_seconds),
     }
     if s.security.tls_secret_name:
         settings["tls_cert"] = f"{TLS_MOUNT}/tls.crt"

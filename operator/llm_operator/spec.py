@@ -285,6 +285,21 @@ class ServiceSpec(_Model):
         le=65535,
         description="The gRPC port of the Services (and of the container).",
     )
+    max_connection_age_seconds: int = Field(
+        default=30,
+        ge=0,
+        le=86400,
+        description="The runtime closes every client connection this long after it opened "
+        "(gRPC GOAWAY, then the client reconnects), so long-lived channels re-resolve and "
+        "reach new pods, a canary among them; 0 keeps connections for ever.",
+    )
+    max_connection_age_grace_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description="How long calls still running on an aged connection may go on; a grace "
+        "shorter than the longest generation cuts it.",
+    )
 
 
 class SecuritySpec(_Model):

@@ -286,3 +286,15 @@ def test_endpoint_and_selector_string() -> None:
     assert naming.selector_string("chat") == (
         f"{contract.LABEL_INSTANCE}=chat,{contract.LABEL_DEPLOYMENT}=chat"
     )
+
+
+def test_connections_age_out_so_long_lived_clients_reach_new_pods() -> None:
+    """kube-proxy balances per connection: without an age, a client's one channel never
+    reaches a canary pod that starts after it connected."""
+    env = _env(_runtime_container(_d()))
+    assert env[contract.env("max_connection_age_seconds")] == "30"
+    assert env[contract.env("max_connection_age_grace_seconds")] == "300"
+    tuned = _d(service={"maxConnectionAgeSeconds": 0, "maxConnectionAgeGraceSeconds": 60})
+    env = _env(_runtime_container(tuned))
+    assert env[contract.env("max_connection_age_seconds")] == "0"
+    assert env[contract.env("max_connection_age_grace_seconds")] == "60"
