@@ -245,15 +245,18 @@ class Proxy(_GenericHandler):
         self._splitter = splitter
         self._channels = channels
         self._metrics = frontdoor_metrics
-        self._handlers: dict[str, grpc.RpcMethodHandler[bytes, bytes] | None] = {}
+        self._handlers: dict[str, grpc.RpcMethodHandler[bytes, bytes]] = {}
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[bytes, bytes] | None:
         path: str = handler_call_details.method
-        if path not in self._handlers:
-            self._handlers[path] = self._handler(path)
-        return self._handlers[path]
+        handler = self._handlers.get(path)
+        if handler is None:
+            handler = self._handler(path)
+            if handler is not None:  # only proxied methods: callers choose the other paths
+                self._handlers[path] = handler
+        return handler
 
     def _handler(self, path: str) -> grpc.RpcMethodHandler[bytes, bytes] | None:
         shape = method_shape(path)
