@@ -4,8 +4,9 @@ Deciding what each volume holds is pure (`volume_files`, `container_mounts`); wr
 and creating mount points are the only side effects. Kinds: emptyDir (a folder, mode 0777 like a
 kubelet's; medium Memory is a folder too), hostPath, configMap, secret, downwardAPI, projected
 (serviceAccountToken, configMap, secret, downwardAPI) and persistentVolumeClaim (the bound PV's
-hostPath; see `provision.py`). Files are written once when the pod starts; later edits to a
-ConfigMap or Secret are not propagated (a documented gap), the token is refreshed in place.
+hostPath; see `provision.py`). Files are written when the pod starts and rewritten every few
+seconds while it runs (`podsetup.token_refresh_interval`), so edits to a ConfigMap or Secret
+reach its volumes as a kubelet's do, and the token is refreshed in place.
 """
 
 from __future__ import annotations

@@ -236,6 +236,8 @@ class PodWorker:
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(containerspec.ConfigError, kubeapi.ApiError):
+                # ConfigMaps and Secrets change while pods run; a kubelet updates their volumes.
+                self.objects = await podsetup.fetch_objects(self.ctx.api, self.pod)
                 await podsetup.prepare_volumes(
                     self.ctx.api,
                     self.pod,

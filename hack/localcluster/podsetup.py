@@ -122,7 +122,17 @@ async def prepare_volumes(
     return sources
 
 
+# How often ConfigMap and Secret volumes are brought up to date (a kubelet takes up to its sync
+# period plus its cache TTL, about a minute; the local cluster is quicker, not slower).
+OBJECT_REFRESH_SECONDS = 2.0
+
+
 def token_refresh_interval(pod: Mapping[str, Any]) -> float | None:
-    """Refresh projected tokens at 80% of the shortest lifetime (None when there are none)."""
+    """How often to re-materialise the pod's volumes: projected tokens at 80% of the shortest
+    lifetime, ConfigMap and Secret volumes every OBJECT_REFRESH_SECONDS (None: never)."""
     lifetimes = [expiration for _, expiration in mounts.token_requests(pod)]
-    return 0.8 * min(lifetimes) if lifetimes else None
+    intervals = [0.8 * min(lifetimes)] if lifetimes else []
+    volumes = pod.get("spec", {}).get("volumes") or []
+    if any("configMap" in v or "secret" in v for v in volumes):
+        intervals.append(OBJECT_REFRESH_SECONDS)
+    return min(intervals) if intervals else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from llm_operator import naming, pod, spec
+from llm_operator import naming, pod, routing, spec
 
 Obj = dict[str, Any]
 
@@ -90,6 +90,14 @@ def _service_ports(d: spec.LLMDeployment) -> list[Obj]:
     ]
 
 
+def _ways_in(d: spec.LLMDeployment) -> dict[str, str]:
+    """What the Services select: the front door's pods when it splits traffic, else every
+    revision's runtime pods (the canary's share is then its share of pods)."""
+    if routing.enabled(d):
+        return routing.selector_labels(d.owner.name)
+    return naming.selector_labels(d.owner.name)
+
+
 def service(d: spec.LLMDeployment) -> Obj:
     """The ClusterIP Service: one stable address (connection-level balancing)."""
     return {
@@ -98,7 +106,7 @@ def service(d: spec.LLMDeployment) -> Obj:
         "metadata": naming.child_metadata(d, name=d.owner.name, component="service"),
         "spec": {
             "type": "ClusterIP",
-            "selector": naming.selector_labels(d.owner.name),
+            "selector": _ways_in(d),
             "ports": _service_ports(d),
         },
     }
@@ -114,7 +122,7 @@ def headless_service(d: spec.LLMDeployment) -> Obj:
         "metadata": naming.child_metadata(d, name=name, component="headless-service"),
         "spec": {
             "clusterIP": "None",
-            "selector": naming.selector_labels(d.owner.name),
+            "selector": _ways_in(d),
             "ports": _service_ports(d),
             "publishNotReadyAddresses": False,
         },

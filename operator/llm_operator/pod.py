@@ -82,7 +82,7 @@ def _volumes(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
     return volumes
 
 
-def _security_context() -> dict[str, Any]:
+def container_security_context() -> dict[str, Any]:
     """Non-root, read-only root filesystem, no capabilities: the runtime needs none."""
     return {
         "runAsNonRoot": True,
@@ -91,6 +91,17 @@ def _security_context() -> dict[str, Any]:
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security_context() -> dict[str, Any]:
+    """The pod-level half: every container non-root, volumes group-owned by the same user."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUNTIME_USER,
+        "runAsGroup": RUNTIME_USER,
+        "fsGroup": RUNTIME_USER,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
 
@@ -126,7 +137,7 @@ def _fetch_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
         ],
         "env": _base_env(s),
         "volumeMounts": mounts,
-        "securityContext": _security_context(),
+        "securityContext": container_security_context(),
     }
 
 
@@ -213,7 +224,7 @@ def _runtime_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
         ],
         "resources": resources,
         "volumeMounts": mounts,
-        "securityContext": _security_context(),
+        "securityContext": container_security_context(),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         **health_probes(s),
     }
@@ -245,13 +256,7 @@ def unstamped_template(d: spec.LLMDeployment, *, image: str) -> dict[str, Any]:
             "terminationGracePeriodSeconds": PRESTOP_SLEEP_SECONDS
             + s.drain_grace_period_seconds
             + 5,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": RUNTIME_USER,
-                "runAsGroup": RUNTIME_USER,
-                "fsGroup": RUNTIME_USER,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": pod_security_context(),
             "initContainers": [_fetch_container(s, image)],
             "containers": [_runtime_container(s, image)],
             "volumes": _volumes(s),

@@ -158,7 +158,17 @@ RULES: tuple[Grant, ...] = (
         Verb("delete", "llm_operator.tick", "removes a retired revision's Deployment once its "
              "pods are gone (kube.delete)"),
     )),
-    Grant("", "services", Scope.NAMESPACED, _applied("the ClusterIP and the headless Service")),
+    Grant("", "services", Scope.NAMESPACED, (
+        *_applied("the ClusterIP and the headless Service, and with the front door each "
+                  "revision's headless Service (llm_operator.tick)"),
+        Verb("delete", "llm_operator.tick", "removes a retired revision's own Service with its "
+             "Deployment (trafficRouting: FrontDoor; kube.delete)"),
+    )),
+    Grant("", "configmaps", Scope.NAMESPACED, (
+        Verb("create", "llm_operator.tick", f"applies the front door's routes (kube.apply): {_SSA}"),
+        Verb("patch", "llm_operator.tick", "rewrites the front door's routes when the rollout "
+             "moves (trafficRouting: FrontDoor), and only then"),
+    )),
     Grant("", "serviceaccounts", Scope.NAMESPACED, _applied("the runtime pods' ServiceAccount")),
     Grant("policy", "poddisruptionbudgets", Scope.NAMESPACED,
           _applied("the PodDisruptionBudget (one disruption at a time)")),
@@ -198,11 +208,11 @@ NOT_GRANTED: tuple[NotGranted, ...] = (
                "without the grant such a smoke prompt fails naming the missing permission. Grant "
                "it with a Role of your own in that namespace if you use smoke prompts with TLS or "
                "auth. The runtime pods mount their Secrets through the kubelet, not the operator"),
-    NotGranted("", "services, serviceaccounts", ("delete",), _GC),
+    NotGranted("", "serviceaccounts", ("delete",), _GC),
     NotGranted("policy", "poddisruptionbudgets", ("delete",), _GC),
     NotGranted(GROUP, PLURAL, ("delete",), "the operator never deletes an LLMDeployment; its "
                "owner does, and the garbage collector then removes the children"),
-    NotGranted("", "nodes, configmaps, leases", ("*",), "nothing in the operator uses them"),
+    NotGranted("", "nodes, leases", ("*",), "nothing in the operator uses them"),
 )  # fmt: skip
 
 

@@ -519,6 +519,22 @@ class RolloutSpec(_Model):
         default=AnalysisSpec(),
         description="How the canary is judged against the stable revision.",
     )
+    traffic_routing: Literal["Pods", "FrontDoor"] = Field(
+        default="Pods",
+        description="How a step's weight becomes traffic. Pods: both revisions' pods sit behind "
+        "the Services, so the canary's share is its share of pods (per connection, as "
+        "kube-proxy balances). FrontDoor: a small stateless gRPC proxy (NAME-frontdoor) takes "
+        "the Services and splits every request by the weight, so a 10% step needs one canary "
+        "pod and long-lived client channels still reach the canary; a request the canary "
+        "refuses before its first token is retried on the stable.",
+    )
+    front_door_replicas: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description="Front door pods (trafficRouting: FrontDoor); a PodDisruptionBudget keeps "
+        "all but one of them through voluntary disruptions.",
+    )
     progress_deadline_seconds: int = Field(
         default=600,
         ge=1,

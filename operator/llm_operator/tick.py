@@ -16,13 +16,24 @@ decision) and the last refusal of a Deployment.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from llm_operator import builders, kube, naming, observe, rolloutview, spec, status, windows
+from llm_operator import (
+    builders,
+    kube,
+    naming,
+    observe,
+    rolloutview,
+    routing,
+    spec,
+    status,
+    windows,
+)
 from llm_operator import metrics as op_metrics
 from llm_operator import workloads as wl
 from llm_operator.rollout import analysis, clock, decide, plan, pods, promtext, state
@@ -43,6 +54,9 @@ class Cache:
     written: dict[str, Any] | None = None
     forced_at: float = float("-inf")  # monotonic time of the last forced apply (drift repair)
     refused: str = ""  # the API server's refusal of a Deployment, until an apply succeeds
+    # What was last applied of the front door's objects (name/kind -> canonical JSON): an
+    # unchanged object is not written again.
+    applied: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def cache_of(memo: Any) -> Cache:
@@ -220,9 +234,34 @@ def apply_workloads(
         )
     for name in actions.delete:
         kube.delete(api_version="apps/v1", kind="Deployment", namespace=ns, name=name)
+        if routing.enabled(d):  # the retired revision's own Service goes with it
+            kube.delete(api_version="v1", kind="Service", namespace=ns, name=name)
     for rev in actions.missing:
         log.warning("revision %s has no Deployment and the spec cannot rebuild it", rev)
     return actions
+
+
+def _apply_if_changed(obj: Mapping[str, Any], *, cache: Cache, force: bool) -> None:
+    key = f"{obj['kind']}/{obj['metadata']['name']}"
+    text = json.dumps(obj, sort_keys=True)
+    if force or cache.applied.get(key) != text:
+        kube.apply(obj)
+        cache.applied[key] = text
+
+
+def front_door_objects(g: Gathered, r: RolloutStatus, *, default_image: str) -> list[Obj]:
+    """The front door's children for this rollout state: its routes first (the pods mount
+    them), then each live revision's Service, the Deployment and its budget."""
+    d = g.d
+    routes = routing.routes(d, r, spec_revision=g.spec_revision)
+    revisions = sorted({x for x in (r.stable_revision, r.canary_revision) if x})
+    image = builders.runtime_image(d, default_image=default_image)
+    return [
+        routing.routes_config_map(d, routes),
+        *(routing.revision_service(d, rev) for rev in revisions or [g.spec_revision]),
+        routing.deployment(d, image=image),
+        routing.pod_disruption_budget(d),
+    ]
 
 
 def converge(
@@ -234,6 +273,9 @@ def converge(
         windows.baseline(g.groups.get(rev, []), cache.scrapes)
     force = time.monotonic() - cache.forced_at >= drift_seconds
     try:
+        if routing.enabled(g.d):  # the new routes before any Deployment moves
+            for obj in front_door_objects(g, t.decision.status, default_image=default_image):
+                _apply_if_changed(obj, cache=cache, force=force)
         apply_workloads(
             g, t.decision.status, default_image=default_image, force=force or bool(cache.refused)
         )

@@ -55,10 +55,21 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     config.add_arguments(serve, env=env)
     serve.set_defaults(func=_serve)
     models_cli.register(commands)
+    # Listed here for --help; `main` hands its arguments to the front door's own parser.
+    commands.add_parser(
+        "frontdoor",
+        help="the per-request canary split in front of an LLMDeployment (no model loaded)",
+        add_help=False,
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["frontdoor"]:  # one image runs both; the front door never imports torch
+        from llm_runtime.frontdoor import main as frontdoor
+
+        return frontdoor.main(args[1:])
     logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT, stream=sys.stderr)
     try:
         parser = build_parser(os.environ)

@@ -75,6 +75,11 @@ def _steps(spec: LLMDeploymentSpec) -> tuple[Step, ...]:
     return spec.rollout.steps or (Step(weight=100),)
 
 
+def _weight_message(weight: int, spec: LLMDeploymentSpec) -> str:
+    front_door = spec.rollout.traffic_routing == "FrontDoor"
+    return plan.weight_message(weight, spec.replicas, front_door=front_door)
+
+
 def _done(
     action: Action,
     status: RolloutStatus,
@@ -122,7 +127,7 @@ def _start(
         stalled=False,
         message="recreate: old pods stop before new ones start"
         if recreate
-        else plan.weight_message(weight, spec.replicas),
+        else _weight_message(weight, spec),
     )
     text = f"{why}: revision {revision} replaces {status.stable_revision} ({new.message})"
     return _done(Action.START, new, text, event=Event("Normal", "RolloutStarted", text))
@@ -178,7 +183,7 @@ def _advance(status: RolloutStatus, spec: LLMDeploymentSpec, now: datetime, why:
         observed_share=None,
         observed_requests=0,
         stalled=False,
-        message=plan.weight_message(weight, spec.replicas),
+        message=_weight_message(weight, spec),
     )
     text = f"step {nxt + 1}/{len(steps)}: {new.message} ({why})"
     return _done(Action.ADVANCE, new, text, event=Event("Normal", "RolloutStep", text))
@@ -285,7 +290,7 @@ def _with_traffic(
     return status.evolve(
         observed_share=t.share,
         observed_requests=round(t.total),
-        message=f"{plan.weight_message(status.weight, spec.replicas)}; {note}",
+        message=f"{_weight_message(status.weight, spec)}; {note}",
     )
 
 

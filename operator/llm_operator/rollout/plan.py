@@ -22,13 +22,15 @@ def canary_replicas(weight: int, replicas: int) -> int:
     return min(full, max(1, math.ceil(weight * full / 100)))
 
 
-def weight_message(weight: int, replicas: int) -> str:
-    """e.g. "weight 10% -> 1 canary pod beside 2 stable (33% of pods)"."""
+def weight_message(weight: int, replicas: int, *, front_door: bool = False) -> str:
+    """e.g. "weight 10% -> 1 canary pod beside 2 stable (33% of pods)", or with the front door
+    "... (the front door sends it 10% of requests)"."""
     canary = canary_replicas(weight, replicas)
     stable = max(replicas, 1)
     share = round(100 * canary / (canary + stable))
     pods = "pod" if canary == 1 else "pods"
-    return f"weight {weight}% -> {canary} canary {pods} beside {stable} stable ({share}% of pods)"
+    how = f"the front door sends it {weight}% of requests" if front_door else f"{share}% of pods"
+    return f"weight {weight}% -> {canary} canary {pods} beside {stable} stable ({how})"
 
 
 def effective_weight(weight: int, replicas: int) -> int:

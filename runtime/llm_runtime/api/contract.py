@@ -41,3 +41,10 @@ def env(field: str) -> str:
         return options.BY_FIELD[field].env_name
     except KeyError:
         raise KeyError(f"llm-runtime serve has no setting {field!r}") from None
+
+# The front door's pods (trafficRouting: FrontDoor) carry this label instead of LABEL_DEPLOYMENT,
+# so they are never counted among the runtime's pods.
+LABEL_FRONTDOOR = f"{GROUP}/frontdoor"
+# Where the front door reads its routes (a ConfigMap key mounted as a file).
+FRONTDOOR_ROUTES_KEY = "routes.json"
+FRONTDOOR_CONFIG_DIR = "/etc/llm-frontdoor"

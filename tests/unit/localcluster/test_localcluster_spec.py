@@ -273,3 +273,18 @@ def test_a_checkout_under_a_volume_is_bound_back_and_a_replaced_folder_is_not() 
     assert mounts.reexposed(mounts.shadowed(binds, needed)) == ["/tmp/ci"]
     whole = [mounts.Mount("/var/pod/venv", "/tmp/ci/.venv", False)]
     assert mounts.reexposed(mounts.shadowed(whole, ["/tmp/ci/.venv"])) == ["/tmp/ci/.venv"]
+
+
+def test_configmap_and_secret_volumes_are_refreshed_while_the_pod_runs() -> None:
+    """A kubelet propagates ConfigMap edits to mounted volumes; the front door's routes rely
+    on it. Pods without such volumes are never refreshed."""
+    volumes = [{"name": "routes", "configMap": {"name": "chat-frontdoor"}}]
+    pod = {**POD, "spec": {**POD["spec"], "volumes": volumes}}
+    assert podsetup.token_refresh_interval(pod) == podsetup.OBJECT_REFRESH_SECONDS
+    secret = {
+        **POD,
+        "spec": {**POD["spec"], "volumes": [{"name": "s", "secret": {"secretName": "x"}}]},
+    }
+    assert podsetup.token_refresh_interval(secret) == podsetup.OBJECT_REFRESH_SECONDS
+    empty = {**POD, "spec": {**POD["spec"], "volumes": [{"name": "tmp", "emptyDir": {}}]}}
+    assert podsetup.token_refresh_interval(empty) is None
