@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export LLMOP_CACHE ?= $(HOME)/.cache/llm-operator
 export PYTHONPATH := $(CURDIR)/hack$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help setup gen crds docs lint test unit integration e2e demo cluster-up cluster-down install-operator kind-up bench bench-rollback clean
+.PHONY: help setup gen crds docs lint test unit integration e2e demo cluster-up cluster-down install-operator kind-up bench bench-frontdoor bench-rollback clean
 
 help: ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ kind-up: ## Real-cluster path: build images, kind cluster, chart, example (not r
 
 bench: setup ## Runtime benchmark: continuous batching vs a naive server.
 	$(PY) hack/bench/runtime_bench.py
+
+bench-frontdoor: setup ## Front door overhead: TTFT and tok/s direct vs through the proxy, same run.
+	$(PY) hack/bench/frontdoor_bench.py --model default
 
 bench-rollback: cluster-up ## Canary benchmark: time from a failing signal to rollback, per failure kind.
 	$(PY) hack/bench/rollback_bench.py
