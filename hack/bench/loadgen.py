@@ -5,11 +5,13 @@
 (CLUSTER_IP: the LLMDeployment's ClusterIP Service; PORT: its spec.service.port, by default
 `llm_runtime.api.contract.RUNTIME_GRPC_PORT`.)
 
-Each of `concurrency` workers sends one short chat request after another until stopped. Every
-request opens its own channel on purpose: a ClusterIP Service balances per *connection*, so a
-long-lived channel would pin a worker to one pod and the canary would see no traffic (or all of
-it). A fresh connection per request spreads requests over stable and canary pods in proportion
-to their Ready pods - the traffic split the operator's weights promise.
+Each of `concurrency` workers sends one short chat request after another until stopped. By
+default every request opens its own channel: a ClusterIP Service balances per *connection*, so a
+fresh connection per request spreads requests over stable and canary pods in proportion to their
+Ready pods. `long_lived` keeps one channel per worker for the whole run instead - what real gRPC
+clients do, and what the front door must split per request. Every answer's trailing metadata
+names the revision that served it (`contract.METADATA_REVISION`), so the report counts requests
+per revision as the client saw them.
 
 Nothing is retried: "zero failed requests" in the canary acceptance means every request sent got
 an answer, so every gRPC error is counted, by status code, with a few messages kept for the report.
@@ -28,7 +30,8 @@ from collections.abc import Sequence
 
 import grpc
 from grpc import aio
-from llm_runtime.api import client
+from llm_runtime.api import client, contract
+from llm_runtime.api.v1 import runtime_pb2_grpc
 
 PROMPTS = (
     "Say hello in one short sentence.",
@@ -48,6 +51,7 @@ class LoadConfig:
     max_new_tokens: int = 8
     deadline_seconds: float = 60.0
     pause_seconds: float = 0.0  # between one worker's requests; 0 keeps the pods busy
+    long_lived: bool = False  # one channel per worker for the whole run (else one per request)
 
 
 @dataclasses.dataclass
@@ -59,6 +63,8 @@ class LoadReport:
     codes: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     errors: list[str] = dataclasses.field(default_factory=list)
     latencies: list[float] = dataclasses.field(default_factory=list)
+    # Answered requests by the revision that served them (trailing metadata; "" when absent).
+    by_revision: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     started: float = dataclasses.field(default_factory=time.monotonic)
     ended: float = 0.0
 
@@ -102,21 +108,44 @@ def status_name(error: grpc.RpcError) -> str:
     return code.name if code is not None else "UNKNOWN"
 
 
-async def one_request(config: LoadConfig, index: int, report: LoadReport) -> None:
-    """One chat request on a fresh channel (a fresh connection, so the Service re-balances)."""
+# round_robin (a multi-address target spreads over every address) and no retries: a request that
+# fails is counted, never hidden behind a transparent retry.
+CHANNEL_OPTIONS: tuple[tuple[str, str | int], ...] = (
+    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
+    ("grpc.enable_retries", 0),
+)
+
+
+def _channel(config: LoadConfig) -> aio.Channel:
+    return aio.insecure_channel(config.target, options=CHANNEL_OPTIONS)
+
+
+async def one_request(
+    config: LoadConfig, index: int, report: LoadReport, channel: aio.Channel | None = None
+) -> None:
+    """One chat request, on `channel` or else on a fresh one (a fresh connection, so the Service
+    re-balances); counts the answer under the revision that served it."""
     req = client.build_request(
         messages=[("user", PROMPTS[index % len(PROMPTS)])],
         max_new_tokens=config.max_new_tokens,
     )
     start = time.monotonic()
+    own = channel is None
+    ch = _channel(config) if channel is None else channel
     try:
-        async with client.AsyncRuntimeClient(client.Connection(target=config.target)) as rt:
-            await rt.generate(req, deadline=config.deadline_seconds)
+        call = runtime_pb2_grpc.RuntimeStub(ch).Generate(req, timeout=config.deadline_seconds)
+        await call
+        trailing = await call.trailing_metadata()
     except grpc.RpcError as e:
         details = e.details() if isinstance(e, aio.AioRpcError) else str(e)
         report.record_error(status_name(e), str(details))
     else:
         report.record_ok(time.monotonic() - start)
+        revision = dict(trailing or ()).get(contract.METADATA_REVISION, "")
+        report.by_revision[str(revision)] += 1
+    finally:
+        if own:
+            await ch.close(None)
 
 
 async def run(config: LoadConfig, stop: asyncio.Event | threading.Event) -> LoadReport:
@@ -128,11 +157,16 @@ async def run(config: LoadConfig, stop: asyncio.Event | threading.Event) -> Load
 
     async def worker(offset: int) -> None:
         index = offset
-        while not stopped():
-            await one_request(config, index, report)
-            index += config.concurrency
-            if config.pause_seconds:
-                await asyncio.sleep(config.pause_seconds)
+        channel = _channel(config) if config.long_lived else None
+        try:
+            while not stopped():
+                await one_request(config, index, report, channel)
+                index += config.concurrency
+                if config.pause_seconds:
+                    await asyncio.sleep(config.pause_seconds)
+        finally:
+            if channel is not None:
+                await channel.close(None)
 
     await asyncio.gather(*(worker(i) for i in range(config.concurrency)))
     report.ended = time.monotonic()

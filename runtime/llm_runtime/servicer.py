@@ -22,6 +22,7 @@ import grpc
 from grpc import aio
 
 from llm_runtime import metrics, types
+from llm_runtime.api import contract
 from llm_runtime.api.v1 import runtime_pb2, runtime_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -232,6 +233,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServicer):
         code = grpc.StatusCode.OK
         try:
             serving = self._state.acquire()
+            context.set_trailing_metadata(((contract.METADATA_REVISION, serving.info.revision),))
             domain = to_domain(request, info=serving.info, request_id=request_id)
             async with _closing(serving.engine.generate(domain)) as events:
                 async for event in events:

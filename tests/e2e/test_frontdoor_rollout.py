@@ -1,10 +1,14 @@
 """The front door end to end: real SmolLM2 pods, the chart-installed operator, real clients.
 
-`chat` runs one stable pod behind the front door (trafficRouting: FrontDoor). A pod-defining
-change starts a canary at weight 10% with ONE canary pod beside the one stable pod, and the only
-traffic is a client with one long-lived gRPC channel through the LLMDeployment's ClusterIP
-Service. The split is measured three ways: by the canary and stable pods' own request counters,
-by the front door's counters, and by what the status reports (observedShare).
+`chat` runs one stable pod behind two front door pods (trafficRouting: FrontDoor). A
+pod-defining change starts a canary at weight 10% with ONE canary pod beside the one stable pod;
+the only traffic is clients with long-lived gRPC channels: one through the LLMDeployment's
+ClusterIP Service, and at the 25% step a second one that resolves the front door's pods itself
+and balances round_robin over them (what a headless-DNS client does; this machine's host cannot
+resolve cluster names, so the test gives it the addresses the headless name returns). The split
+is measured by the clients (each answer names its revision), by the pods' own request counters,
+and by what the status reports (observedShare). Then the rollout failure paths under the same
+clients: a metric breach only traffic can show, and a rollout with no traffic at all.
 """
 
 from __future__ import annotations
@@ -29,10 +33,33 @@ REQUESTS = 320  # the acceptance asks for at least 300
 ROLLOUT: dict[str, Any] = {
     "strategy": "Canary",
     "trafficRouting": "FrontDoor",
-    "frontDoorReplicas": 1,
-    "steps": [{"weight": 10, "pause": {}}],  # held at 10% until promoted by hand
+    "frontDoorReplicas": 2,
+    "steps": [{"weight": 10, "pause": {}}, {"weight": 25, "pause": {}}],  # held until promoted
     "analysis": {"interval": f"{kit.INTERVAL}s"},
 }
+
+
+def _long_lived(target: str) -> loadgen.LoadConfig:
+    return loadgen.LoadConfig(target=target, concurrency=1, max_new_tokens=4, long_lived=True)
+
+
+def _run(
+    chat: kit.Target, configs: list[loadgen.LoadConfig], *, requests: int
+) -> tuple[list[loadgen.LoadReport], list[tuple[int, int]]]:
+    """Runs the clients until together they finished `requests` (10 minutes at most); returns
+    their reports and every (observedShare, observedRequests) the status showed meanwhile."""
+    shares: list[tuple[int, int]] = []
+    loads = [loadgen.BackgroundLoad(c).start() for c in configs]
+    try:
+        deadline = time.monotonic() + 600
+        while sum(sum(x.snapshot()) for x in loads) < requests and time.monotonic() < deadline:
+            time.sleep(2)
+            r = chat.rollout()
+            if r.get("observedShare") is not None:
+                shares.append((int(r["observedShare"]), int(r.get("observedRequests") or 0)))
+    finally:
+        reports = [x.stop() for x in loads]
+    return reports, shares
 
 
 def _pod_requests(pod: dict[str, Any]) -> float:
@@ -82,7 +109,7 @@ def chat(cluster: Cluster, ns: str, operator_ns: str) -> Iterator[kit.Target]:
     def serving() -> bool:
         st = target.status()
         stable = st.get("ready") == "1/1" and (st.get("rollout") or {}).get("phase") == "Stable"
-        return stable and len(_front_door_pods(cluster, ns)) == 1
+        return stable and len(_front_door_pods(cluster, ns)) == 2
 
     kit.wait_for("chat Stable 1/1 behind its front door", serving, timeout=LOAD_TIMEOUT, interval=3)
     yield target
@@ -122,19 +149,13 @@ def test_one_canary_pod_at_weight_10_gets_10_percent_of_a_long_lived_channels_re
     time.sleep(4)  # the routes ConfigMap reaches the front door pod (polled every second)
     before = _counts(chat, (stable, canary))
     # One client, one channel: the connection pattern that defeats per-connection balancing.
-    config = loadgen.LoadConfig(target=chat.service_target(), concurrency=1, max_new_tokens=4)
-    shares: list[tuple[int, int]] = []
-    with loadgen.BackgroundLoad(config) as load:
-        deadline = time.monotonic() + 600
-        while sum(load.snapshot()) < REQUESTS and time.monotonic() < deadline:
-            time.sleep(2)
-            r = chat.rollout()
-            if r.get("observedShare") is not None:
-                shares.append((int(r["observedShare"]), int(r.get("observedRequests") or 0)))
-    report = load.report
-    assert report is not None
+    config = _long_lived(chat.service_target())
+    reports, shares = _run(chat, [config], requests=REQUESTS)
+    (report,) = reports
     assert report.failed == 0, report.summary()
     assert report.ok >= 300, report.summary()
+    seen = 100 * report.by_revision[canary] / report.ok
+    assert 7 <= seen <= 13, dict(report.by_revision)
     after = _counts(chat, (stable, canary))
     served = {rev: after[rev] - before[rev] for rev in (stable, canary)}
     share = 100 * served[canary] / (served[canary] + served[stable])
@@ -145,6 +166,45 @@ def test_one_canary_pod_at_weight_10_gets_10_percent_of_a_long_lived_channels_re
     assert busy, shares
     assert all(2 <= s <= 20 for s in busy), shares
     assert "canary served" in chat.rollout()["message"]
+
+
+def test_at_25_percent_two_long_lived_clients_send_the_canary_a_quarter_of_their_requests(
+    chat: kit.Target, cluster: Cluster, ns: str
+) -> None:
+    r = chat.rollout()
+    stable, canary = r["stableRevision"], r["canaryRevision"]
+    chat.cluster.kubectl(
+        "annotate", "llmd", "chat", "-n", ns, "--overwrite",
+        f"rollout.llm-operator.io/promote={time.time()}",
+    )  # fmt: skip
+    kit.wait_for(
+        "the second step (25%) Ready and held",
+        lambda: (
+            (r := chat.rollout()).get("weight") == 25
+            and r.get("phase") == "Paused"
+            and r.get("canaryRevision") == canary
+        ),
+        timeout=LOAD_TIMEOUT,
+        interval=2,
+    )
+    time.sleep(4)  # the new routes reach both front door pods
+    doors = ",".join(
+        f"{p['status']['podIP']}:{contract.RUNTIME_GRPC_PORT}"
+        for p in _front_door_pods(cluster, ns)
+    )
+    before = _counts(chat, (stable, canary))
+    configs = [_long_lived(chat.service_target()), _long_lived(f"ipv4:{doors}")]
+    reports, _ = _run(chat, configs, requests=200)
+    ok = sum(rep.ok for rep in reports)
+    assert all(rep.failed == 0 for rep in reports), [rep.summary() for rep in reports]
+    assert all(rep.ok > 0 for rep in reports), [rep.summary() for rep in reports]
+    seen = 100 * sum(rep.by_revision[canary] for rep in reports) / ok
+    assert 18 <= seen <= 32, [dict(rep.by_revision) for rep in reports]
+    after = _counts(chat, (stable, canary))
+    served = {rev: after[rev] - before[rev] for rev in (stable, canary)}
+    assert 18 <= 100 * served[canary] / (served[canary] + served[stable]) <= 32, served
+    r = chat.rollout()
+    assert r["observedShare"] is not None and "weight 25%" in r["message"], r
 
 
 def test_promoting_moves_every_request_to_the_new_revision_without_a_failed_call(
@@ -170,3 +230,64 @@ def test_promoting_moves_every_request_to_the_new_revision_without_a_failed_call
     assert report is not None
     assert report.failed == 0 and report.ok > 0, report.summary()
     assert {podwatch.revision(p) for p in chat.live_pods()} == {canary}
+
+
+def test_a_canary_breaching_a_limit_only_traffic_shows_is_rolled_back_and_clients_see_no_error(
+    chat: kit.Target,
+) -> None:
+    stable = chat.rollout()["stableRevision"]
+    rollout = {
+        **ROLLOUT,
+        "steps": [{"weight": 25, "pause": {"duration": "60s"}}],
+        "analysis": {
+            "interval": f"{kit.INTERVAL}s",
+            "failureLimit": 1,
+            "minRequests": 3,
+            "metrics": {"maxTTFTp95Seconds": 0.001},  # every real answer breaches it
+        },
+    }
+    ready_at: list[str] = []
+
+    def record() -> None:
+        ro = chat.rollout()
+        if ro.get("canaryRevision") and ro.get("stepReadyAt") and not ready_at:
+            ready_at.append(str(ro["stepReadyAt"]))
+
+    load = loadgen.BackgroundLoad(_long_lived(chat.service_target())).start()
+    try:
+        chat.apply(kit.spec_with(env="frontdoor-slow", rollout=rollout))
+        rev = chat.new_revision()
+        st = chat.rolled_back(rev, timeout=LOAD_TIMEOUT, on_poll=record)
+        time.sleep(3)
+    finally:
+        report = load.stop()
+    rb = st["rollback"]
+    assert rb["reason"] == "TTFTp95AboveLimit", rb
+    assert ready_at, "the canary step was never seen Ready"
+    delay = podwatch.seconds_between(ready_at[0], rb["at"])
+    assert delay <= 2 * kit.INTERVAL + 6.0, (ready_at, rb)
+    assert report.failed == 0 and report.ok > 0, report.summary()
+    assert report.by_revision[rev] > 0, dict(report.by_revision)  # real traffic reached it
+    assert chat.rollout()["stableRevision"] == stable
+
+
+def test_a_rollout_no_traffic_reaches_ends_at_its_progress_deadline(chat: kit.Target) -> None:
+    rollout = {
+        **ROLLOUT,
+        "steps": [{"weight": 25}],
+        "progressDeadlineSeconds": 20,
+        "analysis": {
+            "interval": f"{kit.INTERVAL}s",
+            "minRequests": 3,
+            "metrics": {"maxErrorRatio": 0.5},
+        },
+    }
+    chat.apply(kit.spec_with(env="frontdoor-quiet", rollout=rollout))
+    rev = chat.new_revision()
+    st = chat.rolled_back(rev, timeout=LOAD_TIMEOUT)
+    rb = st["rollback"]
+    assert rb["reason"] == "ProgressDeadlineExceeded", rb
+    assert "canary requests in the window" in rb["message"], rb
+    degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ProgressDeadlineExceeded")
+    assert chat.events("RolloutRolledBack"), "no Event says why"

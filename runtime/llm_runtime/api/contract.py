@@ -48,3 +48,7 @@ LABEL_FRONTDOOR = f"{GROUP}/frontdoor"
 # Where the front door reads its routes (a ConfigMap key mounted as a file).
 FRONTDOOR_ROUTES_KEY = "routes.json"
 FRONTDOOR_CONFIG_DIR = "/etc/llm-frontdoor"
+
+# Trailing metadata on every Runtime call the runtime answers: the revision that served it, so a
+# client (and a test) can tell which side of a canary split answered, whatever routed the call.
+METADATA_REVISION = "llm-revision"
