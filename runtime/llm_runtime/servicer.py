@@ -62,6 +62,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc) or "the waiting queue is full"
     if isinstance(exc, types.DrainingError):
         return grpc.StatusCode.UNAVAILABLE, str(exc) or "the server is shutting down"
+    if isinstance(exc, types.NumericalError):
+        return grpc.StatusCode.INTERNAL, str(exc)
     if isinstance(exc, NotReadyError):
         return grpc.StatusCode.UNAVAILABLE, str(exc) or "the model is not loaded yet"
     return grpc.StatusCode.INTERNAL, "internal error; see the server log"

@@ -107,6 +107,11 @@ class DrainingError(RuntimeError_):
     """-> UNAVAILABLE: the server is shutting down and accepts no new work."""
 
 
+class NumericalError(RuntimeError_):
+    """-> INTERNAL: this request's logits were not finite (NaN or Inf from the model). Only this
+    request fails; the others in its batch go on."""
+
+
 class Engine(Protocol):
     """What the server needs from an engine. `generate` validates synchronously-raised errors
     (InvalidRequestError, QueueFullError, DrainingError) before yielding the first event, and

@@ -3,6 +3,10 @@
 Greedy rows (temperature 0) share one argmax over the batch. Sampled rows are processed one by
 one because each owns a `torch.Generator` seeded from the request: a request with a seed gets the
 same tokens whatever else is in the batch, which a single batched multinomial could not promise.
+
+Numerics are per row: a temperature so small that dividing by it overflows is the greedy choice
+(its limit), and a row whose logits are not finite gets no token (None) - that request fails
+alone, never the batch it shares.
 """
 
 from __future__ import annotations
@@ -10,6 +14,10 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+
+# Below this temperature sampling is greedy: softmax(logits / 1e-6) already puts all the mass on
+# the top logit whenever it leads by more than ~1e-4, and smaller divisors risk overflow.
+GREEDY_BELOW = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +31,9 @@ class RowSampling:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0
+        """Temperature 0, or so close to it that sampling is the argmax (and dividing by it
+        would overflow float32 into inf and NaN probabilities)."""
+        return self.temperature < GREEDY_BELOW
 
 
 def make_generator(*, seed: int | None, device: torch.device) -> torch.Generator:
@@ -52,16 +62,23 @@ def filter_logits(logits: torch.Tensor, *, top_k: int, top_p: float) -> torch.Te
 
 
 def sample_row(logits: torch.Tensor, row: RowSampling) -> int:
-    """Draw one token from a 1-D float logits row."""
+    """Draw one token from a finite 1-D float logits row; probabilities that still come out
+    non-finite (an extreme temperature) fall back to the greedy token, their limit."""
     scaled = filter_logits(logits / row.temperature, top_k=row.top_k, top_p=row.top_p)
     probs = torch.softmax(scaled, dim=-1)
+    if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0.0:
+        return int(logits.argmax().item())
     return int(torch.multinomial(probs, 1, generator=row.generator).item())
 
 
-def choose_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> list[int]:
-    """Pick the next token for every row of `logits` ([rows, vocab], float32)."""
-    chosen = logits.argmax(dim=-1).tolist()
+def choose_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> list[int | None]:
+    """Pick the next token for every row of `logits` ([rows, vocab], float32); None for a row
+    whose logits are not all finite (that request fails; the others are unaffected)."""
+    finite = torch.isfinite(logits).all(dim=-1).tolist()
+    chosen: list[int | None] = [int(t) for t in logits.argmax(dim=-1).tolist()]
     for index, row in enumerate(rows):
-        if not row.greedy:
+        if not finite[index]:
+            chosen[index] = None
+        elif not row.greedy:
             chosen[index] = sample_row(logits[index], row)
-    return [int(token) for token in chosen]
+    return chosen

@@ -253,6 +253,10 @@ class Scheduler:
     def _sample_and_accept(self, batch: list[Sequence], logits: torch.Tensor) -> None:
         tokens = sampling.choose_tokens(logits, [s.row for s in batch])
         for seq, token in zip(batch, tokens, strict=True):
+            if token is None:  # this row's numbers broke: fail it alone, keep the batch going
+                seq.emit(types.NumericalError("the model produced non-finite logits"))
+                seq.cancelled = True
+                continue
             self._accept(seq, token)
         done = [i for i, s in enumerate(self._running) if s.finish is not None or s.cancelled]
         finished = [self._running[i] for i in done if self._running[i].finish is not None]

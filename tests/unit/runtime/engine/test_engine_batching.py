@@ -345,3 +345,15 @@ async def test_a_dropped_stream_frees_its_slot(tiny_dir: Path) -> None:
         assert _final(await _run(engine, _req(max_new_tokens=4))).completion_tokens > 0
     finally:
         await engine.stop()
+
+
+async def test_a_near_zero_temperature_never_harms_a_neighbour_in_its_batch(
+    engine: BatchingEngine,
+) -> None:
+    """Measured on the demo cluster: temperature 1e-40 beside a normal request failed both."""
+    normal, tiny = await asyncio.gather(
+        _run(engine, _req(max_new_tokens=10)),
+        _run(engine, _req("Kubernetes operators deploy", temperature=1e-40, max_new_tokens=10)),
+    )
+    assert _final(normal).completion_tokens > 0
+    assert _final(tiny).completion_tokens > 0

@@ -54,3 +54,29 @@ def test_top_p_keeps_the_smallest_set_reaching_the_mass() -> None:
 def test_top_k_keeps_k_tokens() -> None:
     kept = sampling.filter_logits(torch.tensor([1.0, 4.0, 3.0, 2.0]), top_k=2, top_p=1.0)
     assert torch.isfinite(kept).tolist() == [False, True, True, False]
+
+
+def test_a_near_zero_temperature_is_greedy_not_nan() -> None:
+    """temperature 1e-40 once made inf logits, NaN probabilities and a failed batch."""
+    row = sampling.RowSampling(
+        temperature=1e-40, generator=sampling.make_generator(seed=1, device=torch.device("cpu"))
+    )
+    assert row.greedy
+    assert sampling.choose_tokens(_logits(), [row, sampling.RowSampling()]) == [1, 0]
+    tiny = sampling.RowSampling(
+        temperature=1e-5, generator=sampling.make_generator(seed=1, device=torch.device("cpu"))
+    )
+    huge = torch.tensor([3e38, -3e38, 0.0, 1.0])
+    assert sampling.sample_row(huge, tiny) == 0  # overflowing probabilities: the greedy limit
+
+
+def test_a_row_with_non_finite_logits_fails_alone() -> None:
+    logits = torch.tensor(
+        [[0.1, float("nan"), 0.5, 2.9], [5.0, 0.0, 0.0, 0.0], [0.0, float("inf"), 0.0, 0.0]]
+    )
+    seeded = sampling.RowSampling(
+        temperature=0.7, generator=sampling.make_generator(seed=3, device=torch.device("cpu"))
+    )
+    chosen = sampling.choose_tokens(logits, [sampling.RowSampling(), seeded, seeded])
+    assert chosen[0] is None and chosen[2] is None
+    assert chosen[1] == 0  # the neighbour is unaffected
