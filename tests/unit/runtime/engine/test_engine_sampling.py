@@ -20,7 +20,7 @@ def test_greedy_rows_take_the_argmax() -> None:
 def test_same_seed_gives_same_tokens_whatever_the_other_rows() -> None:
     logits = torch.zeros(3, 50)
 
-    def draw(seed: int, other: sampling.RowSampling) -> list[int]:
+    def draw(seed: int, other: sampling.RowSampling) -> list[int | None]:
         row = sampling.RowSampling(
             temperature=1.0,
             generator=sampling.make_generator(seed=seed, device=torch.device("cpu")),
