@@ -33,7 +33,7 @@ from prometheus_client import parser
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = next(d for d in Path(__file__).parents if (d / "pyproject.toml").is_file())
 GENERATE = f"/{api.RUNTIME_SERVICE}/Generate"
 STREAM = f"/{api.RUNTIME_SERVICE}/GenerateStream"
 INFO = f"/{api.RUNTIME_SERVICE}/ModelInfo"
