@@ -54,10 +54,13 @@ def routes(d: spec.LLMDeployment, r: RolloutStatus, *, spec_revision: str) -> di
         "weight": 0,
     }
     judged = (RolloutPhase.CANARY, RolloutPhase.PAUSED, RolloutPhase.PROMOTING)
-    if r.canary_revision and r.phase in judged:
+    weight = _weight(d, r) if r.canary_revision and r.phase in judged else 0
+    if r.canary_revision and weight > 0:
+        # Named only once it takes traffic: its Service then has Ready endpoints, so the front
+        # door's first resolution of the name succeeds (a failed one backs off for seconds).
         canary = r.canary_revision
         out["canary"] = {"target": revision_target(d, canary), "revision": canary}
-        out["weight"] = _weight(d, r)
+        out["weight"] = weight
     return out
 
 
