@@ -24,6 +24,7 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "Service"): ("services", True),
     ("v1", "Pod"): ("pods", True),
     ("v1", "Secret"): ("secrets", True),
+    ("v1", "ConfigMap"): ("configmaps", True),
     ("apps/v1", "Deployment"): ("deployments", True),
     ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
     ("kopf.dev/v1", "ClusterKopfPeering"): ("clusterkopfpeerings", False),

@@ -104,3 +104,27 @@ def test_each_revision_has_a_headless_service_selecting_only_its_pods() -> None:
     assert svc["metadata"]["name"] == "chat-r2"
     assert svc["spec"]["clusterIP"] == "None"
     assert svc["spec"]["selector"][contract.LABEL_REVISION] == "r2"
+
+
+def test_every_object_the_front_door_needs_has_a_rest_path() -> None:
+    """kube.apply must know the path of each kind the builders produce (a missing one once
+    stopped every tick with a KeyError)."""
+    from llm_operator import kube
+
+    d = _d()
+    r = RolloutStatus(stable_revision="r1")
+    objects = [
+        *builders.desired(d, default_image=IMAGE).children,
+        routing.routes_config_map(d, routing.routes(d, r, spec_revision="r1")),
+        routing.revision_service(d, "r1"),
+        routing.deployment(d, image=IMAGE),
+        routing.pod_disruption_budget(d),
+    ]
+    for obj in objects:
+        path = kube.path_for(
+            api_version=obj["apiVersion"],
+            kind=obj["kind"],
+            namespace="team",
+            name=obj["metadata"]["name"],
+        )
+        assert path.endswith("/" + obj["metadata"]["name"])
