@@ -153,10 +153,17 @@ def deployment(d: spec.LLMDeployment, *, image: str) -> Obj:
     a model load (no init container, starts in about a second)."""
     labels = selector_labels(d.owner.name)
     meta = naming.child_metadata(d, name=name(d.owner.name), component="frontdoor")
+    # Without LABEL_DEPLOYMENT: the tick lists the runtime's Deployments by it, and would take
+    # this one for a revision to retire.
+    common = {
+        **{k: v for k, v in naming.common_labels(d.owner.name).items()},
+        contract.LABEL_COMPONENT: "frontdoor",
+    }
+    del common[contract.LABEL_DEPLOYMENT]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {**meta, "labels": {**meta["labels"], **labels}},  # type: ignore[dict-item]
+        "metadata": {**meta, "labels": {**common, **labels}},
         "spec": {
             "replicas": d.spec.rollout.front_door_replicas,
             "selector": {"matchLabels": labels},

@@ -128,3 +128,14 @@ def test_every_object_the_front_door_needs_has_a_rest_path() -> None:
             name=obj["metadata"]["name"],
         )
         assert path.endswith("/" + obj["metadata"]["name"])
+
+
+def test_the_front_door_is_never_taken_for_a_runtime_revision() -> None:
+    """The tick lists the runtime's Deployments and pods by the LLMDeployment's selector and
+    retires any revision it does not keep; the front door must not match it."""
+    from llm_operator import naming
+
+    deploy = routing.deployment(_d(), image=IMAGE)
+    runtime = naming.selector_labels("chat")
+    for labels in (deploy["metadata"]["labels"], deploy["spec"]["template"]["metadata"]["labels"]):
+        assert not runtime.items() <= labels.items(), labels
