@@ -135,6 +135,9 @@ def _container(d: spec.LLMDeployment, image: str) -> Obj:
             {"name": "grpc", "containerPort": port, "protocol": "TCP"},
             {"name": "metrics", "containerPort": contract.RUNTIME_METRICS_PORT, "protocol": "TCP"},
         ],
+        # The system resolver (getaddrinfo): it reads /etc/hosts as well as cluster DNS, and
+        # returns every address of a headless name; c-ares, gRPC's default, asks DNS servers only.
+        "env": [{"name": "GRPC_DNS_RESOLVER", "value": "native"}],
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
         "volumeMounts": [
             {"name": "routes", "mountPath": contract.FRONTDOOR_CONFIG_DIR, "readOnly": True},
