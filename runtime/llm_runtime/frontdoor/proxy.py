@@ -30,6 +30,7 @@ import asyncio
 import enum
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
@@ -119,15 +120,19 @@ def service_config(name: str) -> dict[str, Any]:
     return config
 
 
-# A revision's name may not resolve yet when the front door starts (its pods still load); gRPC
-# then retries resolving and connecting with a backoff that grows to 120 s by default, long after
-# the pods are Ready. Capped at 2 s, traffic flows within ~2 s of the first Ready pod.
+# Reconnecting to a pod that went away backs off up to 120 s by default; capped at 2 s, a pod that
+# comes back (or a new one behind the same name) gets traffic within ~2 s. The resolver's own
+# backoff after a name that did not resolve is not set by these: `Channels` reopens such a
+# channel instead.
 BACKOFF_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.min_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 2_000),
     ("grpc.dns_min_time_between_resolutions_ms", 1_000),
 )
+
+
+REOPEN_SECONDS = 1.0
 
 
 def channel_options(name: str) -> list[tuple[str, Any]]:
@@ -211,15 +216,33 @@ class Channels:
 
     def __init__(self, *, grace_seconds: float = 30.0) -> None:
         self._channels: dict[tuple[str, str], aio.Channel] = {}
+        self._opened: dict[tuple[str, str], float] = {}
         self._grace = grace_seconds
         self._closing: set[asyncio.Task[None]] = set()
 
     def get(self, name: str, target: str) -> aio.Channel:
-        channel = self._channels.get((name, target))
+        key = (name, target)
+        channel = self._channels.get(key)
+        if channel is not None and self._stuck(key, channel):
+            self._close_later(key, self._channels.pop(key))
+            channel = None
         if channel is None:
             channel = aio.insecure_channel(target, options=channel_options(name))
-            self._channels[(name, target)] = channel
+            self._channels[key] = channel
+            self._opened[key] = time.monotonic()
         return channel
+
+    def _stuck(self, key: tuple[str, str], channel: aio.Channel) -> bool:
+        """A channel in TRANSIENT_FAILURE for over REOPEN_SECONDS is replaced: its resolver
+        backs off up to minutes after a name that did not resolve yet (a revision whose pods
+        were still loading), and a new channel resolves at once."""
+        failing = channel.get_state() is grpc.ChannelConnectivity.TRANSIENT_FAILURE
+        return failing and time.monotonic() - self._opened.get(key, 0.0) >= REOPEN_SECONDS
+
+    def _close_later(self, key: tuple[str, str], channel: aio.Channel) -> None:
+        task = asyncio.create_task(channel.close(self._grace), name=f"close {key}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def retain(self, config: routing.RoutingConfig) -> None:
         """Open (and start connecting) the config's channels; close every other one."""
@@ -227,10 +250,8 @@ class Channels:
         for name, target in keep:
             self.get(name, target).get_state(try_to_connect=True)
         for key in set(self._channels) - keep:
-            channel = self._channels.pop(key)
-            task = asyncio.create_task(channel.close(self._grace), name=f"close {key}")
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._opened.pop(key, None)
+            self._close_later(key, self._channels.pop(key))
 
     async def close(self) -> None:
         channels, self._channels = list(self._channels.values()), {}
