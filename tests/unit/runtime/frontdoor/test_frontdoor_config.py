@@ -3,13 +3,15 @@ watcher that applies content changes (symlink swaps included) and keeps the last
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
-from llm_runtime.frontdoor import routing, watch
+from llm_runtime.frontdoor import proxy, routing, watch
 
 pytestmark = pytest.mark.unit
 
@@ -163,3 +165,20 @@ async def test_run_polls_until_cancelled(tmp_path: Path) -> None:
         await asyncio.sleep(0.01)
     task.cancel()
     assert w.config is not None and w.config.weight == 2
+
+
+async def test_a_backend_channel_stuck_in_transient_failure_is_reopened() -> None:
+    """gRPC backs off for a minute and more before re-resolving a name that failed; a
+    channel failing for over REOPEN_SECONDS is replaced, and a new one tries at once."""
+    channels = proxy.Channels(grace_seconds=0)
+    target = "127.0.0.1:9"  # discard port on loopback: nothing listens, connects fail fast
+    first = channels.get("stable", target)
+    first.get_state(try_to_connect=True)
+    async with asyncio.timeout(10):
+        while first.get_state() is not grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            await asyncio.sleep(0.05)
+    assert channels.get("stable", target) is first  # not before REOPEN_SECONDS
+    await asyncio.sleep(proxy.REOPEN_SECONDS)
+    second = channels.get("stable", target)
+    assert second is not first
+    await channels.close()
