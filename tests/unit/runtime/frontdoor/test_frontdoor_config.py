@@ -175,7 +175,7 @@ async def test_a_backend_channel_stuck_in_transient_failure_is_reopened() -> Non
     first = channels.get("stable", target)
     first.get_state(try_to_connect=True)
     async with asyncio.timeout(10):
-        while first.get_state() is not grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+        while first.get_state() is not grpc.ChannelConnectivity.TRANSIENT_FAILURE:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     assert channels.get("stable", target) is first  # not before REOPEN_SECONDS
     await asyncio.sleep(proxy.REOPEN_SECONDS)
