@@ -148,9 +148,13 @@ async def one_request(
             await ch.close(None)
 
 
-async def run(config: LoadConfig, stop: asyncio.Event | threading.Event) -> LoadReport:
+async def run(
+    config: LoadConfig,
+    stop: asyncio.Event | threading.Event,
+    report: LoadReport | None = None,
+) -> LoadReport:
     """Workers send requests back to back until `stop` is set; then in-flight ones finish."""
-    report = LoadReport()
+    report = LoadReport() if report is None else report
 
     def stopped() -> bool:
         return stop.is_set()
@@ -183,14 +187,15 @@ class BackgroundLoad:
 
     def __init__(self, config: LoadConfig) -> None:
         self.config = config
-        self.report: LoadReport | None = None
+        self.report: LoadReport | None = None  # set once every request has finished
+        self._live = LoadReport()  # counts while the load runs (snapshot reads it)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name="loadgen", daemon=True)
         self._error: BaseException | None = None
 
     def _main(self) -> None:
         try:
-            self.report = asyncio.run(run(self.config, self._stop))
+            self.report = asyncio.run(run(self.config, self._stop, self._live))
         except BaseException as e:  # surfaced by stop(); a thread cannot raise into the test
             self._error = e
 
@@ -199,8 +204,8 @@ class BackgroundLoad:
         return self
 
     def snapshot(self) -> tuple[int, int]:
-        """(ok, failed) so far; (0, 0) before the first request finished."""
-        return (0, 0) if self.report is None else (self.report.ok, self.report.failed)
+        """(ok, failed) so far, while the load runs."""
+        return (self._live.ok, self._live.failed)
 
     def stop(self) -> LoadReport:
         """Stops new requests, waits for in-flight ones, returns the report."""
