@@ -42,6 +42,7 @@ def env(field: str) -> str:
     except KeyError:
         raise KeyError(f"llm-runtime serve has no setting {field!r}") from None
 
+
 # The front door's pods (trafficRouting: FrontDoor) carry this label instead of LABEL_DEPLOYMENT,
 # so they are never counted among the runtime's pods.
 LABEL_FRONTDOOR = f"{GROUP}/frontdoor"
