@@ -1,6 +1,6 @@
 """`llm-frontdoor`: the per-request canary splitter in front of an LLMDeployment's pods.
 
-    llm-frontdoor --config /etc/llm-frontdoor/routing.json [--port 50051] [--metrics-port 9090]
+    llm-frontdoor --config /etc/llm-frontdoor/routing.json [--port PORT] [--metrics-port PORT]
 
 The config file's format is in `llm_runtime.frontdoor.routing`; it is re-read every second.
 """

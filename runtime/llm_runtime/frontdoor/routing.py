@@ -3,8 +3,8 @@
 The file (a mounted ConfigMap key, written by the operator) is one JSON object:
 
     {
-      "stable": {"target": "dns:///chat-r1a2b3.ns.svc.cluster.local:50051", "revision": "r1a2b3"},
-      "canary": {"target": "dns:///chat-r4c5d6.ns.svc.cluster.local:50051", "revision": "r4c5d6"},
+      "stable": {"target": "dns:///chat-r1a2b3.ns.svc.cluster.local:PORT", "revision": "r1a2b3"},
+      "canary": {"target": "dns:///chat-r4c5d6.ns.svc.cluster.local:PORT", "revision": "r4c5d6"},
       "weight": 10
     }
 
@@ -12,7 +12,7 @@ The file (a mounted ConfigMap key, written by the operator) is one JSON object:
 - `canary` (optional, may be `null`): the revision under test.
 - `weight` (optional, default 0): the canary's share in whole percent, an integer 0..100. It
   must be 0 when there is no canary.
-- `target`: a gRPC target string (`dns:///host:port`, `ipv4:10.0.0.1:50051,10.0.0.2:50051`,
+- `target`: a gRPC target string (`dns:///host:port`, `ipv4:10.0.0.1:PORT,10.0.0.2:PORT`,
   `127.0.0.1:5001`...); a DNS name that resolves to several pod IPs (a headless Service) is
   spread across them by the channel's round_robin policy.
 - `revision`: the revision's name, only used as a metric label (`[A-Za-z0-9._-]`, 1..63 chars).
