@@ -10,11 +10,11 @@ so `make crds` is the one fix for any chart CRD drift. `--check` writes nothing 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
+import generated_files
 import yaml
 from llm_operator import crd
 
@@ -77,27 +77,14 @@ def expected_files() -> dict[Path, str]:
 
 def stale_files() -> list[Path]:
     """The owned files whose content differs from what `make crds` writes."""
-    return [
-        path
-        for path, text in expected_files().items()
-        if not path.exists() or path.read_text() != text
-    ]
+    return generated_files.stale(expected_files())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true", help="write nothing; fail on drift")
-    args = parser.parse_args(argv)
-    stale = stale_files()
-    if args.check:
-        for path in stale:
-            print(f"stale: {path.relative_to(ROOT)} (run `make crds`)", file=sys.stderr)
-        return 1 if stale else 0
-    for path, text in expected_files().items():
-        if path in stale:
-            path.write_text(text)
-            print(f"wrote {path.relative_to(ROOT)}")
-    return 0
+    description = __doc__.splitlines()[0] if __doc__ else None
+    return generated_files.main(
+        argv, description=description, expected=expected_files, target="crds"
+    )
 
 
 if __name__ == "__main__":
