@@ -107,7 +107,7 @@ def test_closed_folders_on_the_way_to_the_interpreter_are_exposed_child_by_child
         [
             "/root/.pyenv/versions/3.11/bin/python3.11",
             "/root/.local/x",
-            "/work/main/.venv/bin/python",
+            "/srv/checkout/.venv/bin/python",
         ],
         is_open=lambda folder: folder not in closed,
     )

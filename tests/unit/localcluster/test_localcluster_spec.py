@@ -219,9 +219,9 @@ def test_a_claim_gets_a_prebound_host_path_volume() -> None:
 
 
 def test_a_volume_that_would_hide_the_interpreter_is_detected() -> None:
-    binds = [mounts.Mount("/s/a", "/work", False), mounts.Mount("/s/b", "/data", False)]
-    needed = ["/work/main/.venv/bin/python", "/root/.pyenv/bin/python3.11", "/workspace/x"]
-    assert mounts.shadowed(binds, needed) == [("/work", "/work/main/.venv/bin/python")]
+    binds = [mounts.Mount("/s/a", "/srv", False), mounts.Mount("/s/b", "/data", False)]
+    needed = ["/srv/checkout/.venv/bin/python", "/root/.pyenv/bin/python3.11", "/srvx/x"]
+    assert mounts.shadowed(binds, needed) == [("/srv", "/srv/checkout/.venv/bin/python")]
 
 
 def test_container_identity_prefers_the_container_and_adds_fs_group() -> None:
