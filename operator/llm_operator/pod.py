@@ -29,6 +29,17 @@ RUNTIME_CONTAINER = "runtime"
 # after a promotion or a rollback loses no requests that were already on their way to it.
 PRESTOP_SLEEP_SECONDS = 5
 FETCH_CONTAINER = "fetch"
+# A crashed container's last log lines become its termination message (the status shows them),
+# unless it wrote a message file itself.
+TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
+# The model cache emptyDir's cap when the runtime has no ephemeral-storage limit: a ~15B model in
+# bf16 plus the download it was converted from. A wrong or runaway source then evicts its own pod
+# instead of filling the node's disk; larger models set an ephemeral-storage limit (the cap then
+# follows it) or a cacheClaimName.
+MODEL_CACHE_SIZE_LIMIT = "64Gi"
+# /tmp is HOME for both containers (no passwd entry for the numeric user): only libraries' small
+# user caches and temp files land there; the model goes to the model volume.
+TMP_SIZE_LIMIT = "512Mi"
 
 
 def fetch_uri(source: str) -> str:
@@ -59,15 +70,21 @@ def fetch_dtype(model: spec.ModelSpec) -> str:
     return "bfloat16" if model.dtype == "auto" else model.dtype
 
 
+def model_cache_size_limit(s: spec.LLMDeploymentSpec) -> str:
+    """The model emptyDir's sizeLimit: the runtime's ephemeral-storage limit when it has one (the
+    pod may use no more disk anyway, and the kubelet evicts on either), else MODEL_CACHE_SIZE_LIMIT."""
+    return str(s.runtime.resources.limits.get("ephemeral-storage", MODEL_CACHE_SIZE_LIMIT))
+
+
 def _volumes(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
     model: dict[str, Any] = (
         {"persistentVolumeClaim": {"claimName": s.model.cache_claim_name}}
         if s.model.cache_claim_name
-        else {"emptyDir": {}}
+        else {"emptyDir": {"sizeLimit": model_cache_size_limit(s)}}
     )
     volumes: list[dict[str, Any]] = [
         {"name": "model", **model},
-        {"name": "tmp", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
     ]
     claim = source_claim(s.model.source)
     if claim:
@@ -106,13 +123,25 @@ def pod_security_context() -> dict[str, Any]:
     }
 
 
-def _base_env(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
-    """Environment both containers share: a writable HOME and caches on the model volume."""
+def _base_env(s: spec.LLMDeploymentSpec, *, hf_home: str) -> list[dict[str, Any]]:
+    """Environment both containers share: a writable HOME, the Hugging Face cache, the name."""
     return [
         {"name": "HOME", "value": "/tmp"},
-        {"name": "HF_HOME", "value": f"{naming.MODEL_MOUNT}/.hf"},
+        {"name": "HF_HOME", "value": hf_home},
         {"name": ENV_MODEL_NAME, "value": s.model.name},
     ]
+
+
+def user_env(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
+    """spec.runtime.env as EnvVar objects (valueFrom kept: HF_TOKEN from a Secret, proxies)."""
+    return [e.model_dump(by_alias=True, exclude_none=True) for e in s.runtime.env]
+
+
+def fetch_env(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
+    """The fetcher's environment: the Hugging Face cache on the model volume (a cacheClaimName
+    keeps downloads across pods), then the user's env, so HF_TOKEN reaches a gated model and
+    HTTPS_PROXY a proxied network. It is the only container that downloads anything."""
+    return _base_env(s, hf_home=f"{naming.MODEL_MOUNT}/.hf") + user_env(s)
 
 
 def _fetch_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
@@ -135,9 +164,10 @@ def _fetch_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
             "--dtype",
             fetch_dtype(s.model),
         ],
-        "env": _base_env(s),
+        "env": fetch_env(s),
         "volumeMounts": mounts,
         "securityContext": container_security_context(),
+        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
     }
 
 
@@ -163,9 +193,10 @@ def runtime_env(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
         settings["tls_key"] = f"{TLS_MOUNT}/tls.key"
     if s.security.auth_token_secret_name:
         settings["auth_token_file"] = f"{TOKEN_MOUNT}/token"
-    env = _base_env(s) + [{"name": contract.env(k), "value": v} for k, v in settings.items()]
-    user = [e.model_dump(by_alias=True, exclude_none=True) for e in s.runtime.env]
-    return env + user
+    # The model volume is read-only here, so the Hugging Face cache (never used: the runtime
+    # loads a local directory) points at the writable /tmp.
+    env = _base_env(s, hf_home="/tmp/.hf")
+    return env + [{"name": contract.env(k), "value": v} for k, v in settings.items()] + user_env(s)
 
 
 def _probe_action(s: spec.LLMDeploymentSpec) -> dict[str, Any]:
@@ -203,8 +234,10 @@ def health_probes(s: spec.LLMDeploymentSpec) -> dict[str, dict[str, Any]]:
 
 
 def _runtime_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
+    """The serving container. It mounts the model read-only: only the fetcher writes the cache,
+    so a serving pod can never corrupt the weights a shared cacheClaimName gives other pods."""
     mounts: list[dict[str, Any]] = [
-        {"name": "model", "mountPath": naming.MODEL_MOUNT},
+        {"name": "model", "mountPath": naming.MODEL_MOUNT, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     if s.security.tls_secret_name:
@@ -226,6 +259,7 @@ def _runtime_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
         "volumeMounts": mounts,
         "securityContext": container_security_context(),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
+        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
         **health_probes(s),
     }
 

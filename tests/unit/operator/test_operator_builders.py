@@ -106,7 +106,10 @@ def test_init_container_fetches_the_source_into_the_model_volume() -> None:
     ]
     assert init["image"] == IMAGE
     volumes = {v["name"]: v for v in pod_spec["volumes"]}
-    assert volumes["model"] == {"name": "model", "emptyDir": {}}
+    assert volumes["model"] == {
+        "name": "model",
+        "emptyDir": {"sizeLimit": pod.MODEL_CACHE_SIZE_LIMIT},
+    }
 
 
 def test_cache_claim_replaces_the_empty_dir() -> None:
