@@ -207,6 +207,10 @@ class BackgroundLoad:
         """(ok, failed) so far, while the load runs."""
         return (self._live.ok, self._live.failed)
 
+    def by_revision(self) -> dict[str, int]:
+        """Requests answered so far, per revision (the runtime's `llm-revision` trailer)."""
+        return dict(self._live.by_revision)
+
     def stop(self) -> LoadReport:
         """Stops new requests, waits for in-flight ones, returns the report."""
         self._stop.set()

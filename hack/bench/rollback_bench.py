@@ -14,7 +14,10 @@ revision must fail, and measures:
 - gone: the first poll (every 0.5 s) that finds no live canary pod (the rollback complete).
 
 and, for a good update under load, the total time from `kubectl apply` to Stable, with the number
-of failed requests. The table compares "signal -> decided" with what Flagger and Argo Rollouts
+of failed requests. The kind `frontdoor` (frontdoor_rollout.py, run first so it keeps the pods it
+finds) measures what the front door adds to TTFT at 32 streams next to a direct call, and the
+canary's share of two long-lived clients' requests at each step, as the clients counted it and as
+the status reported it. The table compares "signal -> decided" with what Flagger and Argo Rollouts
 would need at best with their documented analysis loops: Flagger rolls back after `threshold`
 failed checks run every `interval` (interval x threshold; 60 s at best with its 1m interval),
 Argo Rollouts after failureLimit+1 failed measurements (interval x (failureLimit+1)). Both
@@ -32,13 +35,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench import canary_kit as kit
-from bench import loadgen, podwatch
+from bench import frontdoor_rollout, loadgen, podwatch
 from localcluster import cp_layout, cp_testing
 from localcluster.cp_layout import Layout
 from localcluster.cp_testing import Cluster
 
 RELEASE = "rollback-bench"
-KINDS = ("good", "crash", "smoke", "metric", "abort")
+KINDS = ("frontdoor", "good", "crash", "smoke", "metric", "abort")  # frontdoor first: same pods
 LOAD_TIMEOUT = 600.0
 FAILURE_LIMIT = 1
 FLAGGER_INTERVAL, FLAGGER_THRESHOLD = 60.0, 1  # Flagger's 1m interval, threshold at its minimum
@@ -270,18 +273,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the namespaces and release")
     args = parser.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
-    unknown = set(kinds) - set(KINDS)
+    unknown = set(kinds) - set(KINDS)  # "frontdoor" has its own runner and table
     if unknown:
         parser.error(f"unknown kinds {sorted(unknown)}")
     cluster = cluster_handle()
     ns, op_ns = cp_testing.namespace_name("rollback-bench"), cp_testing.namespace_name("rb-op")
     results: list[Result] = []
+    door: frontdoor_rollout.FrontDoorResult | None = None
     try:
         chat = setup(cluster, ns, op_ns)
         for kind in kinds:
             print(f"[rollback-bench] {kind} ...", flush=True)
-            results.append(RUNNERS[kind](chat))
-            print(f"[rollback-bench] {results[-1]}", flush=True)
+            if kind == "frontdoor":
+                door = frontdoor_rollout.run(chat)
+                print(f"[rollback-bench] {door}", flush=True)
+            else:
+                results.append(RUNNERS[kind](chat))
+                print(f"[rollback-bench] {results[-1]}", flush=True)
             foreign = kit.foreign_operators(cluster, ns, RELEASE)
             if foreign:  # two operators on one object: this kind's numbers mean nothing
                 print(f"[rollback-bench] WARNING: {foreign} also acted on {ns}", flush=True)
@@ -293,13 +301,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in (ns, op_ns):
                 cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
     print(table(results, interval=kit.INTERVAL))
+    if door is not None:
+        print()
+        print(frontdoor_rollout.table(door))
     if args.json:
         rows = [
             {**dataclasses.asdict(r), "to_decision": r.to_decision, "to_gone": r.to_gone}
             for r in results
         ]
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+            json.dump({"kinds": rows, "frontdoor": door and dataclasses.asdict(door)}, f, indent=2)
     return 0
 
 
