@@ -49,11 +49,15 @@ def _measured(trigger: str) -> Iterator[None]:
 def apply_shared(d: spec.LLMDeployment, *, settings: Settings, memo: Any) -> str:
     """Applies the children every revision shares (identity, Services, budget); remembers (per
     object, in memo) a refusal for the status to show. Returns the spec's revision. The
-    per-revision Deployments are the rollout tick's (they depend on the rollout state)."""
+    per-revision Deployments are the rollout tick's (they depend on the rollout state).
+
+    A child whose name another owner holds is skipped (a NameConflict condition, the tick's
+    next status shows it); the others are still applied, so what can serve does."""
     desired = builders.desired(d, default_image=settings.runtime_image)
+    cache = tick.cache_of(memo)
     try:
         for child in desired.shared:
-            kube.apply(child)
+            tick.apply_owned(child, uid=d.owner.uid, cache=cache)
     except kube.ApiError as e:
         if e.retriable:
             raise kopf.TemporaryError(f"applying children: {e}", delay=10) from e

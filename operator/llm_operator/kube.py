@@ -3,7 +3,9 @@
 Everything goes through `_request`, which owns the error policy: 404 on a read is "absent"
 (None), everything else >= 400 raises ApiError carrying the status and the server's message.
 Writes are server-side apply under one field manager, forced: the operator owns the fields it
-sets, and a manual edit of those fields is drift that the next apply undoes.
+sets, and a manual edit of those fields is drift that the next apply undoes. Forcing is safe
+only on objects the operator controls: callers check ownership first (`tick.apply_owned`), so
+an object of the same name that someone else made is never taken over.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "Pod"): ("pods", True),
     ("v1", "Secret"): ("secrets", True),
     ("v1", "ConfigMap"): ("configmaps", True),
+    ("v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
+    ("v1", "Event"): ("events", True),
     ("apps/v1", "Deployment"): ("deployments", True),
     ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
     ("kopf.dev/v1", "ClusterKopfPeering"): ("clusterkopfpeerings", False),
@@ -172,12 +176,25 @@ def get(*, api_version: str, kind: str, namespace: str | None, name: str) -> dic
     return _request("GET", path)
 
 
+def current(obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The stored object of `obj`'s kind, namespace and name (None when absent): read before an
+    apply so that an object someone else made is not taken over by the forced apply."""
+    meta = obj["metadata"]
+    return get(
+        api_version=obj["apiVersion"],
+        kind=obj["kind"],
+        namespace=meta.get("namespace"),
+        name=meta["name"],
+    )
+
+
 def list_objects(
-    *, api_version: str, kind: str, namespace: str, selector: str
+    *, api_version: str, kind: str, namespace: str, selector: str = "", fields: str = ""
 ) -> list[dict[str, Any]]:
-    """Objects of a kind in a namespace matching a label selector."""
+    """Objects of a kind in a namespace matching a label selector and a field selector."""
     path = path_for(api_version=api_version, kind=kind, namespace=namespace)
-    result = _request("GET", path, query=[("labelSelector", selector)]) or {}
+    query = [(k, v) for k, v in (("labelSelector", selector), ("fieldSelector", fields)) if v]
+    result = _request("GET", path, query=query) or {}
     return [dict(x) for x in result.get("items") or []]
 
 

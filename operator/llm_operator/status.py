@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from llm_operator import preflight
 from llm_operator.observe import DeploymentView, Failure, PodView
 
 DeploymentPhase = Literal["Pending", "Loading", "Ready", "Progressing", "Degraded", "Failed"]
@@ -26,6 +27,8 @@ class ServingState:
     deployment: DeploymentView | None
     pods: tuple[PodView, ...]
     apply_error: str = ""
+    # Problems the cluster must fix (llm_operator.preflight), one per condition type.
+    problems: tuple[preflight.Problem, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +59,9 @@ def summarize(o: ServingState) -> Summary:
     """The phase rules, in order of precedence (the first that matches wins)."""
     if o.apply_error:
         return Summary("Failed", "ApplyFailed", o.apply_error)
+    worst = preflight.blocking(o.problems)
+    if worst is not None and worst.phase == "Failed":  # it will never load: never say Loading
+        return Summary("Failed", worst.reason, worst.message)
     if o.deployment is None:
         return Summary("Pending", "Creating", "the runtime Deployment does not exist yet")
     live = [p for p in o.pods if not p.terminating]
@@ -64,6 +70,8 @@ def summarize(o: ServingState) -> Summary:
     if failing:
         pod, f = failing
         return Summary("Degraded", f.reason, f"pod {pod.name} container {f.container}: {f.message}")
+    if worst is not None:
+        return Summary("Degraded", worst.reason, worst.message)
     if _rolled_out(o, live):
         return Summary("Ready", "ReplicasReady", f"{ready}/{o.desired} replicas serve the model")
     unschedulable = [p for p in live if p.unschedulable_message]
@@ -135,7 +143,7 @@ def status_body(
     v = v or summarize(o)
     live = [p for p in o.pods if not p.terminating]
     ready = sum(1 for p in live if p.ready)
-    conds = conditions_for(v, ready=ready, desired=o.desired)
+    conds = [*conditions_for(v, ready=ready, desired=o.desired), *preflight.conditions(o.problems)]
     return {
         "phase": v.phase,
         "conditions": with_times(

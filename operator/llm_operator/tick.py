@@ -28,6 +28,7 @@ from llm_operator import (
     kube,
     naming,
     observe,
+    preflight,
     rolloutview,
     routing,
     spec,
@@ -36,7 +37,7 @@ from llm_operator import (
 )
 from llm_operator import metrics as op_metrics
 from llm_operator import workloads as wl
-from llm_operator.rollout import analysis, clock, decide, plan, pods, promtext, state
+from llm_operator.rollout import analysis, clock, decide, owners, plan, pods, promtext, state
 from llm_operator.rollout.state import RolloutStatus
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class Cache:
     # What was last applied of the front door's objects (name/kind -> canonical JSON): an
     # unchanged object is not written again.
     applied: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Children left alone because another owner holds their name (kind/name -> NameConflict).
+    conflicts: dict[str, preflight.Problem] = dataclasses.field(default_factory=dict)
 
 
 def cache_of(memo: Any) -> Cache:
@@ -96,6 +99,9 @@ class Gathered:
     results: tuple[analysis.CheckResult, ...] | None
     traffic: analysis.Traffic | None  # the closed window's split, with `results`
     apply_error: str  # a refusal of the shared children or of a Deployment, if any
+    events: Sequence[Obj] = ()  # Warning Events of the namespace (read only while unsettled)
+    claims: Mapping[str, Obj] = dataclasses.field(default_factory=dict)  # PVCs pods share
+    conflicts: tuple[preflight.Problem, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +113,7 @@ class Decided:
     new_status: dict[str, Any]
     phase_event: status.Transition | None
     baseline: tuple[str, ...]
+    problems: tuple[preflight.Problem, ...] = ()  # each posts an Event when it appears
 
 
 def gather(*, body: Obj, cache: Cache, settings_image: str, apply_error: str) -> Gathered:
@@ -116,6 +123,10 @@ def gather(*, body: Obj, cache: Cache, settings_image: str, apply_error: str) ->
     before = state.from_status(previous)
     ns, selector = d.owner.namespace, naming.selector_string(d.owner.name)
     all_pods = kube.list_objects(api_version="v1", kind="Pod", namespace=ns, selector=selector)
+    deployments = kube.list_objects(
+        api_version="apps/v1", kind="Deployment", namespace=ns, selector=selector
+    )
+    all_pods = owners.owned_pods(all_pods, deployments)  # copied labels do not make a pod ours
     groups = pods.by_revision(all_pods)
     windows.forget_gone_pods(cache.scrapes, all_pods)
     now = datetime.now(UTC)
@@ -130,16 +141,62 @@ def gather(*, body: Obj, cache: Cache, settings_image: str, apply_error: str) ->
         spec_revision=builders.desired(d, default_image=settings_image).revision,
         all_pods=all_pods,
         groups=groups,
-        deployments=kube.list_objects(
-            api_version="apps/v1", kind="Deployment", namespace=ns, selector=selector
-        ),
+        deployments=deployments,
         annotations=meta.get("annotations"),
         resource_version=str(meta.get("resourceVersion", "")),
         now=now,
         results=results,
         traffic=traffic,
         apply_error=apply_error or cache.refused,
+        events=_warnings(ns) if unsettled(all_pods, deployments, d.spec.replicas) else (),
+        claims=_claims(ns, preflight.claims_wanted(all_pods)),
+        conflicts=tuple(cache.conflicts.values()),
     )
+
+
+def unsettled(pods: Sequence[Obj], deployments: Sequence[Obj], desired: int) -> bool:
+    """Whether some pod is missing or not Ready: only then are Events worth reading."""
+    views = [observe.pod_view(p) for p in pods]
+    serving = [v for v in views if not v.terminating]
+    return not deployments or len(serving) < desired or any(not v.ready for v in serving)
+
+
+def _warnings(namespace: str) -> list[dict[str, Any]]:
+    return kube.list_objects(
+        api_version="v1", kind="Event", namespace=namespace, fields="type=Warning"
+    )
+
+
+def _claims(namespace: str, names: set[str]) -> dict[str, Obj]:
+    found = {
+        n: kube.get(api_version="v1", kind="PersistentVolumeClaim", namespace=namespace, name=n)
+        for n in sorted(names)
+    }
+    return {n: pvc for n, pvc in found.items() if pvc is not None}
+
+
+def problems_of(g: Gathered, serving: str) -> tuple[preflight.Problem, ...]:
+    """Pure: what the cluster must fix, from the serving revision's pods, its Deployment and
+    Events, the claims its pods share, the conflicts of the last applies and the spec itself."""
+    pods_ = [p for p in rolloutview.pick(g.all_pods, serving) if not _terminating(p)]
+    mine = rolloutview.pick(g.deployments, serving)
+    names = [str(p["metadata"]["name"]) for p in pods_ if p.get("metadata")]
+    short = len(pods_) < g.d.spec.replicas
+    owners = [naming.deployment_name(g.d.owner.name, serving)]
+    kv = preflight.kv_cache_problem(g.d.spec)
+    found = [
+        *g.conflicts,
+        *preflight.pod_problems(pods_),
+        *preflight.deployment_problems(mine[0] if mine else None),
+        *preflight.event_problems(g.events, pods=names, owners=owners, short=short),
+        *preflight.claim_problems(g.claims, pods_),
+        *([kv] if kv else []),
+    ]
+    return tuple(preflight.merged(found))
+
+
+def _terminating(pod: Obj) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def serving_state(g: Gathered, serving: str) -> status.ServingState:
@@ -152,6 +209,7 @@ def serving_state(g: Gathered, serving: str) -> status.ServingState:
         deployment=observe.deployment_view(mine[0]) if mine else None,
         pods=tuple(observe.pod_view(p) for p in rolloutview.pick(g.all_pods, serving)),
         apply_error=g.apply_error,
+        problems=problems_of(g, serving),
     )
 
 
@@ -189,6 +247,7 @@ def decide_tick(g: Gathered) -> Decided:
         new_status=new,
         phase_event=status.transition(g.previous.get("phase"), summary),
         baseline=baseline,
+        problems=serving.problems,
     )
 
 
@@ -208,10 +267,31 @@ def persist(g: Gathered, t: Decided, *, cache: Cache, post: PostEvent) -> None:
         post(ev.type, ev.reason, ev.message)
     if t.phase_event is not None:
         post(t.phase_event.type, t.phase_event.reason, t.phase_event.message)
+    for p in preflight.appeared(t.problems, g.previous.get("conditions") or []):
+        post("Warning", p.reason, p.message)
+
+
+def apply_owned(
+    obj: Mapping[str, Any], *, uid: str, cache: Cache, known: Obj | None = None
+) -> bool:
+    """Applies `obj` unless an object of its name exists that this LLMDeployment does not
+    control; then records a NameConflict (the status shows it) and leaves that object alone.
+    `known`: the object as a list of this tick already read it (saves the GET)."""
+    meta = obj["metadata"]
+    kind, name = str(obj["kind"]), str(meta["name"])
+    existing = known if known is not None else kube.current(obj)
+    key = f"{kind}/{name}"
+    problem = preflight.conflict(existing, kind=kind, name=name, uid=uid)
+    if problem is not None:
+        cache.conflicts[key] = problem
+        return False
+    cache.conflicts.pop(key, None)
+    kube.apply(obj)
+    return True
 
 
 def apply_workloads(
-    g: Gathered, r: RolloutStatus, *, default_image: str, force: bool
+    g: Gathered, r: RolloutStatus, *, cache: Cache, default_image: str, force: bool
 ) -> wl.Actions:
     """Applies, resizes and deletes per-revision Deployments to match the plan."""
     d = g.d
@@ -227,7 +307,9 @@ def apply_workloads(
     )
     ns = d.owner.namespace
     if actions.apply is not None:
-        kube.apply({**spec_deploy, "spec": {**spec_deploy["spec"], "replicas": actions.apply}})
+        sized = {**spec_deploy, "spec": {**spec_deploy["spec"], "replicas": actions.apply}}
+        listed = [x for x in g.deployments if x["metadata"]["name"] == sized["metadata"]["name"]]
+        apply_owned(sized, uid=d.owner.uid, cache=cache, known=listed[0] if listed else None)
     for name, replicas in actions.scale:
         kube.scale(
             api_version="apps/v1", kind="Deployment", namespace=ns, name=name, replicas=replicas
@@ -241,11 +323,10 @@ def apply_workloads(
     return actions
 
 
-def _apply_if_changed(obj: Mapping[str, Any], *, cache: Cache, force: bool) -> None:
+def _apply_if_changed(obj: Mapping[str, Any], *, uid: str, cache: Cache, force: bool) -> None:
     key = f"{obj['kind']}/{obj['metadata']['name']}"
     text = json.dumps(obj, sort_keys=True)
-    if force or cache.applied.get(key) != text:
-        kube.apply(obj)
+    if (force or cache.applied.get(key) != text) and apply_owned(obj, uid=uid, cache=cache):
         cache.applied[key] = text
 
 
@@ -275,9 +356,13 @@ def converge(
     try:
         if routing.enabled(g.d):  # the new routes before any Deployment moves
             for obj in front_door_objects(g, t.decision.status, default_image=default_image):
-                _apply_if_changed(obj, cache=cache, force=force)
+                _apply_if_changed(obj, uid=g.d.owner.uid, cache=cache, force=force)
         apply_workloads(
-            g, t.decision.status, default_image=default_image, force=force or bool(cache.refused)
+            g,
+            t.decision.status,
+            cache=cache,
+            default_image=default_image,
+            force=force or bool(cache.refused),
         )
         cache.refused = ""
     except kube.ApiError as e:
