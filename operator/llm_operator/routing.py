@@ -130,6 +130,11 @@ def _container(d: spec.LLMDeployment, image: str) -> Obj:
             str(port),
             "--metrics-port",
             str(contract.RUNTIME_METRICS_PORT),
+            # Clients' long-lived channels move, also onto front door replicas added later.
+            "--max-connection-age-seconds",
+            str(d.spec.service.max_connection_age_seconds),
+            "--max-connection-age-grace-seconds",
+            str(d.spec.service.max_connection_age_grace_seconds),
         ],
         "ports": [
             {"name": "grpc", "containerPort": port, "protocol": "TCP"},

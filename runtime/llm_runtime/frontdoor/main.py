@@ -59,6 +59,19 @@ def parse_args(argv: Sequence[str] | None = None) -> server.Settings:
         help="on SIGTERM, how long in-flight calls may take to finish (default %(default)s)",
     )
     parser.add_argument(
+        "--max-connection-age-seconds",
+        type=float,
+        default=30.0,
+        help="close each client connection this long after it opened, so clients spread over "
+        "new replicas; 0 never (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connection-age-grace-seconds",
+        type=float,
+        default=300.0,
+        help="how long calls on an aged connection may still run (default %(default)s)",
+    )
+    parser.add_argument(
         "--poll-seconds",
         type=_positive,
         default=watch.DEFAULT_POLL_SECONDS,
@@ -75,6 +88,8 @@ def parse_args(argv: Sequence[str] | None = None) -> server.Settings:
         port=args.port,
         metrics_port=args.metrics_port,
         grace_seconds=args.grace_seconds,
+        max_connection_age_seconds=args.max_connection_age_seconds,
+        max_connection_age_grace_seconds=args.max_connection_age_grace_seconds,
         poll_seconds=args.poll_seconds,
     )
 

@@ -97,6 +97,19 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
+def connection_age_options(age_seconds: float, grace_seconds: float) -> list[tuple[str, int]]:
+    """Pure: server options that close each client connection `age_seconds` after it opened
+    (GOAWAY), so long-lived client channels reconnect and spread over front door replicas added
+    since; calls still running get `grace_seconds`. 0 keeps connections for ever."""
+    if age_seconds <= 0:
+        return []
+    limit = 2**31 - 1  # gRPC channel arguments are C ints
+    return [
+        ("grpc.max_connection_age_ms", max(1, min(round(age_seconds * 1000), limit))),
+        ("grpc.max_connection_age_grace_ms", min(round(grace_seconds * 1000), limit)),
+    ]
+
+
 def service_config(name: str) -> dict[str, Any]:
     """The backend channel's service config. round_robin spreads calls over every address the
     target resolves to (a headless Service: every ready pod). The stable channel retries

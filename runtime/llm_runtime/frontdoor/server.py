@@ -44,6 +44,8 @@ class Settings:
     port: int = contract.RUNTIME_GRPC_PORT
     metrics_port: int = contract.RUNTIME_METRICS_PORT
     grace_seconds: float = 30.0
+    max_connection_age_seconds: float = 30.0
+    max_connection_age_grace_seconds: float = 300.0
     poll_seconds: float = watch.DEFAULT_POLL_SECONDS
 
 
@@ -82,7 +84,11 @@ class FrontDoor:
     async def start(self) -> None:
         for service in ("", RUNTIME_SERVICE):
             await self.health.set(service, _NOT_SERVING)
-        self._server = aio.server(options=list(proxy.SERVER_OPTIONS))
+        age = proxy.connection_age_options(
+            self.settings.max_connection_age_seconds,
+            self.settings.max_connection_age_grace_seconds,
+        )
+        self._server = aio.server(options=[*proxy.SERVER_OPTIONS, *age])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         services = (RUNTIME_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(services, self._server)

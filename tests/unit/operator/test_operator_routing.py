@@ -139,3 +139,24 @@ def test_the_front_door_is_never_taken_for_a_runtime_revision() -> None:
     runtime = naming.selector_labels("chat")
     for labels in (deploy["metadata"]["labels"], deploy["spec"]["template"]["metadata"]["labels"]):
         assert not runtime.items() <= labels.items(), labels
+
+
+def test_the_front_door_ages_client_connections_as_the_spec_says() -> None:
+    from llm_runtime.frontdoor import main
+
+    d = spec.parse(
+        {
+            "metadata": {"name": "chat", "namespace": "team"},
+            "spec": {
+                "model": {"name": "m", "source": "builtin://smollm2-135m-instruct"},
+                "service": {"maxConnectionAgeSeconds": 45, "maxConnectionAgeGraceSeconds": 90},
+                "rollout": {"trafficRouting": "FrontDoor"},
+            },
+        }
+    )
+    (c,) = routing.deployment(d, image=IMAGE)["spec"]["template"]["spec"]["containers"]
+    settings = main.parse_args(c["args"][1:])  # the real front door's own parser
+    assert (settings.max_connection_age_seconds, settings.max_connection_age_grace_seconds) == (
+        45.0,
+        90.0,
+    )
