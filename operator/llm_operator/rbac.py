@@ -4,7 +4,9 @@ This is the one list of the operator's permissions. The chart's `templates/rbac.
 Helm template (role kinds, names and namespaces are per release), and
 tests/unit/chart/test_chart_render.py renders it and asserts its roles grant exactly `permissions()`;
 docs/rbac.md is generated from this table (`make docs`, hack/gen_docs.py) and a unit test fails
-when it is stale. Adding a call to the API server means adding its verb here, with its caller.
+when it is stale. Adding a call to the API server means adding its verb here, with its caller:
+tests/unit/operator/test_rbac_calls.py scans the operator's source (kube calls, the objects it
+applies, kopf's handlers and settings) and fails until this table equals what the code calls.
 
 Pure data (no kopf, no kubernetes); nothing in the operator imports it at run time.
 """
@@ -43,8 +45,9 @@ class Verb:
     """One verb on one resource and why it is granted."""
 
     name: str
-    # Who makes the call: a module of this package, kopf, or the API server itself. Empty: no code
-    # makes it today (granted anyway; `why` says so).
+    # Who makes the call: a module of this package, kopf, or the API server itself. Never empty:
+    # tests/unit/operator/test_rbac_calls.py reads the calls from the code and fails on a grant
+    # no code needs, on a call without its grant, and on a caller that does not make the call.
     caller: str
     why: str
     # Limited by resourceNames to the release's own object (the kopf peering object).
@@ -86,14 +89,17 @@ _GC = (
     "the garbage collector removes children through their ownerReferences; the only child the "
     "operator deletes itself is a retired revision's Deployment"
 )
-_NO_GET = "no code reads one object today (server-side apply needs only create and patch)"
+_OWNED = (
+    "reads the object of the name it is about to apply (kube.current in tick.apply_owned): one "
+    "that this LLMDeployment does not control is left alone, with a NameConflict condition"
+)
 _PEERING = "(peering: one replica active, the others paused)"
 
 
 def _applied(what: str) -> tuple[Verb, ...]:
     """get/create/patch of a child the handlers apply server-side (and re-apply to undo drift)."""
     return (
-        Verb("get", "", _NO_GET),
+        Verb("get", "llm_operator.tick", _OWNED),
         Verb("create", "llm_operator.handlers", f"applies {what} (kube.apply): {_SSA}"),
         Verb(
             "patch",
@@ -130,7 +136,6 @@ def _peering(resource: str, scope: Scope, mode: Mode) -> Grant:
 
 RULES: tuple[Grant, ...] = (
     Grant(GROUP, PLURAL, Scope.NAMESPACED, (
-        Verb("get", "", "no code reads one object today (kopf reads by list and watch)"),
         Verb("list", "kopf", "lists the LLMDeployments before watching them"),
         Verb("watch", "kopf", "feeds the create/update/resume handlers and the timers "
              "(llm_operator.handlers)"),
@@ -138,7 +143,6 @@ RULES: tuple[Grant, ...] = (
              f"`{GROUP}/*` annotations (llm_operator.handlers.configure sets the prefix)"),
     )),
     Grant(GROUP, f"{PLURAL}/status", Scope.NAMESPACED, (
-        Verb("get", "", "no code reads the status subresource alone today"),
         Verb("patch", "llm_operator.tick", "writes phase, conditions, revisions and the rollout "
              "state, before it changes any Deployment (kube.patch_status)"),
     )),
@@ -149,7 +153,7 @@ RULES: tuple[Grant, ...] = (
              "finalizers to set it"),
     )),
     Grant("apps", "deployments", Scope.NAMESPACED, (
-        Verb("get", "", _NO_GET),
+        Verb("get", "llm_operator.tick", _OWNED),
         Verb("list", "llm_operator.tick", "finds every revision's Deployment by the "
              "LLMDeployment's labels (kube.list_objects)"),
         Verb("create", "llm_operator.tick", f"applies the spec's revision (kube.apply): {_SSA}"),
@@ -165,6 +169,7 @@ RULES: tuple[Grant, ...] = (
              "Deployment (trafficRouting: FrontDoor; kube.delete)"),
     )),
     Grant("", "configmaps", Scope.NAMESPACED, (
+        Verb("get", "llm_operator.tick", f"{_OWNED} (the front door's routes)"),
         Verb("create", "llm_operator.tick", f"applies the front door's routes (kube.apply): {_SSA}"),
         Verb("patch", "llm_operator.tick", "rewrites the front door's routes when the rollout "
              "moves (trafficRouting: FrontDoor), and only then"),
@@ -173,24 +178,27 @@ RULES: tuple[Grant, ...] = (
     Grant("policy", "poddisruptionbudgets", Scope.NAMESPACED,
           _applied("the PodDisruptionBudget (one disruption at a time)")),
     Grant("", "pods", Scope.NAMESPACED, (
-        Verb("get", "", "no code reads one pod today"),
         Verb("list", "llm_operator.tick", "reads the runtime pods by label every tick: loading, "
              "readiness, restarts, crash loops (kube.list_objects; no watch, never written)"),
     )),
     Grant("", "events", Scope.NAMESPACED, (
         Verb("create", "kopf", "posts the Events of phase changes and rollout steps "
              "(kopf.event in llm_operator.handlers.rollout_tick) and of warning logs"),
-        Verb("patch", "", "no code patches an Event today (kopf only creates them)"),
+        Verb("list", "llm_operator.tick", "reads the namespace's Warning Events while a pod is "
+             "missing or not Ready: FailedMount, Multi-Attach, FailedCreate become conditions "
+             "(kube.list_objects, fieldSelector type=Warning)"),
+    )),
+    Grant("", "persistentvolumeclaims", Scope.NAMESPACED, (
+        Verb("get", "llm_operator.tick", "reads a claim that pods on two nodes mount, to report "
+             "a ReadWriteOnce claim they cannot share (kube.get)"),
     )),
     _peering("clusterkopfpeerings", Scope.CLUSTER, Mode.CLUSTERWIDE),
     _peering("kopfpeerings", Scope.NAMESPACED, Mode.NAMESPACED),
     Grant("apiextensions.k8s.io", "customresourcedefinitions", Scope.CLUSTER, (
-        Verb("get", "", "no code reads one CRD today"),
         Verb("list", "kopf", "scans the CRDs at start to find the resources it serves"),
         Verb("watch", "kopf", "notices CRDs that appear or change while it runs"),
     )),
     Grant("", "namespaces", Scope.CLUSTER, (
-        Verb("get", "", "no code reads one namespace today"),
         Verb("list", "kopf", "matches the watched namespaces (it does not list them when it "
              "watches every namespace)"),
         Verb("watch", "kopf", "notices watched namespaces that appear or go"),

@@ -87,16 +87,17 @@ namespaces, into one Role per watched namespace otherwise.
 # The custom resource: kopf watches it and patches its annotations; the operator patches status.
 - apiGroups: ["llm-operator.io"]
   resources: ["llmdeployments"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["llm-operator.io"]
   resources: ["llmdeployments/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # Children carry ownerReferences with blockOwnerDeletion; the OwnerReferencesPermissionEnforcement
 # admission plugin (on in some distributions) then requires update on the owner's finalizers.
 - apiGroups: ["llm-operator.io"]
   resources: ["llmdeployments/finalizers"]
   verbs: ["update"]
-# Children, applied server-side under one field manager (an apply that creates needs create).
+# Children, applied server-side under one field manager (an apply that creates needs create);
+# get reads the stored object first, so one this LLMDeployment does not control is left alone.
 # Deployments: one per revision; list to find them, delete a retired revision once drained.
 - apiGroups: ["apps"]
   resources: ["deployments"]
@@ -110,18 +111,22 @@ namespaces, into one Role per watched namespace otherwise.
 # The front door's routes (trafficRouting: FrontDoor), rewritten when the rollout moves.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["create", "patch"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "create", "patch"]
 # Read only: the truth about loading, readiness and crash loops lives in pod statuses.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list"]
-# Events on every phase transition (kopf posts core/v1 Events).
+  verbs: ["list"]
+# Events on every phase transition (kopf posts core/v1 Events); Warning Events (FailedMount,
+# FailedCreate) and shared claims are read to name what the cluster must fix.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "list"]
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get"]
 {{- end }}
 
 {{/*
@@ -146,10 +151,10 @@ resources it serves, and in namespaced mode lists namespaces to match the watche
 {{- define "llm-operator.clusterReadRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 {{- if not (include "llm-operator.clusterwide" .) }}
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 {{- end }}
 {{- end }}
