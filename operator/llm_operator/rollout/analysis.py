@@ -7,7 +7,6 @@ Each check returns a `CheckResult` whose message a user can read in a condition 
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,7 +14,7 @@ from datetime import datetime
 from llm_runtime.api import contract
 
 from llm_operator import spec
-from llm_operator.rollout import promtext
+from llm_operator.rollout import expect, promtext
 
 QUANTILE = 0.95
 
@@ -276,7 +275,8 @@ def _excerpt(text: str, limit: int = 60) -> str:
 
 
 def check_smoke_reply(prompt: spec.SmokePrompt, reply: SmokeReply) -> CheckResult:
-    """Error, then latency budget, then the expected regex (searched, not fully matched)."""
+    """Error, then latency budget, then the expected regex (searched, not fully matched, in
+    linear time over the reply's first `expect.MAX_REPLY_CHARS` characters)."""
     where = f"pod {reply.pod} smoke prompt {reply.index}"
 
     def result(verdict: Verdict, reason: str, message: str) -> CheckResult:
@@ -298,11 +298,11 @@ def check_smoke_reply(prompt: spec.SmokePrompt, reply: SmokeReply) -> CheckResul
             "SmokePromptTooSlow",
             f"{where} took {reply.latency_seconds:.2f}s > budget {prompt.timeout_seconds:.2f}s",
         )
-    try:
-        matched = re.search(prompt.expect, reply.text) is not None
-    except re.error as exc:
-        return result(Verdict.FAILED, "SmokePromptInvalid", f"{where}: bad regex: {exc}")
-    if not matched:
+    compiled = expect.compile_expect(prompt.expect)
+    if compiled.error is not None:
+        why = f"{where}: expect /{prompt.expect}/ refused by RE2: {compiled.error}"
+        return result(Verdict.FAILED, "SmokePromptInvalid", why)
+    if not expect.search(compiled, reply.text):
         return result(
             Verdict.FAILED,
             "SmokePromptMismatch",

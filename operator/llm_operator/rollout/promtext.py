@@ -52,15 +52,42 @@ def _matches(series_labels: Labels, wanted: Mapping[str, str]) -> bool:
     return all(have.get(k) == v for k, v in wanted.items())
 
 
+class BadSampleError(ValueError):
+    """A cumulative sample no process can have counted: NaN, ±Inf, or a negative count.
+
+    One such value would turn every ratio and quantile of the window into NaN (which compares
+    False with every limit, so a check would pass) or a negative rate; the window fails instead,
+    naming the metric (the caller adds the pod).
+    """
+
+    def __init__(self, metric: str, labels: Labels, value: float) -> None:
+        shown = ",".join(f'{k}="{v}"' for k, v in labels)
+        self.metric = f"{metric}{{{shown}}}" if shown else metric
+        self.value = value
+        super().__init__(f"metric {self.metric} is {value!r}")
+
+
+def check_sample(name: str, labels: Labels, value: float) -> float:
+    """The value when it is finite (and, except a histogram's `_sum`, not negative)."""
+    if not math.isfinite(value) or (value < 0 and not name.endswith("_sum")):
+        raise BadSampleError(name, labels, value)
+    return value
+
+
 def parse(text: str) -> Scrape:
-    """Keeps the cumulative samples (counters, histogram and summary parts) of one scrape."""
+    """Keeps the cumulative samples (counters, histogram and summary parts) of one scrape.
+
+    Raises `BadSampleError` for a non-finite or negative cumulative value, `ValueError` for text that
+    is not the exposition format. Gauges are not kept, so their values are not judged.
+    """
     samples: dict[SeriesKey, float] = {}
     for family in parser.text_string_to_metric_families(text):
         if family.type not in _CUMULATIVE_TYPES:
             continue
         for s in family.samples:
             if s.name.endswith(_CUMULATIVE_SUFFIXES) or family.type == "counter":
-                samples[(s.name, tuple(sorted(s.labels.items())))] = float(s.value)
+                labels = tuple(sorted(s.labels.items()))
+                samples[(s.name, labels)] = check_sample(s.name, labels, float(s.value))
     return Scrape(samples)
 
 
@@ -81,7 +108,9 @@ def delta(previous: Scrape, current: Scrape) -> Scrape:
     """
     if is_reset(previous, current):
         return current
-    return Scrape({k: v - previous.samples.get(k, 0.0) for k, v in current.samples.items()})
+    return Scrape(
+        {k: max(0.0, v - previous.samples.get(k, 0.0)) for k, v in current.samples.items()}
+    )
 
 
 def window_delta(
