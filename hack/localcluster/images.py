@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,44 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 class ImageNotFoundError(Exception):
     """No rule maps this image: the node reports ErrImagePull like a kubelet whose pull failed."""
+
+
+# A reference as the kubelet parses it (distribution/reference): lower-case path components, an
+# optional registry host with port, tag and digest. Anything else is InvalidImageName.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REFERENCE = re.compile(
+    rf"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?"
+)
+
+
+# Waiting reasons of a container whose image is not there (cleared once the image maps).
+PULL_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"}
+)
+
+# The Event reason a kubelet posts with each image waiting reason (pull failures are "Failed").
+IMAGE_EVENTS = {"InvalidImageName": "InspectFailed", "ErrImageNeverPull": "ErrImageNeverPull"}
+
+
+def pull_failure(image: str, *, policy: str, mapped: bool) -> tuple[str, str] | None:
+    """The waiting reason and message a kubelet would report for an image that cannot start,
+    or None when the container may go on: InvalidImageName for a reference that does not
+    parse (never retried), ErrImageNeverPull for an image that is not "present" (no rule maps
+    it) under imagePullPolicy Never; an unmapped image otherwise fails the pull (ErrImagePull)."""
+    if not _REFERENCE.fullmatch(image):
+        return (
+            "InvalidImageName",
+            f'Failed to apply default image tag "{image}": invalid reference format',
+        )
+    if mapped:
+        return None
+    if policy == "Never":
+        return (
+            "ErrImageNeverPull",
+            f'Container image "{image}" is not present with pull policy of Never',
+        )
+    return "ErrImagePull", f"no rule in images.yaml maps image {image!r}"
 
 
 @dataclass(frozen=True)

@@ -166,20 +166,24 @@ class PodWorker:
             rules, missing = {}, []
             table = images.load_rules()
             for c in [*self.inits, *self.mains]:
-                try:
+                with contextlib.suppress(images.ImageNotFoundError):
                     rules[c.name] = images.resolve(c.image, table)
-                except images.ImageNotFoundError as exc:
-                    missing.append(c)
-                    c.wait("ErrImagePull" if attempt == 0 else "ImagePullBackOff", str(exc))
-                    if attempt == 0:
-                        self.event(
-                            "Failed", f"Failed to pull image {c.image!r}: {exc}", True, c.name
-                        )
+                policy = str(self.specs()[c.name].get("imagePullPolicy") or "IfNotPresent")
+                failure = images.pull_failure(c.image, policy=policy, mapped=c.name in rules)
+                if failure is None:
+                    continue
+                missing.append(c)
+                reason, message = failure
+                if reason == "ErrImagePull" and attempt > 0:
+                    reason = "ImagePullBackOff"  # a kubelet's state between pull attempts
+                c.wait(reason, message)
+                if attempt == 0:  # one Event, as a kubelet's repeats fold into its count
+                    self.event(images.IMAGE_EVENTS.get(reason, "Failed"), message, True, c.name)
             if not missing:
                 for c in [*self.inits, *self.mains]:
                     message = f"Container image {c.image!r} maps to {rules[c.name].match!r}"
                     self.event("Pulled", message, False, c.name)
-                    if c.waiting in ("ErrImagePull", "ImagePullBackOff"):
+                    if c.waiting in images.PULL_REASONS:
                         c.wait("PodInitializing" if self.inits else "ContainerCreating")
                 return rules
             self.dirty()
@@ -208,6 +212,7 @@ class PodWorker:
         netns.write_etc(
             self.netns, hosts=self.ctx.hosts_for(self.namespace, self.name, self.pod_ip)
         )
+        failed_mount = ""
         while True:
             try:
                 self.objects = await podsetup.fetch_objects(self.ctx.api, self.pod)
@@ -221,6 +226,11 @@ class PodWorker:
                 )
                 break
             except (containerspec.ConfigError, kubeapi.ApiError) as exc:
+                if str(exc) != failed_mount and isinstance(exc, containerspec.ConfigError):
+                    # A kubelet's FailedMount (a missing Secret or ConfigMap, an unbound claim),
+                    # posted when the reason changes rather than on every retry.
+                    failed_mount = str(exc)
+                    self.event("FailedMount", f"MountVolume.SetUp failed: {exc}", True, None)
                 for c in [*self.inits, *self.mains]:
                     c.message = str(exc)
                 self.dirty()
