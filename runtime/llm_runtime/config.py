@@ -54,10 +54,14 @@ class Settings:
     host: str = "0.0.0.0"
     grpc_port: int = contract.RUNTIME_GRPC_PORT
     metrics_port: int = contract.RUNTIME_METRICS_PORT
+    health_port: int = contract.RUNTIME_HEALTH_PORT
     max_batch_size: int = 32
     max_waiting: int = 256
     max_input_tokens: int = 2048
     max_new_tokens: int = 512
+    max_prompt_bytes: int = 0  # 0: PROMPT_BYTES_PER_TOKEN * max_input_tokens
+    max_message_bytes: int = 4 * 1024 * 1024 + 64 * 1024  # gRPC's 4 MiB and room for the fields
+    max_concurrent_rpcs: int = 0  # 0: max_batch_size + max_waiting + RPC_HEADROOM
     prefill_token_budget: int = 512
     grace_seconds: float = 30.0
     max_connection_age_seconds: float = 30.0
@@ -103,8 +107,11 @@ def validate(settings: Settings) -> list[str]:
         "max_input_tokens",
         "max_new_tokens",
         "prefill_token_budget",
+        "max_message_bytes",
     )
     problems += [_problem(f, "must be >= 1") for f in positive if getattr(settings, f) < 1]
+    derived = ("max_prompt_bytes", "max_concurrent_rpcs")  # 0 means "derive from the others"
+    problems += [_problem(f, "must be >= 0") for f in derived if getattr(settings, f) < 0]
     non_negative = (
         "grace_seconds",
         "max_connection_age_seconds",
@@ -112,9 +119,11 @@ def validate(settings: Settings) -> list[str]:
     )
     # `not >=` also refuses NaN, which float() parses and every comparison lets through.
     problems += [_problem(f, "must be >= 0") for f in non_negative if not getattr(settings, f) >= 0]
-    for port in ("grpc_port", "metrics_port"):
+    for port in ("grpc_port", "metrics_port", "health_port"):
         if not 0 <= getattr(settings, port) <= 65535:
             problems.append(_problem(port, "must be in 0..65535"))
+    if settings.health_port and settings.health_port == settings.grpc_port:
+        problems.append(_problem("health_port", "must differ from grpc_port (or be 0: off)"))
     if (settings.tls_cert is None) != (settings.tls_key is None):
         problems.append("tls_cert and tls_key go together: give both or neither")
     files = (settings.tls_cert, settings.tls_key, settings.auth_token_file)
@@ -122,6 +131,27 @@ def validate(settings: Settings) -> list[str]:
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         problems.append(f"log_level {settings.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
     return problems
+
+
+# A prompt's default byte budget per allowed token: byte-level BPE averages 3-5 bytes per token on
+# prose (4 bytes are one emoji), so 8 leaves room for any real prompt that fits max_input_tokens
+# and bounds the work spent tokenizing one that cannot (4 MB took 7 s to tokenize, measured).
+PROMPT_BYTES_PER_TOKEN = 8
+# Calls beyond the batch and the queue that the gRPC port still takes: ModelInfo, Health,
+# reflection, and requests on their way to a RESOURCE_EXHAUSTED from the queue.
+RPC_HEADROOM = 32
+
+
+def prompt_bytes_limit(settings: Settings) -> int:
+    """`max_prompt_bytes`, or its default derived from `max_input_tokens`."""
+    return settings.max_prompt_bytes or PROMPT_BYTES_PER_TOKEN * settings.max_input_tokens
+
+
+def concurrent_rpcs_limit(settings: Settings) -> int:
+    """`max_concurrent_rpcs`, or its default: every call the engine could hold, plus headroom."""
+    return settings.max_concurrent_rpcs or (
+        settings.max_batch_size + settings.max_waiting + RPC_HEADROOM
+    )
 
 
 def from_namespace(ns: argparse.Namespace) -> Settings:

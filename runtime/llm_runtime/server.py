@@ -1,7 +1,7 @@
 """The runtime's process: gRPC (Runtime, Health, reflection) + the Prometheus endpoint + lifecycle.
 
 Lifecycle, as the kubelet and clients see it:
-1. start: both ports open at once; Health answers NOT_SERVING and Generate UNAVAILABLE while the
+1. start: all ports open at once (gRPC, the plaintext health-only port, metrics); Health answers NOT_SERVING and Generate UNAVAILABLE while the
    model loads (in a daemon thread, so the event loop keeps answering probes).
 2. ready: the engine started and its warm-up generation succeeded -> Health SERVING.
 3. drain (SIGTERM/SIGINT): Health NOT_SERVING, new calls UNAVAILABLE, in-flight calls get
@@ -66,6 +66,7 @@ def _build_engine(settings: config.Settings) -> BuiltEngine:
         max_input_tokens=settings.max_input_tokens,
         max_new_tokens=settings.max_new_tokens,
         prefill_token_budget=settings.prefill_token_budget,
+        max_prompt_bytes=config.prompt_bytes_limit(settings),
     )
     return BuiltEngine(
         engine=engine.BatchingEngine(loaded, limits), load_seconds=loaded.load_seconds
@@ -133,9 +134,15 @@ def _millis(seconds: float) -> int:
 
 
 def grpc_options(settings: config.Settings) -> list[tuple[str, int]]:
-    """The gRPC server's channel arguments: no port sharing, keepalive, the connection age."""
+    """The gRPC server's channel arguments: no port sharing, keepalive, the message size bound,
+    the connection age."""
     # No SO_REUSEPORT: a second runtime on the same port must fail, not share it silently.
-    options = [("grpc.so_reuseport", 0), *KEEPALIVE_OPTIONS]
+    # A message over max_message_bytes is refused by gRPC (RESOURCE_EXHAUSTED) before it is parsed.
+    options = [
+        ("grpc.so_reuseport", 0),
+        *KEEPALIVE_OPTIONS,
+        ("grpc.max_receive_message_length", min(settings.max_message_bytes, _MAX_INT_ARG)),
+    ]
     if settings.max_connection_age_seconds > 0:  # 0: gRPC's default, connections live for ever
         options += [
             ("grpc.max_connection_age_ms", max(1, _millis(settings.max_connection_age_seconds))),
@@ -172,6 +179,8 @@ class RuntimeServer:
         self._ready = asyncio.Event()
         self._load_task: asyncio.Task[None] | None = None
         self._server: aio.Server | None = None
+        self._health_server: aio.Server | None = None
+        self.health_port = 0
         self._http: WSGIServer | None = None
 
     async def start(self) -> None:
@@ -179,7 +188,9 @@ class RuntimeServer:
         for service in ("", RUNTIME_SERVICE):
             await self.health.set(service, _NOT_SERVING)
         self._server = aio.server(
-            interceptors=self._interceptors(), options=grpc_options(self.settings)
+            interceptors=self._interceptors(),
+            options=grpc_options(self.settings),
+            maximum_concurrent_rpcs=config.concurrent_rpcs_limit(self.settings),
         )
         runtime_pb2_grpc.add_RuntimeServicer_to_server(
             servicer.RuntimeServicer(self.state, log_payloads=self.settings.log_payloads),
@@ -196,6 +207,7 @@ class RuntimeServer:
             else self._server.add_insecure_port(address)
         )
         await self._server.start()
+        await self._start_health_port()
         self._http, _ = prometheus_client.start_http_server(
             self.settings.metrics_port, addr=self.settings.host, registry=self.metrics.registry
         )
@@ -211,6 +223,21 @@ class RuntimeServer:
             f"connections closed after {age:g}s ({grace:g}s grace)" if age else "no connection age",
         )
         self._load_task = asyncio.create_task(self._load(), name="load-model")
+
+    async def _start_health_port(self) -> None:
+        """The plaintext, health-only port (unless `health_port` is 0): the same HealthServicer,
+        so the same status, without TLS or the token, for the kubelet's gRPC probe, which can
+        speak neither. It serves nothing else, so it exposes no prompt and no model."""
+        if not self.settings.health_port:
+            return
+        self._health_server = aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
+        address = f"{self.settings.host}:{self.settings.health_port}"
+        self.health_port = self._health_server.add_insecure_port(address)
+        await self._health_server.start()
+        log.info(
+            "listening: health-only grpc %s:%d (plaintext)", self.settings.host, self.health_port
+        )
 
     def _interceptors(self) -> list[aio.ServerInterceptor[object, object]]:
         if self.settings.auth_token_file is None:
@@ -274,8 +301,8 @@ class RuntimeServer:
         # stop(0), which frees their slots. Only long-lived Health.Watch streams are cut at once.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.state.wait_idle(), timeout=grace)
-        if self._server is not None:
-            await self._server.stop(0)
+        servers = [s for s in (self._server, self._health_server) if s is not None]
+        await asyncio.gather(*(s.stop(0) for s in servers))
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

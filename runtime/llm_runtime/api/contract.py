@@ -22,6 +22,7 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 # Ports. The runtime's defaults (`llm-runtime serve`), which the operator also sets in pods.
 RUNTIME_GRPC_PORT = 50051
 RUNTIME_METRICS_PORT = 9090
+RUNTIME_HEALTH_PORT = 8081
 # The operator's own endpoints: kopf's liveness (/healthz) and Prometheus /metrics.
 OPERATOR_HEALTH_PORT = 8080
 OPERATOR_METRICS_PORT = 9090

@@ -65,12 +65,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("host", str, "address both servers bind"),
     Option("grpc_port", int, "gRPC port (Runtime, Health, reflection); 0 picks a free one"),
     Option("metrics_port", int, "Prometheus /metrics HTTP port; 0 picks a free one"),
+    Option("health_port", int, "plaintext port serving only grpc.health.v1 (no TLS, no token), "
+           "with the main port's serving status: the kubelet's gRPC probe speaks no TLS; 0 turns "
+           "it off"),
     Option("max_batch_size", int, "most requests decoded together in one step"),
     Option("max_waiting", int, "most requests queued behind a full batch; more get "
            "RESOURCE_EXHAUSTED"),
     Option("max_input_tokens", int, "longest prompt in tokens after the chat template; longer "
            "(or prompt + max_new_tokens beyond the context length) gets INVALID_ARGUMENT"),
     Option("max_new_tokens", int, "largest max_new_tokens a request may ask for"),
+    Option("max_prompt_bytes", int, "largest prompt in UTF-8 bytes (chat messages summed), refused "
+           "with INVALID_ARGUMENT before tokenizing; 0: 8 bytes per max_input_tokens"),
+    Option("max_message_bytes", int, "largest gRPC request message the server reads; larger gets "
+           "RESOURCE_EXHAUSTED from gRPC itself before it is parsed"),
+    Option("max_concurrent_rpcs", int, "calls the gRPC port runs at once; more get "
+           "RESOURCE_EXHAUSTED from gRPC. 0: max_batch_size + max_waiting + 32 (room for "
+           "ModelInfo, Health and reflection)"),
     Option("prefill_token_budget", int, "prompt tokens prefilled per engine step: lower keeps "
            "running streams smooth, higher gets new requests their first token sooner"),
     Option("grace_seconds", float, "on SIGTERM, how long in-flight requests may run before they "

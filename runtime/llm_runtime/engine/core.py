@@ -1,8 +1,13 @@
 """`BatchingEngine`: the `types.Engine` the server runs, bridging asyncio and the scheduler thread.
 
-`generate()` runs on the event loop: it validates and tokenizes (fast tokenizers, no torch), so
-every InvalidRequestError/QueueFullError/DrainingError is raised by the call itself, before any
-event, and then returns an `EventStream`. The scheduler thread pushes events into that stream's
+`generate()` runs on the event loop and makes only the cheap checks (draining, input size, sampling
+values, a full queue), raising their errors from the call itself. It then starts the request's
+admission (a task): tokenizing and chat templating, milliseconds for a normal prompt and seconds
+for a megabyte one, run on the engine's one tokenizer thread, so Health and other calls keep being
+answered meanwhile, and the request is queued once its tokens pass the checks. The errors only the
+tokens can tell (too many tokens, a failing chat template, a queue that filled up meanwhile) are
+raised by the returned `EventStream`'s first `__anext__`, still before any event.
+The scheduler thread pushes events into that stream's
 asyncio.Queue via `loop.call_soon_threadsafe`; closing the stream (aclose, task cancellation at a
 deadline, or garbage collection) sets the sequence's `cancelled` flag and the scheduler frees its
 slot before the next step.
@@ -13,6 +18,7 @@ Prompts and outputs are never logged here: payload logging is the server's switc
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import copy
 import os
 import threading
@@ -60,6 +66,8 @@ class EventStream(AsyncIterator[types.GenerationEvent]):
         self._queue: asyncio.Queue[types.GenerationEvent | BaseException] = asyncio.Queue()
         self._done = False
         self.sequence: scheduler.Sequence | None = None
+        # Tokenizing and queueing (a task started by `generate`); awaited by the first __anext__.
+        self.admission: asyncio.Future[None] | None = None
 
     def push(self, item: types.GenerationEvent | BaseException) -> bool:
         """Called on the scheduler thread. False when nobody will read the event any more."""
@@ -77,7 +85,10 @@ class EventStream(AsyncIterator[types.GenerationEvent]):
     async def __anext__(self) -> types.GenerationEvent:
         if self._done:
             raise StopAsyncIteration
+        admission, self.admission = self.admission, None
         try:
+            if admission is not None:
+                await admission  # raises what admission raised; cancelling us cancels it
             item = await self._queue.get()
         except BaseException:  # CancelledError: deadline or client gone
             self.close()
@@ -92,10 +103,17 @@ class EventStream(AsyncIterator[types.GenerationEvent]):
     async def aclose(self) -> None:
         self.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._done
+
     def close(self) -> None:
-        """Stop the generation: the scheduler drops the sequence at its next step."""
+        """Stop the generation: the scheduler drops the sequence at its next step, and an
+        admission still under way is cancelled."""
         if not self._done:
             self._done = True
+            if self.admission is not None:
+                self.admission.cancel()
             if self.sequence is not None:
                 self.sequence.cancelled = True
 
@@ -169,6 +187,9 @@ class BatchingEngine:
             max_input_tokens=self._limits.max_input_tokens,
             max_new_tokens=self._limits.max_new_tokens,
         )
+        self._vocab_size = int(loaded.model.get_input_embeddings().num_embeddings)
+        # One thread, so the tokenizer is never used by two threads at once ("Already borrowed").
+        self._tokenizing = concurrent.futures.ThreadPoolExecutor(1, "llm-tokenize")
         self._thread: threading.Thread | None = None
         self._draining = False
 
@@ -189,21 +210,43 @@ class BatchingEngine:
         )
 
     def generate(self, request: types.GenerationRequest) -> AsyncIterator[types.GenerationEvent]:
-        """Validate, tokenize and queue; raises the domain errors synchronously."""
+        """Make the cheap checks (raising the domain errors) and return the request's stream,
+        which tokenizes and queues the request when first awaited (see the module docstring)."""
+        self._check_accepting()
+        limits_.check_input(request)
+        limits_.check_size(request, limits=self._limits)
+        limits_.check_sampling(request.sampling, limits=self._limits)
+        stream = EventStream(asyncio.get_running_loop())
+        stream.admission = asyncio.ensure_future(self._admit(request, stream))
+        return stream
+
+    def _check_accepting(self) -> None:
         if self._draining or self._scheduler is None:
             raise types.DrainingError("the engine is not accepting requests")
-        limits_.check_input(request)
-        limits_.check_sampling(request.sampling, limits=self._limits)
-        prompt_ids = self._encode(request)
+        self._scheduler.check_room()
+
+    async def _admit(self, request: types.GenerationRequest, stream: EventStream) -> None:
+        """Tokenize off the event loop, check the tokens, and queue the request."""
+        loop = asyncio.get_running_loop()
+        prompt_ids = await loop.run_in_executor(self._tokenizing, self._encode, request)
         limits_.check_prompt_length(
             prompt_tokens=len(prompt_ids),
             max_new_tokens=request.sampling.max_new_tokens,
             limits=self._limits,
             context_length=self._context_length,
         )
-        stream = EventStream(asyncio.get_running_loop())
+        limits_.check_token_ids(prompt_ids, vocab_size=self._vocab_size)
+        # Accepted by generate(), so a drain begun meanwhile lets it run (stop() cancels it).
+        if stream.closed or self._scheduler is None:  # the client went away while tokenizing
+            return
+        stream.sequence = self._sequence(request, prompt_ids, stream)
+        self._scheduler.submit(stream.sequence)
+
+    def _sequence(
+        self, request: types.GenerationRequest, prompt_ids: list[int], stream: EventStream
+    ) -> scheduler.Sequence:
         params = request.sampling
-        stream.sequence = scheduler.Sequence(
+        return scheduler.Sequence(
             request_id=request.request_id,
             prompt_ids=prompt_ids,
             params=params,
@@ -219,8 +262,6 @@ class BatchingEngine:
             decoder=text.IncrementalDecoder(self._decode_text),
             stream=text.TextStream(stops=params.stop),
         )
-        self._scheduler.submit(stream.sequence)
-        return stream
 
     def _decode_text(self, ids: Sequence[int]) -> str:
         """Detokenize on the scheduler thread, with its own tokenizer copy."""
@@ -283,6 +324,7 @@ class BatchingEngine:
             self._scheduler.shutdown()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
+        self._tokenizing.shutdown(wait=False, cancel_futures=True)
 
 
 def chat_request(

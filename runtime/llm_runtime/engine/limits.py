@@ -16,6 +16,9 @@ from llm_runtime import types
 MAX_STOP_SEQUENCES = 16
 # Held-back text is scanned against every stop prefix per token; bound the cost.
 MAX_STOP_CHARS = 256
+# Chat messages per request: each renders to several tokens, so more than this cannot fit any
+# max_input_tokens a CPU or single GPU serves, and templating them is work before that check.
+MAX_CHAT_MESSAGES = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +30,7 @@ class EngineLimits:
     max_input_tokens: int = 2048  # prompt tokens accepted per request
     max_new_tokens: int = 512  # upper bound for a request's max_new_tokens
     prefill_token_budget: int = 512  # prompt tokens prefilled per scheduler step (>=1 request)
+    max_prompt_bytes: int = 16384  # prompt (or messages) in UTF-8 bytes, checked before tokenizing
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -57,6 +61,41 @@ def check_sampling(params: types.SamplingParams, *, limits: EngineLimits) -> Non
         raise types.InvalidRequestError("stop sequences must not be empty strings")
     if any(len(s) > MAX_STOP_CHARS for s in params.stop):
         raise types.InvalidRequestError(f"stop sequences must be at most {MAX_STOP_CHARS} chars")
+
+
+def prompt_bytes(request: types.GenerationRequest) -> int:
+    """The request's input size in UTF-8 bytes: the prompt, or every message's role and content."""
+    if request.prompt:
+        return _utf8_len(request.prompt)
+    return sum(_utf8_len(m.role) + _utf8_len(m.content) for m in request.messages)
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))  # direct callers may pass lone surrogates
+
+
+def check_size(request: types.GenerationRequest, *, limits: EngineLimits) -> None:
+    """Raise InvalidRequestError for an input too big to be worth tokenizing (cheap: no tokenizer)."""
+    if len(request.messages) > MAX_CHAT_MESSAGES:
+        raise types.InvalidRequestError(
+            f"messages: {len(request.messages)} messages, more than {MAX_CHAT_MESSAGES}"
+        )
+    size = prompt_bytes(request)
+    if size > limits.max_prompt_bytes:
+        raise types.InvalidRequestError(
+            f"prompt is {size} bytes, more than max_prompt_bytes ({limits.max_prompt_bytes})"
+        )
+
+
+def check_token_ids(prompt_ids: list[int], *, vocab_size: int) -> None:
+    """Raise InvalidRequestError when the tokenizer made an id the model has no embedding for
+    (a tokenizer with added tokens beyond the model's vocabulary): it would fail the whole
+    prefill batch, not just this request."""
+    bad = next((i for i in prompt_ids if not 0 <= i < vocab_size), None)
+    if bad is not None:
+        raise types.InvalidRequestError(
+            f"prompt: token id {bad} is outside the model's vocabulary ({vocab_size})"
+        )
 
 
 def check_input(request: types.GenerationRequest) -> None:

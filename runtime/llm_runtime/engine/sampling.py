@@ -6,14 +6,19 @@ same tokens whatever else is in the batch, which a single batched multinomial co
 
 Numerics are per row: a temperature so small that dividing by it overflows is the greedy choice
 (its limit), and a row whose logits are not finite gets no token (None) - that request fails
-alone, never the batch it shares.
+alone (NumericalError), never the batch it shares; so does a row whose sampling raises.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import torch
+
+from llm_runtime import types
+
+log = logging.getLogger(__name__)
 
 # Below this temperature sampling is greedy: softmax(logits / 1e-6) already puts all the mass on
 # the top logit whenever it leads by more than ~1e-4, and smaller divisors risk overflow.
@@ -71,14 +76,23 @@ def sample_row(logits: torch.Tensor, row: RowSampling) -> int:
     return int(torch.multinomial(probs, 1, generator=row.generator).item())
 
 
-def choose_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> list[int | None]:
-    """Pick the next token for every row of `logits` ([rows, vocab], float32); None for a row
-    whose logits are not all finite (that request fails; the others are unaffected)."""
+def choose_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> list[int | types.RuntimeError_]:
+    """Pick the next token for every row of `logits` ([rows, vocab], float32). A row whose logits
+    are not all finite gets a NumericalError, a row whose sampling failed the error: that request
+    fails, the others are unaffected."""
     finite = torch.isfinite(logits).all(dim=-1).tolist()
-    chosen: list[int | None] = [int(t) for t in logits.argmax(dim=-1).tolist()]
+    chosen: list[int | types.RuntimeError_] = [int(t) for t in logits.argmax(dim=-1).tolist()]
     for index, row in enumerate(rows):
         if not finite[index]:
-            chosen[index] = None
+            chosen[index] = types.NumericalError("the model produced non-finite logits")
         elif not row.greedy:
-            chosen[index] = sample_row(logits[index], row)
+            chosen[index] = _sample_isolated(logits[index], row)
     return chosen
+
+
+def _sample_isolated(logits: torch.Tensor, row: RowSampling) -> int | types.RuntimeError_:
+    try:
+        return sample_row(logits, row)
+    except Exception as exc:  # a torch error for this row's settings: this request only
+        log.exception("sampling failed for one row; the others go on")
+        return types.RuntimeError_(f"sampling failed: {type(exc).__name__}")

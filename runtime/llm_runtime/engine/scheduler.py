@@ -112,13 +112,19 @@ class Scheduler:
     def submit(self, seq: Sequence) -> None:
         """Queue a request, or raise QueueFullError when the bounded waiting queue is full."""
         with self._cond:
-            if len(self._waiting) >= self._limits.max_waiting:
-                raise types.QueueFullError(
-                    f"{len(self._waiting)} requests are waiting (max_waiting="
-                    f"{self._limits.max_waiting}); retry later"
-                )
+            self.check_room()
             self._waiting.append(seq)
             self._cond.notify()
+
+    def check_room(self) -> None:
+        """Raise QueueFullError when a request queued now would be refused: checked before its
+        prompt is tokenized, so an overloaded server spends nothing on requests it turns away
+        (racy by design; `submit` makes the binding check)."""
+        if len(self._waiting) >= self._limits.max_waiting:
+            raise types.QueueFullError(
+                f"{len(self._waiting)} requests are waiting (max_waiting="
+                f"{self._limits.max_waiting}); retry later"
+            )
 
     def shutdown(self) -> None:
         with self._cond:
@@ -253,18 +259,31 @@ class Scheduler:
     def _sample_and_accept(self, batch: list[Sequence], logits: torch.Tensor) -> None:
         tokens = sampling.choose_tokens(logits, [s.row for s in batch])
         for seq, token in zip(batch, tokens, strict=True):
-            if token is None:  # this row's numbers broke: fail it alone, keep the batch going
-                seq.emit(types.NumericalError("the model produced non-finite logits"))
-                seq.cancelled = True
+            if isinstance(token, BaseException):  # this row broke: fail it alone, not the batch
+                self._fail_one(seq, token)
                 continue
-            self._accept(seq, token)
+            self._isolated(seq, self._accept, token)
         done = [i for i, s in enumerate(self._running) if s.finish is not None or s.cancelled]
         finished = [self._running[i] for i in done if self._running[i].finish is not None]
         self._release(done)
         # Final events go out after the slot is free: a client that saw its answer never
         # observes its own request still counted as running.
         for seq in finished:
-            self._emit_final(seq)
+            self._isolated(seq, self._emit_final)
+
+    def _isolated(self, seq: Sequence, action: Callable[..., None], *args: int) -> None:
+        """Run one sequence's own work (detokenizing, stop sequences, its events) so that an
+        error in it fails that request alone (INTERNAL) while the rest of the batch goes on."""
+        try:
+            action(seq, *args)
+        except Exception as exc:
+            log.exception("request %s failed in the engine; its batch goes on", seq.request_id)
+            self._fail_one(seq, exc)
+
+    def _fail_one(self, seq: Sequence, exc: BaseException) -> None:
+        """End one sequence with an error: it leaves the batch at the next release."""
+        seq.emit(exc)
+        seq.cancelled = True
 
     def _accept(self, seq: Sequence, token: int) -> None:
         """Record one new token: stream its text, decide whether the sequence is finished."""

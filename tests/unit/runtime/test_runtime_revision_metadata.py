@@ -29,6 +29,7 @@ async def runtime(tiny_model: Path) -> AsyncIterator[server.RuntimeServer]:
         host="127.0.0.1",
         grpc_port=0,
         metrics_port=0,
+        health_port=0,
         grace_seconds=1,
     )
     async with server.serving(settings) as srv:

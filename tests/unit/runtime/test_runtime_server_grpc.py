@@ -35,6 +35,7 @@ def _settings(model: Path, **overrides: object) -> config.Settings:
         host="127.0.0.1",
         grpc_port=0,
         metrics_port=0,
+        health_port=0,
         max_batch_size=4,
         max_waiting=4,
         grace_seconds=5,

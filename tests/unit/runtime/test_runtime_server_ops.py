@@ -36,7 +36,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _settings(model: Path, **overrides: object) -> config.Settings:
     base = config.Settings(
-        model=str(model), host="127.0.0.1", grpc_port=0, metrics_port=0, grace_seconds=10
+        model=str(model),
+        host="127.0.0.1",
+        grpc_port=0,
+        metrics_port=0,
+        health_port=0,
+        grace_seconds=10,
     )
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 

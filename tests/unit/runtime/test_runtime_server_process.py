@@ -30,7 +30,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _spawn(log: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "llm_runtime", "serve", "--host", "127.0.0.1", *args]
-    full_env = {**os.environ, **(env or {})}
+    # The health-only port off: several runtimes (and other test runs) share this machine.
+    full_env = {**os.environ, "LLM_RUNTIME_HEALTH_PORT": "0", **(env or {})}
     with log.open("wb") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env)
 

@@ -163,9 +163,19 @@ async def test_stop_sequence_ends_generation_before_it(engine: BatchingEngine) -
 async def test_invalid_requests_raise_before_any_event(
     engine: BatchingEngine, request_: types.GenerationRequest, field: str
 ) -> None:
-    with pytest.raises(types.InvalidRequestError, match=field):
-        engine.generate(request_)
+    with pytest.raises(types.InvalidRequestError, match=field):  # raised by the call or the
+        await anext(engine.generate(request_))  # first __anext__ (after tokenizing), no event
     assert engine.stats().waiting == 0
+
+
+async def test_the_cheap_checks_raise_from_the_call_before_tokenizing(
+    engine: BatchingEngine,
+) -> None:
+    too_big = _req("x" * (LIMITS.max_prompt_bytes + 1))
+    with pytest.raises(types.InvalidRequestError, match="max_prompt_bytes"):
+        engine.generate(too_big)
+    with pytest.raises(types.InvalidRequestError, match="top_p"):
+        engine.generate(_req(top_p=0.0))
 
 
 async def test_prompt_beyond_context_minus_new_tokens_is_invalid(tiny_dir: Path) -> None:
@@ -173,7 +183,7 @@ async def test_prompt_beyond_context_minus_new_tokens_is_invalid(tiny_dir: Path)
     engine = await _engine(tiny_dir, limits)
     try:
         with pytest.raises(types.InvalidRequestError, match="context length"):
-            engine.generate(_req("word " * 100, max_new_tokens=500))
+            await anext(engine.generate(_req("word " * 100, max_new_tokens=500)))
     finally:
         await engine.stop()
 
@@ -185,7 +195,8 @@ async def test_full_waiting_queue_raises_queue_full(tiny_dir: Path) -> None:
         first = engine.generate(_req(max_new_tokens=400))
         await _wait_until(lambda: engine.stats().running == 1)
         second = engine.generate(_req())
-        with pytest.raises(types.QueueFullError):
+        await _wait_until(lambda: engine.stats().waiting == 1)  # tokenized and queued
+        with pytest.raises(types.QueueFullError):  # before tokenizing: the call itself refuses
             engine.generate(_req())
         assert engine.stats().waiting == 1
         await first.aclose()  # type: ignore[attr-defined]

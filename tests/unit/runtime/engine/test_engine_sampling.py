@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 import torch
+from llm_runtime import types
 from llm_runtime.engine import sampling
 
 pytestmark = pytest.mark.unit
@@ -20,7 +23,7 @@ def test_greedy_rows_take_the_argmax() -> None:
 def test_same_seed_gives_same_tokens_whatever_the_other_rows() -> None:
     logits = torch.zeros(3, 50)
 
-    def draw(seed: int, other: sampling.RowSampling) -> list[int | None]:
+    def draw(seed: int, other: sampling.RowSampling) -> list[object]:
         row = sampling.RowSampling(
             temperature=1.0,
             generator=sampling.make_generator(seed=seed, device=torch.device("cpu")),
@@ -78,5 +81,16 @@ def test_a_row_with_non_finite_logits_fails_alone() -> None:
         temperature=0.7, generator=sampling.make_generator(seed=3, device=torch.device("cpu"))
     )
     chosen = sampling.choose_tokens(logits, [sampling.RowSampling(), seeded, seeded])
-    assert chosen[0] is None and chosen[2] is None
+    assert isinstance(chosen[0], types.NumericalError)
+    assert isinstance(chosen[2], types.NumericalError)
     assert chosen[1] == 0  # the neighbour is unaffected
+
+
+def test_a_row_whose_sampling_raises_fails_alone() -> None:
+    logits = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    not_a_generator = typing.cast(torch.Generator, object())  # multinomial raises TypeError
+    broken = sampling.RowSampling(temperature=1.0, generator=not_a_generator)
+    chosen = sampling.choose_tokens(logits, [broken, sampling.RowSampling()])
+    assert isinstance(chosen[0], types.RuntimeError_)
+    assert "sampling failed" in str(chosen[0])
+    assert chosen[1] == 2

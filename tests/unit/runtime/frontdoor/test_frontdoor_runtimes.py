@@ -58,6 +58,7 @@ async def runtimes(
             host="127.0.0.1",
             grpc_port=0,
             metrics_port=0,
+            health_port=0,
             grace_seconds=1,
             auth_token_file=token_file,
         )
