@@ -10,18 +10,31 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from llm_operator import kube, podclient, spec
-from llm_operator.rollout import analysis, clock, plan, pods, promtext
+from llm_operator.rollout import analysis, clock, guards, plan, pods, promtext
 from llm_operator.rollout.state import RolloutPhase, RolloutStatus
 
 log = logging.getLogger(__name__)
 Obj = Mapping[str, Any]
 Scrapes = dict[str, promtext.Scrape]
+Fetch = Callable[[str], podclient.Scraped]  # pod IP -> its /metrics (podclient.scrape)
+
+# Every LLMDeployment's scrapes share these threads (the operator serves many objects in one
+# process); each scrape holds one for at most podclient.SCRAPE_TIMEOUT_SECONDS.
+SCRAPE_WORKERS = 16
+SCRAPES_PER_TICK = 4  # one tick's scrapes in flight at once: its share of the pool
+TICK_SCRAPE_BUDGET_SECONDS = 5.0  # all of one tick's scrapes of one revision
+SMOKE_WORKERS = 8  # one tick's smoke-prompted pods at once
+_POOL = concurrent.futures.ThreadPoolExecutor(
+    max_workers=SCRAPE_WORKERS, thread_name_prefix="llmop-scrape"
+)
 
 
 def _name(p: Obj) -> str:
@@ -38,15 +51,70 @@ def ready_pods(group: Sequence[Obj]) -> list[Obj]:
     return [p for p in group if _name(p) in names and _ip(p)]
 
 
-def _scrape(p: Obj) -> promtext.Scrape | None:
-    text = podclient.scrape(_ip(p))
-    if text is None:
-        return None
+@dataclasses.dataclass(frozen=True)
+class PodScrape:
+    """One Ready pod's parsed metrics, or why there are none (a `CheckResult` for the window)."""
+
+    pod: str
+    scrape: promtext.Scrape | None
+    problem: analysis.CheckResult | None = None
+
+
+def _parsed(name: str, got: podclient.Scraped) -> PodScrape:
+    if got.text is None:
+        reason = str(got.failure or podclient.ScrapeFailure.CONNECTION)
+        return PodScrape(name, None, guards.scrape_failed(pod=name, reason=reason, error=got.error))
     try:
-        return promtext.parse(text)
+        return PodScrape(name, promtext.parse(got.text))
+    except promtext.BadSampleError as e:
+        log.info("non-finite metrics from %s: %s", name, e)
+        return PodScrape(name, None, guards.bad_sample(pod=name, exc=e))
     except ValueError as e:
-        log.info("unparsable metrics from %s: %s", _name(p), e)
-        return None
+        log.info("unparsable metrics from %s: %s", name, e)
+        problem = guards.scrape_failed(pod=name, reason="ScrapeUnparsable", error=str(e)[:200])
+        return PodScrape(name, None, problem)
+
+
+def _over_budget(name: str, budget: float) -> PodScrape:
+    why = f"the tick's {budget:g}s for scrapes ran out first"
+    return PodScrape(
+        name, None, guards.scrape_failed(pod=name, reason="ScrapeBudgetExceeded", error=why)
+    )
+
+
+def scrape_all(
+    group: Sequence[Obj],
+    *,
+    budget: float = TICK_SCRAPE_BUDGET_SECONDS,
+    fetch: Fetch = podclient.scrape,
+) -> list[PodScrape]:
+    """Every Ready pod of `group` scraped on the process-wide pool, at most `SCRAPES_PER_TICK`
+    at once and all within `budget`: a slow pod costs its own deadline, never the others',
+    and one object's many pods cannot take every worker from the other objects."""
+    ready = ready_pods(group)
+    pending = list(ready)
+    running: dict[concurrent.futures.Future[podclient.Scraped], str] = {}
+    done: dict[str, PodScrape] = {}
+    deadline = time.monotonic() + budget
+    while pending or running:
+        while pending and len(running) < SCRAPES_PER_TICK:
+            p = pending.pop(0)
+            running[_POOL.submit(fetch, _ip(p))] = _name(p)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        finished, _ = concurrent.futures.wait(
+            running, timeout=left, return_when=concurrent.futures.FIRST_COMPLETED
+        )
+        for f in finished:
+            name = running.pop(f)
+            done[name] = _parsed(name, f.result())
+    for f, name in running.items():
+        f.cancel()  # a running scrape ends at its own deadline; its result is dropped
+        done[name] = _over_budget(name, budget)
+    for p in pending:
+        done[_name(p)] = _over_budget(_name(p), budget)
+    return [done[_name(p)] for p in ready]
 
 
 def forget_gone_pods(scrapes: Scrapes, all_pods: Sequence[Obj]) -> None:
@@ -58,26 +126,35 @@ def forget_gone_pods(scrapes: Scrapes, all_pods: Sequence[Obj]) -> None:
 
 def baseline(group: Sequence[Obj], scrapes: Scrapes) -> None:
     """Scrapes every Ready pod: the start of the first analysis window."""
-    for p in ready_pods(group):
-        scraped = _scrape(p)
-        if scraped is not None:
-            scrapes[_name(p)] = scraped
+    for got in scrape_all(group):
+        if got.scrape is not None:
+            scrapes[got.pod] = got.scrape
 
 
-def deltas(group: Sequence[Obj], scrapes: Scrapes, since: datetime | None) -> list[promtext.Scrape]:
-    """Each Ready pod's delta since the window began; a pod without a start only sets one."""
-    out = []
-    for p in ready_pods(group):
-        current = _scrape(p)
-        if current is None:
+@dataclasses.dataclass(frozen=True)
+class Deltas:
+    """One revision's per-pod window deltas, and the pods whose scrape was unusable."""
+
+    windows: list[promtext.Scrape]
+    problems: list[analysis.CheckResult]
+
+
+def deltas(group: Sequence[Obj], scrapes: Scrapes, since: datetime | None) -> Deltas:
+    """Each Ready pod's delta since the window began; a pod without a start only sets one.
+    A pod whose scrape fails keeps its start (its next delta spans both windows)."""
+    by_name = {_name(p): p for p in group}
+    out, problems = [], []
+    for got in scrape_all(group):
+        if got.scrape is None:
+            problems += [got.problem] if got.problem is not None else []
             continue
-        started = clock.parse_time((p.get("status") or {}).get("startTime"))
+        started = clock.parse_time((by_name[got.pod].get("status") or {}).get("startTime"))
         fresh = started is not None and since is not None and started >= since
-        window = promtext.window_delta(scrapes.get(_name(p)), current, started_in_window=fresh)
-        scrapes[_name(p)] = current
+        window = promtext.window_delta(scrapes.get(got.pod), got.scrape, started_in_window=fresh)
+        scrapes[got.pod] = got.scrape
         if window is not None:
             out.append(window)
-    return out
+    return Deltas(out, problems)
 
 
 def access(d: spec.LLMDeployment) -> podclient.Access:
@@ -121,17 +198,35 @@ def smoke_replies(
         return podclient.smoke(pod=name, pod_ip=_ip(ready[name]), prompts=prompts, access=how)
 
     replies: list[analysis.SmokeReply] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(names), SMOKE_WORKERS)) as pool:
         for answered in pool.map(ask, names):
             replies += answered
     return replies
 
 
+def _stable_result(
+    stable: Sequence[Obj], window: promtext.Scrape | None, r: RolloutStatus, d: spec.LLMDeployment
+) -> analysis.CheckResult | None:
+    """The stable's health beside a canary (none while Recreating: there is no stable then)."""
+    if r.phase is RolloutPhase.RECREATING or not r.stable_revision:
+        return None
+    planned = plan.workloads(r, d.spec.replicas)
+    expected = sum(w.replicas for w in planned if w.role == "stable")
+    return guards.stable_health(
+        pods=stable,
+        expected=expected,
+        window=window,
+        analysis_spec=d.spec.rollout.analysis,
+        now=datetime.now(UTC),
+    )
+
+
 def analyse(
     *, groups: Mapping[str, list[Obj]], r: RolloutStatus, d: spec.LLMDeployment, scrapes: Scrapes
 ) -> tuple[tuple[analysis.CheckResult, ...], analysis.Traffic]:
-    """One closed window: canary and stable metric deltas, smoke replies of unsmoked pods, and
-    the split of requests the two revisions' pods served."""
+    """One closed window: canary and stable metric deltas, smoke replies of unsmoked pods, the
+    canary pods whose metrics could not be used, the stable's health, and the split of requests
+    the two revisions' pods served. `groups` holds only owned pods (`rollout.owners`)."""
     since = r.last_analysis_at or r.step_ready_at
     canary = groups.get(r.canary_revision or "", [])
     stable = [] if r.phase is RolloutPhase.RECREATING else groups.get(r.stable_revision or "", [])
@@ -139,12 +234,14 @@ def analyse(
     rules = d.spec.rollout.analysis
     ready = {_name(p): p for p in ready_pods(canary)}
     to_smoke = plan.pods_to_smoke(r, ready) if rules.smoke_prompts else ()
-    canary_sum = promtext.aggregate(canary_w)
-    stable_sum = promtext.aggregate(stable_w) if stable_w else None
+    canary_sum = promtext.aggregate(canary_w.windows)
+    stable_sum = promtext.aggregate(stable_w.windows) if stable_w.windows else None
     results = analysis.evaluate(
         canary=canary_sum,
         stable=stable_sum,
         replies=smoke_replies(ready=ready, names=to_smoke, d=d),
         analysis=rules,
     )
-    return results, analysis.traffic(canary=canary_sum, stable=stable_sum)
+    health = _stable_result(stable, stable_sum, r, d)
+    extra = (*canary_w.problems, *([health] if health is not None else []))
+    return results + extra, analysis.traffic(canary=canary_sum, stable=stable_sum)

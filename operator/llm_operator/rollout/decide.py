@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from llm_operator.rollout import analysis, plan
+from llm_operator.rollout import analysis, guards, plan
 from llm_operator.rollout.analysis import CheckResult, Traffic, Verdict
 from llm_operator.rollout.state import (
     ANNOTATION_PREFIX,
@@ -302,7 +302,11 @@ def apply_analysis(
     traffic: analysis.Traffic | None = None,
 ) -> Decision:
     """Book one closed window: count passes, failures (against failureLimit), inconclusives;
-    record the split the window measured."""
+    record the split the window measured. A window that found the stable unhealthy books
+    nothing against or for the canary (see `guards`)."""
+    results, stable = guards.split(results)
+    if stable is not None and status.phase is not RolloutPhase.RECREATING:
+        return _stable_unhealthy(status, results, stable, spec, now, traffic)
     verdict = analysis.overall(results)
     effective = _effective(verdict, spec, status.phase is RolloutPhase.RECREATING)
     smoked = set(status.smoked_pods) | analysis.smoke_passed_pods(results)
@@ -326,6 +330,25 @@ def apply_analysis(
     elif effective is Verdict.INCONCLUSIVE:
         new = new.evolve(inconclusives=new.inconclusives + 1)
     return _done(Action.WAIT, new, f"analysis {verdict}: {new.last_message}", verdict=verdict)
+
+
+def _stable_unhealthy(
+    status: RolloutStatus,
+    own: tuple[CheckResult, ...],
+    stable: CheckResult,
+    spec: LLMDeploymentSpec,
+    now: datetime,
+    traffic: analysis.Traffic | None,
+) -> Decision:
+    """Hold the canary where it is and say why, once per episode as a Warning Event."""
+    counted = _with_traffic(status.evolve(message=""), traffic, spec)
+    note = counted.message or _weight_message(status.weight, spec)  # never last window's hold
+    new = guards.book_stable_unhealthy(
+        counted.evolve(last_analysis_at=now), own, stable, weight_note=note
+    )
+    event = None if guards.holds(status) else Event("Warning", guards.STABLE_UNHEALTHY, new.message)
+    verdict = analysis.overall(own)
+    return _done(Action.WAIT, new, new.message, event=event, verdict=verdict)
 
 
 def _progress(
@@ -362,6 +385,8 @@ def _deadline(decision: Decision, spec: LLMDeploymentSpec, now: datetime) -> Dec
     ready_at, limit = status.step_ready_at, spec.rollout.progress_deadline_seconds
     if status.phase is not RolloutPhase.CANARY or ready_at is None or status.step_passes >= 1:
         return None
+    if guards.holds(status):  # the stable, not the canary, is what is not progressing
+        return None
     if now < ready_at + timedelta(seconds=limit):
         return None
     last = status.last_message or "no analysis window closed"
@@ -386,7 +411,7 @@ def _gate(decision: Decision, spec: LLMDeploymentSpec, now: datetime) -> Decisio
 
 
 def _move(status: RolloutStatus, spec: LLMDeploymentSpec, now: datetime) -> Decision | None:
-    if status.step_ready_at is None or status.step_passes < 1:
+    if status.step_ready_at is None or status.step_passes < 1 or guards.holds(status):
         return None
     if status.phase is RolloutPhase.RECREATING:
         return _promoted(status, "Ready and analysis passed")

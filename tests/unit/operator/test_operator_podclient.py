@@ -55,15 +55,15 @@ async def test_the_smoke_request_shows_in_the_scraped_window(
     runtime: server.RuntimeServer,
 ) -> None:
     first = await asyncio.to_thread(podclient.scrape, "127.0.0.1", port=runtime.metrics_port)
-    assert first is not None
-    before = promtext.parse(first)
+    assert first.text is not None, first.error
+    before = promtext.parse(first.text)
     access = podclient.Access(port=runtime.grpc_port)
     await asyncio.to_thread(
         podclient.smoke, pod="p", pod_ip="127.0.0.1", prompts=(PARIS,), access=access
     )
-    text = await asyncio.to_thread(podclient.scrape, "127.0.0.1", port=runtime.metrics_port)
-    assert text is not None
-    window = promtext.window_delta(before, promtext.parse(text), started_in_window=False)
+    then = await asyncio.to_thread(podclient.scrape, "127.0.0.1", port=runtime.metrics_port)
+    assert then.text is not None, then.error
+    window = promtext.window_delta(before, promtext.parse(then.text), started_in_window=False)
     assert window is not None
     seen = analysis.window_metrics(window)
     assert (seen.requests, seen.errors) == (1, 0)
@@ -77,4 +77,4 @@ def test_a_pod_that_does_not_answer_is_a_failed_smoke_and_a_missing_scrape() -> 
     assert reply.text is None and reply.error and "UNAVAILABLE" in reply.error
     (result,) = analysis.check_smoke((quick,), (reply,))
     assert result.reason == "SmokePromptError"
-    assert podclient.scrape("127.0.0.1", port=9) is None
+    assert podclient.scrape("127.0.0.1", port=9).failure is podclient.ScrapeFailure.CONNECTION
