@@ -180,6 +180,7 @@ def runtime_env(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
         "dtype": s.model.dtype,
         "grpc_port": str(s.service.port),
         "metrics_port": str(naming.METRICS_PORT),
+        "health_port": str(contract.RUNTIME_HEALTH_PORT),
         "max_batch_size": str(limits.max_batch_size),
         "max_waiting": str(limits.max_waiting),
         "max_input_tokens": str(limits.max_input_tokens),
@@ -199,17 +200,17 @@ def runtime_env(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
     return env + [{"name": contract.env(k), "value": v} for k, v in settings.items()] + user_env(s)
 
 
-def _probe_action(s: spec.LLMDeploymentSpec) -> dict[str, Any]:
-    """gRPC health (grpc.health.v1) says whether the model can serve; kubelet's gRPC probe has
-    no TLS, so with TLS on the probe falls back to a TCP check of the port."""
-    if s.security.tls_secret_name:
-        return {"tcpSocket": {"port": "grpc"}}
-    return {"grpc": {"port": s.service.port, "service": ""}}
+def probe_action() -> dict[str, Any]:
+    """gRPC health (grpc.health.v1) says whether the model can serve. The kubelet's gRPC probe
+    speaks neither TLS nor bearer tokens, so it asks the runtime's plaintext health-only port,
+    which mirrors the main port's serving status: the same probe with TLS and auth on or off (a
+    TCP check of a TLS port would call a pod ready before its model loaded)."""
+    return {"grpc": {"port": contract.RUNTIME_HEALTH_PORT, "service": ""}}
 
 
 def health_probes(s: spec.LLMDeploymentSpec) -> dict[str, dict[str, Any]]:
     """Startup covers the whole fetch-and-load budget; readiness and liveness take over after."""
-    action = _probe_action(s)
+    action = probe_action()
     startup_failures = max(1, math.ceil(s.startup_budget_seconds / PROBE_PERIOD_SECONDS))
     return {
         "startupProbe": {
@@ -254,6 +255,7 @@ def _runtime_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
         "ports": [
             {"name": "grpc", "containerPort": s.service.port, "protocol": "TCP"},
             {"name": "metrics", "containerPort": naming.METRICS_PORT, "protocol": "TCP"},
+            {"name": "health", "containerPort": contract.RUNTIME_HEALTH_PORT, "protocol": "TCP"},
         ],
         "resources": resources,
         "volumeMounts": mounts,

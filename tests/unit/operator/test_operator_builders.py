@@ -113,7 +113,13 @@ def test_init_container_fetches_the_source_into_the_model_volume() -> None:
 
 
 def test_cache_claim_replaces_the_empty_dir() -> None:
-    d = _d(model={"name": "m", "source": "hf://org/m@abc", "cacheClaimName": "model-cache"})
+    d = _d(
+        model={
+            "name": "m",
+            "source": "hf://org/m@0123456789abcdef0123456789abcdef01234567",
+            "cacheClaimName": "model-cache",
+        }
+    )
     deploy, _ = builders.deployment(d, default_image=IMAGE)
     volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"]["volumes"]}
     assert volumes["model"]["persistentVolumeClaim"] == {"claimName": "model-cache"}
@@ -131,8 +137,8 @@ def test_pvc_source_is_mounted_read_only_and_fetched_as_a_path() -> None:
 
 
 def test_model_dir_differs_per_source_so_a_shared_cache_never_mixes_models() -> None:
-    a = spec.ModelSpec(name="a", source="hf://o/a@1")
-    b = spec.ModelSpec(name="a", source="hf://o/a@2")
+    a = spec.ModelSpec(name="a", source="hf://o/a@0123456789abcdef0123456789abcdef01234567")
+    b = spec.ModelSpec(name="a", source="hf://o/a@89abcdef0123456789abcdef0123456789abcdef")
     assert pod.model_dir(a) != pod.model_dir(b)
     assert pod.model_dir(a) != pod.model_dir(a.model_copy(update={"dtype": "float32"}))
     assert pod.model_dir(a).startswith("/models/")
@@ -172,13 +178,18 @@ def test_every_variable_the_operator_sets_is_one_the_runtime_reads() -> None:
     assert env[contract.env("grpc_port")] == str(contract.RUNTIME_GRPC_PORT)
     assert env[contract.env("metrics_port")] == str(contract.RUNTIME_METRICS_PORT)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"grpc": contract.RUNTIME_GRPC_PORT, "metrics": contract.RUNTIME_METRICS_PORT}
+    assert ports == {
+        "grpc": contract.RUNTIME_GRPC_PORT,
+        "metrics": contract.RUNTIME_METRICS_PORT,
+        "health": contract.RUNTIME_HEALTH_PORT,
+    }
+    assert env[contract.env("health_port")] == str(contract.RUNTIME_HEALTH_PORT)
 
 
 def test_user_env_and_args_come_after_the_operators_own() -> None:
-    d = _d(runtime={"env": [{"name": "X", "value": "1"}], "args": ["--verbose"]})
+    d = _d(runtime={"env": [{"name": "X", "value": "1"}], "args": ["--log-level", "DEBUG"]})
     container = _runtime_container(d)
-    assert container["args"] == ["serve", "--verbose"]
+    assert container["args"] == ["serve", "--log-level", "DEBUG"]
     assert container["env"][-2] == {"name": "X", "value": "1"}  # revision is stamped last
 
 
@@ -197,7 +208,8 @@ def test_containers_are_non_root_read_only_without_capabilities() -> None:
 
 def test_grpc_probes_and_startup_budget() -> None:
     container = _runtime_container(_d(startupBudgetSeconds=600))
-    assert container["startupProbe"]["grpc"] == {"port": contract.RUNTIME_GRPC_PORT, "service": ""}
+    health = {"port": contract.RUNTIME_HEALTH_PORT, "service": ""}
+    assert container["startupProbe"]["grpc"] == health
     budget = (
         container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"]
     )
@@ -206,7 +218,7 @@ def test_grpc_probes_and_startup_budget() -> None:
     assert "grpc" in container["livenessProbe"]
 
 
-def test_tls_mounts_the_secret_and_probes_fall_back_to_tcp() -> None:
+def test_tls_mounts_the_secret_and_probes_keep_the_plaintext_health_port() -> None:
     container = _runtime_container(
         _d(security={"tlsSecretName": "tls", "authTokenSecretName": "tok"})
     )
@@ -214,7 +226,9 @@ def test_tls_mounts_the_secret_and_probes_fall_back_to_tcp() -> None:
     assert env[contract.env("tls_cert")] == "/etc/llm-runtime/tls/tls.crt"
     assert env[contract.env("tls_key")] == "/etc/llm-runtime/tls/tls.key"
     assert env[contract.env("auth_token_file")] == "/etc/llm-runtime/token/token"
-    assert container["readinessProbe"]["tcpSocket"] == {"port": "grpc"}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"] == {"port": contract.RUNTIME_HEALTH_PORT, "service": ""}
+        assert "tcpSocket" not in container[probe]
 
 
 def test_resources_and_scheduling_pass_through() -> None:
