@@ -97,14 +97,16 @@ _PEERING = "(peering: one replica active, the others paused)"
 
 
 def _applied(what: str) -> tuple[Verb, ...]:
-    """get/create/patch of a child the handlers apply server-side (and re-apply to undo drift)."""
+    """get/create/patch of a child the handlers apply server-side (and re-apply to undo drift),
+    through tick.apply_owned, the one place that calls kube.apply."""
     return (
         Verb("get", "llm_operator.tick", _OWNED),
-        Verb("create", "llm_operator.handlers", f"applies {what} (kube.apply): {_SSA}"),
+        Verb("create", "llm_operator.tick", f"applies {what} (tick.apply_owned): {_SSA}"),
         Verb(
             "patch",
-            "llm_operator.handlers",
-            f"applies {what} on every change, and again on the drift timer to undo manual edits",
+            "llm_operator.tick",
+            f"applies {what} on every change (llm_operator.handlers), and again on the drift "
+            "timer to undo manual edits",
         ),
     )
 
