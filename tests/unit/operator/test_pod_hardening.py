@@ -16,7 +16,12 @@ IMAGE = "llm-operator/runtime:test"
 def _d(**overrides: Any) -> spec.LLMDeployment:
     body: dict[str, Any] = {
         "metadata": {"name": "chat", "namespace": "team", "uid": "u-1", "generation": 1},
-        "spec": {"model": {"name": "m", "source": "hf://org/gated@abc"}},
+        "spec": {
+            "model": {
+                "name": "m",
+                "source": "hf://org/gated@0123456789abcdef0123456789abcdef01234567",
+            }
+        },
     }
     body["spec"].update(overrides)
     return spec.parse(body)
@@ -51,7 +56,16 @@ def test_the_fetcher_gets_the_users_env_so_gated_models_and_proxies_work() -> No
 
 
 def test_only_the_fetcher_may_write_the_model_cache() -> None:
-    for d in (_d(), _d(model={"name": "m", "source": "hf://o/m", "cacheClaimName": "cache"})):
+    for d in (
+        _d(),
+        _d(
+            model={
+                "name": "m",
+                "source": "hf://o/m@0123456789abcdef0123456789abcdef01234567",
+                "cacheClaimName": "cache",
+            }
+        ),
+    ):
         containers = _containers(d)
         assert _mount(containers[pod.FETCH_CONTAINER], "model").get("readOnly") is not True
         assert _mount(containers[pod.RUNTIME_CONTAINER], "model")["readOnly"] is True
@@ -79,6 +93,12 @@ def test_the_model_cache_cap_follows_the_ephemeral_storage_limit() -> None:
 
 
 def test_a_cache_claim_has_no_size_limit_to_set() -> None:
-    d = _d(model={"name": "m", "source": "hf://o/m", "cacheClaimName": "cache"})
+    d = _d(
+        model={
+            "name": "m",
+            "source": "hf://o/m@0123456789abcdef0123456789abcdef01234567",
+            "cacheClaimName": "cache",
+        }
+    )
     volumes = {v["name"]: v for v in _pod_spec(d)["volumes"]}
     assert "emptyDir" not in volumes["model"]
