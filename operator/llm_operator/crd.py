@@ -24,7 +24,7 @@ from llm_runtime.api import contract
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from llm_operator import status
+from llm_operator import admission, status
 from llm_operator.rollout import report, state
 from llm_operator.spec import LLMDeploymentSpec
 
@@ -285,7 +285,9 @@ class LLMDeploymentResource(_Schema):
         json_schema_extra={
             "description": "LLMDeployment serves one language model over gRPC: the operator "
             "fetches the model into a volume, runs `llm-runtime serve` replicas behind a ClusterIP "
-            "and a headless Service, and reports whether the model can really answer."
+            "and a headless Service, and reports whether the model can really answer.",
+            # Only a root rule sees metadata.name: every child's name is built from it.
+            "x-kubernetes-validations": [dict(r) for r in admission.NAME_RULES],
         }
     )
 

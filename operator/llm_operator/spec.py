@@ -21,13 +21,17 @@ How the CRD is spelled here:
 from __future__ import annotations
 
 import enum
+import functools
 import re
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal, Self, TypeVar
 
+import pydantic
 from llm_runtime.api import contract
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+from llm_operator import admission, podfields
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -72,14 +76,58 @@ Duration = Annotated[
     Field(json_schema_extra={"pattern": DURATION_PATTERN, "maxLength": 32}),
 ]
 
+_T = TypeVar("_T")
+
+
+def _checked(problem: Callable[[_T], str | None]) -> AfterValidator:
+    """A validator raising what `problem` (one of admission's checks) finds: the Python half of
+    a CEL rule, so the parser refuses what the apiserver refuses."""
+
+    def check(value: _T) -> _T:
+        found = problem(value)
+        if found is not None:
+            raise ValueError(found)
+        return value
+
+    return AfterValidator(check)
+
+
+def _raise(problem: str | None) -> None:
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def _rules(*rules: Mapping[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": [dict(r) for r in rules]}
+
+
+def _name_of(what: str) -> tuple[AfterValidator, Any]:
+    """A DNS-subdomain name of some object (or "" for none), checked both sides."""
+    check = functools.partial(admission.subdomain_problem, what=what)
+    return _checked(check), Field(json_schema_extra=_rules(admission.subdomain_rule(what)))
+
+
+ClaimName = Annotated[str, *_name_of("PersistentVolumeClaim")]
+SecretName = Annotated[str, *_name_of("Secret")]
+PriorityClassName = Annotated[str, *_name_of("PriorityClass")]
+
+# A duration that must not be zero (a timeout, an analysis window).
+PositiveDuration = Annotated[
+    Duration,
+    _checked(lambda v: admission.positive_duration_problem(parse_duration(v))),
+    Field(json_schema_extra=_rules(admission.POSITIVE_DURATION_RULE)),
+]
+
 # A Kubernetes resource quantity: the apiserver keeps 1 an integer and "500m" a string.
 _INT_OR_STRING: dict[str, Any] = {"x-kubernetes-int-or-string": True}
 _PRESERVE_UNKNOWN: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
 
 
-def _item(description: str) -> ConfigDict:
-    """The model_config of a list's item: its CRD description (the list's field has its own)."""
-    return ConfigDict(json_schema_extra={"description": description})
+def _item(description: str, *rules: Mapping[str, str]) -> ConfigDict:
+    """The model_config of a list's item: its CRD description (the list's field has its own)
+    and its CEL rules, if any."""
+    extra: dict[str, Any] = {"description": description, **(_rules(*rules) if rules else {})}
+    return ConfigDict(json_schema_extra=extra)
 
 
 class _Model(BaseModel):
@@ -96,25 +144,15 @@ class ModelSpec(_Model):
         description="The served model name: clients ask for it, and metrics carry it as the "
         "`model` label. Lower-case letters, digits, '.', '_' and '-'.",
     )
-    source: str = Field(
+    source: Annotated[str, _checked(admission.source_problem)] = Field(
         min_length=1,
         max_length=1024,
         description="Where the weights come from: `file:///abs/path` or `/abs/path` (a path on "
         "the node), `pvc://claim/path/in/claim` (a PersistentVolumeClaim in the same namespace, "
         "mounted read-only), `hf://org/name@revision` (the Hugging Face Hub, revision pinned) or "
-        "`builtin://smollm2-135m-instruct` (the model packaged with the runtime image).",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.matches('^(file:///.+|/.+|pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/.+"
-                    "|hf://[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+@[A-Za-z0-9_./-]+"
-                    "|builtin://[a-z0-9.-]+)$')",
-                    "messageExpression": '"unsupported model source \'" + self + "\': use '
-                    'file:///path, /path, pvc://claim/path, hf://org/name@revision or builtin://name"',
-                    "reason": "FieldValueInvalid",
-                }
-            ]
-        },
+        "`builtin://smollm2-135m-instruct` (the model packaged with the runtime image). An hf:// "
+        "revision is a commit (40 hex digits), optionally followed by one /file.gguf.",
+        json_schema_extra=_rules(*admission.SOURCE_RULES),
     )
     format: Literal["auto", "hf", "gguf", "converted"] = Field(
         default="auto",
@@ -127,7 +165,7 @@ class ModelSpec(_Model):
         description="The dtype to compute in. `auto` lets the runtime choose (bfloat16 where the "
         "CPU or GPU supports it).",
     )
-    cache_claim_name: str = Field(
+    cache_claim_name: ClaimName = Field(
         default="",
         max_length=253,
         description="A PersistentVolumeClaim to keep fetched weights in, shared across restarts "
@@ -136,28 +174,42 @@ class ModelSpec(_Model):
     )
 
 
+_QUANTITY: dict[str, Any] = {**_INT_OR_STRING, **_rules(*podfields.QUANTITY_RULES)}
+_Request = Annotated[
+    int | str, Field(description="A quantity such as 500m, 2Gi or 1.", json_schema_extra=_QUANTITY)
+]
+_Limit = Annotated[
+    int | str,
+    Field(
+        description="A quantity such as 2, 4Gi or 1 (for nvidia.com/gpu).",
+        json_schema_extra=_QUANTITY,
+    ),
+]
+_AMOUNTS = _rules(*podfields.AMOUNTS_RULES)
+
+
 class ResourcesSpec(_Model):
-    requests: dict[
-        str,
-        Annotated[
-            int | str,
-            Field(
-                description="A quantity such as 500m, 2Gi or 1.", json_schema_extra=_INT_OR_STRING
-            ),
-        ],
-    ] = Field(default_factory=dict, description="The minimum resources the scheduler reserves.")
-    limits: dict[
-        str,
-        Annotated[
-            int | str,
-            Field(
-                description="A quantity such as 2, 4Gi or 1 (for nvidia.com/gpu).",
-                json_schema_extra=_INT_OR_STRING,
-            ),
-        ],
-    ] = Field(
-        default_factory=dict, description="The most the container may use; accelerators go here."
+    model_config = ConfigDict(json_schema_extra=_rules(*podfields.RESOURCES_RULES))
+
+    requests: dict[str, _Request] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="The minimum resources the scheduler reserves. An extended resource "
+        "(nvidia.com/gpu) needs the same value in limits.",
+        json_schema_extra=_AMOUNTS,
     )
+    limits: dict[str, _Limit] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="The most the container may use; accelerators go here (whole numbers).",
+        json_schema_extra=_AMOUNTS,
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _raise(podfields.amounts_problem(self.requests) or podfields.amounts_problem(self.limits))
+        _raise(podfields.requests_problem(self.requests, self.limits))
+        return self
 
 
 class LimitsSpec(_Model):
@@ -195,24 +247,44 @@ class LimitsSpec(_Model):
 
 
 class EnvVar(_Model):
-    model_config = _item("One environment variable.")
+    model_config = _item("One environment variable.", *admission.ENV_RULES)
 
-    name: str = Field(min_length=1, description="The variable's name.")
+    name: Annotated[str, _checked(admission.env_name_problem)] = Field(
+        min_length=1,
+        max_length=256,
+        pattern=admission.ENV_NAME,
+        description="The variable's name: letters, digits, '_', '-' and '.', not starting with a "
+        "digit. Not one the operator sets (HOME, HF_HOME, LLM_MODEL_*, the LLM_RUNTIME_* "
+        "settings it derives from the spec); other LLM_RUNTIME_* names must be settings of "
+        "llm-runtime serve.",
+    )
     value: str | None = Field(default=None, description="A literal value.")
     value_from: dict[str, Any] | None = Field(
         default=None,
-        description="A source for the value (secretKeyRef, configMapKeyRef, fieldRef, "
-        "resourceFieldRef), as in a Pod's EnvVar.",
+        min_length=1,
+        max_length=1,
+        description="One source for the value (secretKeyRef, configMapKeyRef, fieldRef, "
+        "resourceFieldRef), as in a Pod's EnvVar; not together with value.",
         json_schema_extra=_PRESERVE_UNKNOWN,
     )
 
+    @model_validator(mode="after")
+    def _one_value(self) -> Self:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError(f"env {self.name}: set either value or valueFrom, not both")
+        return self
+
 
 class RuntimeSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=_rules(*podfields.IMAGE_RULES))
+
     image: str = Field(
         default="",
         max_length=512,
+        pattern=f"^$|{podfields.IMAGE}",
         description="The runtime image; empty means the operator's default (its "
-        "LLM_OPERATOR_RUNTIME_IMAGE setting).",
+        "LLM_OPERATOR_RUNTIME_IMAGE setting). With imagePullPolicy IfNotPresent it must be "
+        "pinned: a tag other than latest, or a digest.",
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
         default="IfNotPresent", description="When the kubelet pulls the image."
@@ -232,34 +304,92 @@ class RuntimeSpec(_Model):
         description="Extra environment variables for the runtime container.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    args: tuple[Annotated[str, Field(description="One argument.")], ...] = Field(
+    args: tuple[
+        Annotated[
+            str,
+            _checked(admission.arg_problem),
+            Field(
+                max_length=1024,
+                description="One argument.",
+                json_schema_extra=_rules(*admission.ARG_RULES),
+            ),
+        ],
+        ...,
+    ] = Field(
         default_factory=tuple,
         max_length=64,
-        description="Extra command-line arguments appended to `llm-runtime serve`.",
+        description="Extra command-line arguments appended to `llm-runtime serve`: flags of the "
+        "settings the spec does not cover (" + ", ".join(admission.USER_FLAGS) + "), as "
+        "`--flag value` or `--flag=value`. Flags the operator sets from the spec (ports, model, "
+        "limits, TLS, auth) are refused.",
     )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _raise(podfields.image_problem(self.image, self.image_pull_policy))
+        names = [e.name for e in self.env]
+        if len(set(names)) != len(names):
+            raise ValueError("env names must be unique")
+        return self
 
 
 class Toleration(_Model):
-    model_config = _item("One toleration, as in a Pod spec.")
+    model_config = _item("One toleration, as in a Pod spec.", *podfields.TOLERATION_RULES)
 
     key: str | None = Field(
-        default=None, description="The taint key; empty with operator Exists matches all taints."
+        default=None,
+        max_length=317,
+        pattern=f"^$|{admission.QUALIFIED_NAME}",
+        description="The taint key; empty with operator Exists matches all taints.",
     )
     operator: Literal["Exists", "Equal"] | None = Field(
         default=None, description="Exists or Equal."
     )
-    value: str | None = Field(default=None, description="The taint value when operator is Equal.")
+    value: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=admission.LABEL_VALUE,
+        description="The taint value when operator is Equal (empty with Exists).",
+    )
     effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="The taint effect to match; empty matches all."
     )
     toleration_seconds: int | None = Field(
-        default=None, description="How long a NoExecute taint is tolerated."
+        default=None, description="How long a NoExecute taint is tolerated (effect NoExecute only)."
     )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _raise(
+            podfields.toleration_problem(
+                key=self.key,
+                operator=self.operator,
+                value=self.value,
+                effect=self.effect,
+                seconds=self.toleration_seconds,
+            )
+        )
+        return self
+
+
+def _label_keys(selector: dict[str, str]) -> dict[str, str]:
+    for key in selector:
+        _raise(podfields.label_key_problem(key))
+    return selector
+
+
+_LabelValue = Annotated[
+    str,
+    Field(max_length=63, pattern=admission.LABEL_VALUE, description="The label's required value."),
+]
 
 
 class SchedulingSpec(_Model):
-    node_selector: dict[str, Annotated[str, Field(description="The label's required value.")]] = (
-        Field(default_factory=dict, description="Node labels a node must carry to run a replica.")
+    node_selector: Annotated[dict[str, _LabelValue], AfterValidator(_label_keys)] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Node labels a node must carry to run a replica (label keys and values).",
+        json_schema_extra=_rules(podfields.NODE_SELECTOR_RULE),
     )
     tolerations: tuple[Toleration, ...] = Field(
         default_factory=tuple,
@@ -271,7 +401,7 @@ class SchedulingSpec(_Model):
         description="Node and pod (anti-)affinity, as in a Pod spec.",
         json_schema_extra=_PRESERVE_UNKNOWN,
     )
-    priority_class_name: str = Field(
+    priority_class_name: PriorityClassName = Field(
         default="",
         max_length=253,
         description="The PriorityClass of the replicas; empty means the cluster default.",
@@ -279,11 +409,14 @@ class SchedulingSpec(_Model):
 
 
 class ServiceSpec(_Model):
-    port: int = Field(
+    port: Annotated[int, _checked(admission.port_problem)] = Field(
         default=contract.RUNTIME_GRPC_PORT,
         ge=1,
         le=65535,
-        description="The gRPC port of the Services (and of the container).",
+        description="The gRPC port of the Services (and of the container); not one the runtime "
+        f"already uses ({contract.RUNTIME_METRICS_PORT} metrics, {contract.RUNTIME_HEALTH_PORT} "
+        "health).",
+        json_schema_extra=_rules(admission.PORT_RULE),
     )
     max_connection_age_seconds: int = Field(
         default=30,
@@ -303,13 +436,13 @@ class ServiceSpec(_Model):
 
 
 class SecuritySpec(_Model):
-    tls_secret_name: str = Field(
+    tls_secret_name: SecretName = Field(
         default="",
         max_length=253,
         description="A kubernetes.io/tls Secret (tls.crt, tls.key) the runtime serves gRPC with; "
         "empty means plaintext.",
     )
-    auth_token_secret_name: str = Field(
+    auth_token_secret_name: SecretName = Field(
         default="",
         max_length=253,
         description="A Secret whose `token` key holds the bearer token clients must send; empty "
@@ -405,13 +538,16 @@ class SmokePrompt(_Model):
         max_length=4096,
         description="The user message, sent through the model's chat template (greedy).",
     )
-    expect: str = Field(
+    expect: Annotated[str, _checked(admission.regex_problem)] = Field(
         min_length=1,
         max_length=1024,
-        description="A regular expression searched for in the reply (Python re syntax), "
-        "e.g. (?i)paris.",
+        description="A regular expression searched for in the reply (RE2 syntax: no "
+        "backreferences or lookarounds), e.g. (?i)paris.",
+        json_schema_extra=_rules(admission.REGEX_RULE),
     )
-    timeout: Duration = Field(default="30s", description="The reply's latency budget, e.g. 30s.")
+    timeout: PositiveDuration = Field(
+        default="30s", description="The reply's latency budget, e.g. 30s (not zero)."
+    )
 
     @property
     def timeout_seconds(self) -> float:
@@ -421,9 +557,9 @@ class SmokePrompt(_Model):
 class AnalysisSpec(_Model):
     """How the canary is judged: a 10 s window, Argo-like failureLimit, limits, smoke prompts."""
 
-    interval: Duration = Field(
+    interval: PositiveDuration = Field(
         default="10s",
-        description="The analysis window: metrics and smoke prompts are evaluated this often "
+        description="The analysis window (not zero): metrics and smoke prompts are evaluated this often "
         "while a canary runs. Startup failures (crash loops, restarts, OOM kills, not Ready within "
         "startupBudgetSeconds) abort at once, without waiting.",
     )
@@ -475,6 +611,17 @@ DEFAULT_STEPS = (
 )
 
 
+_DEADLINE_RULE: dict[str, Any] = {
+    "rule": "!has(self.analysis) || !has(self.analysis.interval) || "
+    "!has(self.progressDeadlineSeconds) || "
+    "duration(self.analysis.interval) < duration(string(self.progressDeadlineSeconds) + 's')",
+    "message": "progressDeadlineSeconds must be longer than one analysis interval (a step "
+    "needs one passed window before its deadline)",
+    "fieldPath": ".progressDeadlineSeconds",
+    "reason": "FieldValueInvalid",
+}
+
+
 class RolloutSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra={
@@ -485,7 +632,8 @@ class RolloutSpec(_Model):
                     "message": "a Canary rollout needs at least one step",
                     "fieldPath": ".steps",
                     "reason": "FieldValueRequired",
-                }
+                },
+                _DEADLINE_RULE,
             ]
         }
     )
@@ -542,7 +690,7 @@ class RolloutSpec(_Model):
         description="How long a step may go, once its pods are Ready, without one conclusive "
         "(passed) analysis window, e.g. because no traffic reaches the canary. Past it the "
         "rollout is aborted (progressDeadlineAbort) or reported as stalled; a step paused for a "
-        "manual promote is exempt.",
+        "manual promote is exempt. Longer than analysis.interval.",
     )
     progress_deadline_abort: bool = Field(
         default=True,
@@ -550,6 +698,12 @@ class RolloutSpec(_Model):
         "ProgressDeadlineExceeded, naming what was missing. false: it keeps waiting, marked "
         "stalled in status.rollout and by a RolloutStalled Event.",
     )
+
+    @model_validator(mode="after")
+    def _deadline_after_a_window(self) -> Self:
+        if self.analysis.interval_seconds >= self.progress_deadline_seconds:
+            raise ValueError(_DEADLINE_RULE["message"])
+        return self
 
 
 class LLMDeploymentSpec(_Model):
@@ -598,7 +752,7 @@ class LLMDeploymentSpec(_Model):
 class Owner(_Model):
     """The identity of the custom resource, needed for ownerReferences and names."""
 
-    name: str
+    name: Annotated[str, _checked(admission.name_problem)]
     namespace: str
     uid: str
     generation: int = 0
@@ -611,13 +765,27 @@ class LLMDeployment(_Model):
     spec: LLMDeploymentSpec
 
 
+class InvalidResourceError(ValueError):
+    """The body is not an LLMDeployment the operator can act on: no metadata.name, or a field
+    the CRD would have refused (an object stored before a stricter CRD, or one not admitted
+    through it). The message names the fields; a pydantic error, if any, is the cause."""
+
+
 def parse(body: Mapping[str, Any]) -> LLMDeployment:
-    """Parses a raw LLMDeployment body (as kopf or the API returns it) into typed models."""
+    """Parses a raw LLMDeployment body (as kopf or the API returns it) into typed models;
+    InvalidResourceError for anything else."""
     meta = body.get("metadata") or {}
-    owner = Owner(
-        name=meta["name"],
-        namespace=meta.get("namespace") or "default",
-        uid=meta.get("uid") or "",
-        generation=int(meta.get("generation") or 0),
-    )
-    return LLMDeployment(owner=owner, spec=LLMDeploymentSpec.model_validate(body.get("spec") or {}))
+    if not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
+        raise InvalidResourceError("metadata.name: a string is required")
+    try:
+        owner = Owner(
+            name=meta["name"],
+            namespace=meta.get("namespace") or "default",
+            uid=meta.get("uid") or "",
+            generation=meta.get("generation") or 0,
+        )
+        return LLMDeployment(
+            owner=owner, spec=LLMDeploymentSpec.model_validate(body.get("spec") or {})
+        )
+    except pydantic.ValidationError as e:
+        raise InvalidResourceError(str(e)) from e

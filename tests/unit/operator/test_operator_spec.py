@@ -14,7 +14,11 @@ def test_parse_reads_identity_and_camel_case_fields() -> None:
         {
             "metadata": {"name": "chat", "namespace": "ns", "uid": "u", "generation": 2},
             "spec": {
-                "model": {"name": "m", "source": "hf://o/m@r", "cacheClaimName": "c"},
+                "model": {
+                    "name": "m",
+                    "source": "hf://o/m@0123456789abcdef0123456789abcdef01234567",
+                    "cacheClaimName": "c",
+                },
                 "startupBudgetSeconds": 60,
                 "rollout": {
                     "strategy": "Canary",

@@ -149,7 +149,8 @@ def test_smoke_mismatch_message_quotes_the_reply() -> None:
 
 
 def test_invalid_regex_fails_instead_of_crashing() -> None:
-    bad = spec.SmokePrompt(prompt="x", expect="(", timeout="5s")
+    # The parser refuses it now (spec's RE2 check); one stored before that still must not crash.
+    bad = spec.SmokePrompt.model_construct(prompt="x", expect="(", timeout="5s")
     result = analysis.check_smoke_reply(bad, SmokeReply("p", 0, "x", 0.1))
     assert result.reason == "SmokePromptInvalid"
 
