@@ -27,7 +27,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 async def runtime(tiny_model: Path) -> AsyncIterator[server.RuntimeServer]:
     settings = config.Settings(
-        model=str(tiny_model), host="127.0.0.1", grpc_port=0, metrics_port=0, grace_seconds=1
+        model=str(tiny_model),
+        host="127.0.0.1",
+        grpc_port=0,
+        metrics_port=0,
+        health_port=0,
+        grace_seconds=1,
     )
     async with server.serving(settings) as srv:
         await srv.wait_ready()
