@@ -52,24 +52,22 @@ def name_problem(name: str) -> str | None:
 
 
 _NAME_LENGTH_WHY = (
-    f"the children's names add up to {DNS_LABEL_MAX - MAX_NAME_LENGTH} characters "
-    "(NAME-<revision>, NAME-frontdoor) and must fit in 63"
+    f"the operator appends up to {DNS_LABEL_MAX - MAX_NAME_LENGTH} characters to it "
+    "(NAME-<revision>, NAME-frontdoor) and those names must fit in 63"
 )
 
+# On metadata.name itself (the CRD may restrict it, and its errors then name it).
 NAME_RULES: tuple[dict[str, str], ...] = (
     {
-        "rule": f"self.metadata.name.matches('{DNS1035_LABEL}')",
-        "message": "metadata.name must be a DNS-1035 label (its Services carry it): lower-case "
-        "letters, digits and '-', starting with a letter, no dots",
-        "fieldPath": ".metadata.name",
+        "rule": f"self.matches(r'{DNS1035_LABEL}')",
+        "message": "must be a DNS-1035 label (its Services carry it): lower-case letters, digits "
+        "and '-', starting with a letter, no dots",
         "reason": "FieldValueInvalid",
     },
     {
-        "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
-        "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters: "
-        + _NAME_LENGTH_WHY,
-        "fieldPath": ".metadata.name",
-        "reason": "FieldValueTooLong",
+        "rule": f"size(self) <= {MAX_NAME_LENGTH}",
+        "message": f"must be at most {MAX_NAME_LENGTH} characters: " + _NAME_LENGTH_WHY,
+        "reason": "FieldValueInvalid",
     },
 )
 
@@ -84,7 +82,7 @@ def subdomain_problem(value: str, *, what: str) -> str | None:
 def subdomain_rule(what: str) -> dict[str, str]:
     """The CEL half of subdomain_problem (the field's maxLength bounds it to 253)."""
     return {
-        "rule": f"self == '' || self.matches('{DNS1123_SUBDOMAIN}')",
+        "rule": f"self == '' || self.matches(r'{DNS1123_SUBDOMAIN}')",
         "message": f"must be empty or a valid {what} name: lower-case letters, digits, '-' and "
         "'.', starting and ending with a letter or digit",
         "reason": "FieldValueInvalid",
@@ -209,13 +207,13 @@ def _flag_owner(arg: str) -> str:
 
 ARG_RULES: tuple[dict[str, str], ...] = (
     {
-        "rule": f"!self.matches('{_MANAGED_ARG}')",
+        "rule": f"!self.matches(r'{_MANAGED_ARG}')",
         "messageExpression": "'\\'' + self + '\\' sets a flag the operator manages from the spec "
         "(ports, model, limits, TLS, auth): use the spec field instead'",
         "reason": "FieldValueForbidden",
     },
     {
-        "rule": f"!self.startsWith('-') || self.matches('{_KNOWN_ARG}')",
+        "rule": f"!self.startsWith('-') || self.matches(r'{_KNOWN_ARG}')",
         "messageExpression": "'\\'' + self + '\\' is not a flag of llm-runtime serve (allowed: "
         + ", ".join(USER_FLAGS)
         + ")'",
@@ -235,8 +233,8 @@ def port_problem(port: int) -> str | None:
 
 PORT_RULE: dict[str, str] = {
     "rule": f"!(self in {list(RESERVED_PORTS)})",
-    "messageExpression": f"'port ' + string(self) + ' is taken by the runtime (metrics "
-    f"{RESERVED_PORTS[0]}, health {RESERVED_PORTS[1]}): choose another'",
+    "message": f"the runtime already listens on {RESERVED_PORTS[0]} (metrics) and "
+    f"{RESERVED_PORTS[1]} (health): choose another port",
     "reason": "FieldValueForbidden",
 }
 
@@ -274,18 +272,18 @@ def source_problem(source: str) -> str | None:
 
 SOURCE_RULES: tuple[dict[str, str], ...] = (
     {
-        "rule": f"self.matches('{SOURCE}')",
+        "rule": f"self.matches(r'{SOURCE}')",
         "messageExpression": '"unsupported model source \'" + self + "\': use '
         'file:///path, /path, pvc://claim/path, hf://org/name@revision or builtin://name"',
         "reason": "FieldValueInvalid",
     },
     {
-        "rule": f"!self.startsWith('hf://') || self.matches('{HF_SOURCE}')",
+        "rule": f"!self.startsWith('hf://') || self.matches(r'{HF_SOURCE}')",
         "message": HF_MESSAGE,
         "reason": "FieldValueInvalid",
     },
     {
-        "rule": f"!self.matches('{_DOT_DOT}')",
+        "rule": f"!self.matches(r'{_DOT_DOT}')",
         "message": "a model source's path must not contain '..'",
         "reason": "FieldValueInvalid",
     },

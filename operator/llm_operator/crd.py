@@ -280,14 +280,24 @@ class LLMDeploymentStatus(_Schema):
     )
 
 
+# A CRD may restrict metadata.name and generateName, nothing else (no description either, so
+# this model has no docstring): the rest of metadata is the apiserver's.
+class Metadata(_Schema):
+    name: str | None = Field(
+        default=None,
+        description="The LLMDeployment's name: every child's name is built from it "
+        f"(NAME-<revision>, NAME-headless, NAME-frontdoor), so it is a DNS-1035 label of at most "
+        f"{admission.MAX_NAME_LENGTH} characters.",
+        json_schema_extra={"x-kubernetes-validations": [dict(r) for r in admission.NAME_RULES]},
+    )
+
+
 class LLMDeploymentResource(_Schema):
     model_config = ConfigDict(
         json_schema_extra={
             "description": "LLMDeployment serves one language model over gRPC: the operator "
             "fetches the model into a volume, runs `llm-runtime serve` replicas behind a ClusterIP "
-            "and a headless Service, and reports whether the model can really answer.",
-            # Only a root rule sees metadata.name: every child's name is built from it.
-            "x-kubernetes-validations": [dict(r) for r in admission.NAME_RULES],
+            "and a headless Service, and reports whether the model can really answer."
         }
     )
 
@@ -298,7 +308,7 @@ class LLMDeploymentResource(_Schema):
     kind: str | None = Field(
         default=None, description=f"The REST resource this object represents ({KIND})."
     )
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     spec: LLMDeploymentSpec = Field(
         description="What to serve, with what runtime, how many replicas and how to roll out "
         "changes."

@@ -102,16 +102,11 @@ def _isq(expr: str) -> str:
     return f"isQuantity(string({expr}))"
 
 
-# Rules on one quantity (a value of requests or limits).
+# The rule on one quantity (a value of requests or limits).
 QUANTITY_RULES: tuple[dict[str, str], ...] = (
     {
-        "rule": _isq("self"),
-        "message": "not a quantity: use e.g. 500m, 2Gi or 1",
-        "reason": "FieldValueInvalid",
-    },
-    {
-        "rule": f"!{_isq('self')} || {_q('self')}.sign() >= 0",
-        "message": "a quantity must not be negative",
+        "rule": f"{_isq('self')} && {_q('self')}.compareTo(quantity('0')) >= 0",
+        "message": "must be a quantity of at least 0, e.g. 500m, 2Gi or 1",
         "reason": "FieldValueInvalid",
     },
 )
@@ -122,7 +117,7 @@ AMOUNTS_RULES: tuple[dict[str, str], ...] = (
         "k.contains('/'))",
         "message": "unknown resource name: use cpu, memory, ephemeral-storage, hugepages-<size> "
         "or a domain-qualified extended resource such as nvidia.com/gpu",
-        "reason": "FieldValueNotSupported",
+        "reason": "FieldValueInvalid",
     },
     {
         "rule": f"self.all(k, !k.endsWith('/gpu') || !{_isq('self[k]')} || "
@@ -199,7 +194,7 @@ def toleration_problem(
 
 
 NODE_SELECTOR_RULE: dict[str, str] = {
-    "rule": f"self.all(k, k.matches('{admission.QUALIFIED_NAME}'))",
+    "rule": f"self.all(k, k.matches(r'{admission.QUALIFIED_NAME}'))",
     "message": "node selector keys must be label keys: [prefix/]name, the name up to 63 "
     "letters, digits, '-', '_' or '.', the prefix a DNS subdomain",
     "reason": "FieldValueInvalid",
@@ -251,7 +246,7 @@ IMAGE_RULES: tuple[dict[str, str], ...] = (
     {
         "rule": "!has(self.image) || self.image == '' || !has(self.imagePullPolicy) || "
         "self.imagePullPolicy != 'IfNotPresent' || self.image.contains('@') || "
-        f"(self.image.matches('{_TAG}$') && !self.image.endsWith(':latest'))",
+        f"(self.image.matches(r'{_TAG}$') && !self.image.endsWith(':latest'))",
         "message": MUTABLE_MESSAGE,
         "fieldPath": ".image",
         "reason": "FieldValueInvalid",

@@ -174,7 +174,12 @@ class ModelSpec(_Model):
     )
 
 
-_QUANTITY: dict[str, Any] = {**_INT_OR_STRING, **_rules(*podfields.QUANTITY_RULES)}
+# maxLength bounds the CEL rules' cost (a quantity is a few characters).
+_QUANTITY: dict[str, Any] = {
+    **_INT_OR_STRING,
+    "maxLength": 64,
+    **_rules(*podfields.QUANTITY_RULES),
+}
 _Request = Annotated[
     int | str, Field(description="A quantity such as 500m, 2Gi or 1.", json_schema_extra=_QUANTITY)
 ]
@@ -193,14 +198,14 @@ class ResourcesSpec(_Model):
 
     requests: dict[str, _Request] = Field(
         default_factory=dict,
-        max_length=16,
+        max_length=8,
         description="The minimum resources the scheduler reserves. An extended resource "
         "(nvidia.com/gpu) needs the same value in limits.",
         json_schema_extra=_AMOUNTS,
     )
     limits: dict[str, _Limit] = Field(
         default_factory=dict,
-        max_length=16,
+        max_length=8,
         description="The most the container may use; accelerators go here (whole numbers).",
         json_schema_extra=_AMOUNTS,
     )
@@ -614,7 +619,7 @@ DEFAULT_STEPS = (
 _DEADLINE_RULE: dict[str, Any] = {
     "rule": "!has(self.analysis) || !has(self.analysis.interval) || "
     "!has(self.progressDeadlineSeconds) || "
-    "duration(self.analysis.interval) < duration(string(self.progressDeadlineSeconds) + 's')",
+    "duration(self.analysis.interval).getSeconds() < self.progressDeadlineSeconds",
     "message": "progressDeadlineSeconds must be longer than one analysis interval (a step "
     "needs one passed window before its deadline)",
     "fieldPath": ".progressDeadlineSeconds",
