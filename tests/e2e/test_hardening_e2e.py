@@ -5,16 +5,23 @@ watching only this module's namespace) and SmolLM2 on the local cluster.
   says NameConflict (naming Service/NAME and who holds it) and the Service stays as it was.
 - A TLS Secret that does not exist is named in the status (SecretNotFound, phase Failed, never
   Loading) within a few ticks of the kubelet's FailedMount.
+- With a TLS Secret, a pod turns Ready only once the model serves (the kubelet's gRPC probe asks
+  the plaintext health-only port, which reports the main port's serving state), and a client that
+  verifies the certificate gets an answer over TLS.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from bench import canary_kit as kit
+from llm_runtime.api import client, contract
 from localcluster import cp_testing
 from localcluster.cp_testing import Cluster
 
@@ -116,3 +123,72 @@ def test_a_missing_tls_secret_is_named_and_the_phase_is_failed_not_loading(
     assert cond["phase"] == "Failed"
     assert warning_events(cluster, ns, "nosecret", "SecretNotFound"), "no SecretNotFound Event"
     cluster.kubectl("delete", "llmd", "nosecret", "-n", ns, "--wait=true", "--timeout=120s")
+
+
+def _self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    cert, key = folder / "tls.crt", folder / "tls.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}"),
+            *("-addext", f"subjectAltName=DNS:{name}"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def _ready_at(pod: dict[str, Any]) -> str | None:
+    for c in (pod.get("status") or {}).get("conditions") or ():
+        if c.get("type") == "Ready" and c.get("status") == "True":
+            return str(c.get("lastTransitionTime"))
+    return None
+
+
+def test_with_tls_a_pod_is_ready_once_the_model_serves_and_answers_over_tls(
+    cluster: Cluster, ns: str, operator_ns: str, tmp_path: Path
+) -> None:
+    cert, key = _self_signed(tmp_path, "tlsready")
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "tlsready-tls"},
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": base64.b64encode(cert.read_bytes()).decode(),
+            "tls.key": base64.b64encode(key.read_bytes()).decode(),
+        },
+    }
+    cluster.apply(secret, namespace=ns)
+    cluster.apply(llmd("tlsready", security={"tlsSecretName": "tlsready-tls"}), namespace=ns)
+    selector = f"{contract.LABEL_INSTANCE}=tlsready"
+
+    def ready_pod() -> dict[str, Any] | None:
+        pods = cluster.kubectl_json("get", "pods", "-n", ns, "-l", selector)["items"]
+        return next((p for p in pods if _ready_at(p)), None)
+
+    pod = kit.wait_for("a Ready TLS pod", ready_pod, timeout=600, interval=2)
+    (runtime,) = [c for c in pod["spec"]["containers"] if c["name"] == "runtime"]
+    probe = runtime["readinessProbe"]["grpc"]
+    assert probe["port"] == contract.RUNTIME_HEALTH_PORT, runtime["readinessProbe"]
+    # Ready came from the model serving, not from an open port (the health port reports the
+    # main port's state: tests/unit/runtime/test_runtime_hardening.py follows it through loading).
+    logs = cluster.kubectl("logs", "-n", ns, pod["metadata"]["name"], "-c", "runtime").stdout
+    assert "serving smollm2" in logs, logs[-2000:]
+    target = f"{pod['status']['podIP']}:{contract.RUNTIME_GRPC_PORT}"
+    conn = client.Connection(target=target, ca_file=cert, server_name="tlsready")
+    with client.RuntimeClient(conn) as rt:
+        reply = rt.generate(
+            client.build_request(messages=[("user", "What is the capital of France?")],
+                                 max_new_tokens=8, temperature=0.0)
+        )  # fmt: skip
+    assert reply.text.strip(), reply
+    st = kit.wait_for(
+        "status ready 1/1",
+        lambda: (s := cluster.kubectl_json("get", "llmd", "tlsready", "-n", ns)["status"])
+        .get("ready") == "1/1" and s,
+        timeout=60,
+    )  # fmt: skip
+    assert st["phase"] not in ("Failed", "Loading"), st
+    cluster.kubectl("delete", "llmd", "tlsready", "-n", ns, "--wait=true", "--timeout=120s")
