@@ -213,11 +213,9 @@ NOT_GRANTED: tuple[NotGranted, ...] = (
                "(kube.ensure_peering); the chart creates it (templates/peering.yaml), so under "
                "the chart that call is never made"),
     NotGranted("", "secrets", ("get",),
-               "llm_operator.windows reads the TLS Secret (ca.crt, else tls.crt) and the token "
-               "Secret (token) for canary smoke prompts against a runtime with spec.security set; "
-               "without the grant such a smoke prompt fails naming the missing permission. Grant "
-               "it with a Role of your own in that namespace if you use smoke prompts with TLS or "
-               "auth. The runtime pods mount their Secrets through the kubelet, not the operator"),
+               "the operator reads no Secret: the runtime pods mount theirs through the kubelet, "
+               "and smoke prompts against a runtime with TLS or a token are refused at apply "
+               "(they would need the Secret's roots or token)"),
     NotGranted("", "serviceaccounts", ("delete",), _GC),
     NotGranted("policy", "poddisruptionbudgets", ("delete",), _GC),
     NotGranted(GROUP, PLURAL, ("delete",), "the operator never deletes an LLMDeployment; its "

@@ -713,7 +713,28 @@ class RolloutSpec(_Model):
         return self
 
 
+# The operator reads no Secrets (least privilege, docs/rbac.md), so it cannot hold the TLS roots
+# or the token a protected runtime asks of a smoke prompt: refused at apply rather than failing
+# every rollout with SmokePromptError.
+_SMOKE_NEEDS_NO_SECRET_RULE: dict[str, Any] = {
+    "rule": "!has(self.rollout) || !has(self.rollout.analysis) || "
+    "!has(self.rollout.analysis.smokePrompts) || size(self.rollout.analysis.smokePrompts) == 0 "
+    "|| !has(self.security) || ((!has(self.security.tlsSecretName) || "
+    "self.security.tlsSecretName == '') && (!has(self.security.authTokenSecretName) || "
+    "self.security.authTokenSecretName == ''))",
+    "message": "smoke prompts cannot reach a runtime with security.tlsSecretName or "
+    "security.authTokenSecretName: the operator reads no Secrets, so it has neither the TLS "
+    "roots nor the token; judge such a canary by its metrics (analysis.metrics) instead",
+    "fieldPath": ".rollout.analysis.smokePrompts",
+    "reason": "FieldValueForbidden",
+}
+
+
 class LLMDeploymentSpec(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [_SMOKE_NEEDS_NO_SECRET_RULE]}
+    )
+
     model: ModelSpec = Field(description="The model to serve and where its weights come from.")
     runtime: RuntimeSpec = Field(
         default=RuntimeSpec(),
@@ -754,6 +775,16 @@ class LLMDeploymentSpec(_Model):
         "one, judges it and promotes or rolls it back on its own; Recreate replaces the pods (for "
         "clusters that cannot run both revisions at once, e.g. GPU-bound).",
     )
+
+    @model_validator(mode="after")
+    def _smoke_needs_no_secret(self) -> Self:
+        """The CRD's smoke-prompt rule, for the parser."""
+        sec = self.security
+        if self.rollout.analysis.smoke_prompts and (
+            sec.tls_secret_name or sec.auth_token_secret_name
+        ):
+            raise ValueError(str(_SMOKE_NEEDS_NO_SECRET_RULE["message"]))
+        return self
 
 
 class Owner(_Model):

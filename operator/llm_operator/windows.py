@@ -1,14 +1,12 @@
 """Analysis windows: each Ready pod's metric delta since the window began, and one closed
 window's checks (metrics of canary and stable, smoke replies of canary pods not yet smoked).
 
-This is the tick's gather-side I/O toward pods (through `podclient`) and toward the Secrets
-smoke prompts need; the judging itself is the pure `rollout.analysis`. The scrapes live in the
+This is the tick's gather-side I/O toward pods (through `podclient`); the judging itself is the pure `rollout.analysis`. The scrapes live in the
 tick's per-object cache, passed in as a plain dict (pod name -> the scrape at the window start).
 """
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import dataclasses
 import logging
@@ -17,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from llm_operator import kube, podclient, spec
+from llm_operator import podclient, spec
 from llm_operator.rollout import analysis, clock, guards, plan, pods, promtext
 from llm_operator.rollout.state import RolloutPhase, RolloutStatus
 
@@ -158,30 +156,10 @@ def deltas(group: Sequence[Obj], scrapes: Scrapes, since: datetime | None) -> De
 
 
 def access(d: spec.LLMDeployment) -> podclient.Access:
-    """TLS roots and bearer token for smoke prompts, from the Secrets the runtime uses. The
-    chart grants no Secret reads by default (docs/rbac.md): a refusal is reported."""
-    sec, ns, port = d.spec.security, d.owner.namespace, d.spec.service.port
-    try:
-        tls = _secret(ns, sec.tls_secret_name) if sec.tls_secret_name else {}
-        auth = _secret(ns, sec.auth_token_secret_name) if sec.auth_token_secret_name else {}
-    except kube.ApiError as e:
-        why = f"cannot read the Secret for TLS/auth ({e}); grant the operator get on secrets"
-        return podclient.Access(port=port, error=why)
-    ca = tls.get("ca.crt") or tls.get("tls.crt")
-    token = auth.get("token")
-    return podclient.Access(
-        port=port,
-        ca_pem=ca,
-        server_name=f"{d.owner.name}.{ns}.svc" if ca else None,
-        token=token.decode().strip() if token else None,
-    )
-
-
-def _secret(namespace: str, name: str) -> dict[str, bytes]:
-    obj = kube.get(api_version="v1", kind="Secret", namespace=namespace, name=name)
-    if obj is None:
-        raise kube.ApiError(status=404, reason="NotFound", message=f"secret {name} not found")
-    return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+    """How smoke prompts reach a pod: plaintext, no token. The spec refuses smoke prompts for a
+    runtime with TLS or a token (spec._SMOKE_NEEDS_NO_SECRET_RULE): the operator reads no
+    Secrets, so it would hold neither the roots nor the token."""
+    return podclient.Access(port=d.spec.service.port)
 
 
 def smoke_replies(
