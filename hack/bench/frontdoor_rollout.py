@@ -11,7 +11,8 @@ not part of the pod template), then:
 2. Shares: a good update with steps 10%, 25%, 50% (a timed pause each) while two clients, each
    on one long-lived channel through the Service, are the only traffic. Per step: the share of
    the clients' requests the canary answered (counted from the runtime's `llm-revision`
-   trailer), and the last `status.rollout.observedShare` the operator wrote during the step.
+   trailer) from the step's pods Ready to the next step, and the last
+   `status.rollout.observedShare` the operator wrote during the step.
 
 The object is switched back to `trafficRouting: Pods` afterwards, so kinds run after this one
 measure what they did before.
@@ -200,7 +201,12 @@ def run(chat: kit.Target) -> FrontDoorResult:
             counts: collections.Counter[str] = collections.Counter()
             for load in loads:
                 counts.update(load.by_revision())
-            at_step = r.get("canaryRevision") == canary and r.get("phase") != "Stable"
+            # A step counts from its pods Ready (stepReadyAt): before that it routes nothing.
+            at_step = (
+                r.get("canaryRevision") == canary
+                and r.get("phase") in ("Canary", "Paused")
+                and bool(r.get("stepReadyAt"))
+            )
             samples.append(
                 Sample(
                     weight=int(r["weight"]) if at_step and r.get("weight") else None,
