@@ -1,12 +1,26 @@
-"""Every operator metric, declared in one place with fixed label names (the names are an API)."""
+"""Every operator metric, declared in one place with fixed label names (the names are an API).
+
+Two kinds: process-wide counters of what the operator did (`llm_operator_*`), and per-object
+gauges (`llmdeployment_*{namespace, name, ...}`) that name the LLMDeployment, so an alert can say
+which one is in trouble. docs/monitoring.md lists both and the alerts built on them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
+from typing import Any
 
 import prometheus_client
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from llm_operator import spec
+from llm_operator.rollout import state
 from llm_operator.rollout.decide import Action, Decision
 
 
@@ -86,6 +100,151 @@ PHASE_TRANSITIONS = prometheus_client.Counter(
 
 # Rollouts started, promotions, rollbacks by reason, analyses by verdict, time to rollback.
 ROLLOUT = RolloutMetrics()
+
+
+# Per-object metrics. Their label values come from the LLMDeployment's status, which the tick
+# writes; the collector keeps only the latest state of each object and renders the families at
+# scrape time, so a phase or revision change leaves no old label set behind.
+OBJECT_LABELS = ("namespace", "name")
+# An object the tick has not reported for this long is dropped. kopf stops an object's timer when
+# the object is deleted (without a finalizer the deletion may never be seen by a handler), and a
+# standby operator replica does not tick at all: both must stop exporting. The tick runs every
+# few seconds, so a minute is many missed ticks.
+OBJECT_TTL_SECONDS = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectState:
+    """What the per-object families say about one LLMDeployment, read from its status."""
+
+    namespace: str
+    name: str
+    phase: str
+    revision: str
+    desired: int
+    ready: int
+    rollout: state.RolloutStatus
+
+
+def object_state(
+    *, namespace: str, name: str, desired: int, status: Mapping[str, Any]
+) -> ObjectState:
+    """The exported view of the status the tick just decided (the one it writes)."""
+    return ObjectState(
+        namespace=namespace,
+        name=name,
+        phase=str(status.get("phase") or ""),
+        revision=str(status.get("currentRevision") or ""),
+        desired=desired,
+        ready=int(status.get("readyReplicas") or 0),
+        rollout=state.from_status(status),
+    )
+
+
+def _gauge(name: str, doc: str, *extra: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=[*OBJECT_LABELS, *extra])
+
+
+# Every per-object family: name -> (help, labels beyond namespace and name).
+OBJECT_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "llmdeployment_info": (
+        "1 per LLMDeployment: its phase and spec revision.",
+        ("phase", "revision"),
+    ),
+    "llmdeployment_replicas_desired": ("Replicas the spec asks for.", ()),
+    "llmdeployment_replicas_ready": ("Ready pods of the serving revision.", ()),
+    "llmdeployment_rollout_phase": ("1 for the rollout's phase, 0 for the others.", ("phase",)),
+    "llmdeployment_rollout_weight": ("The canary's share of traffic, in percent.", ()),
+    "llmdeployment_rollout_step": ("Index of the rollout step the canary is at.", ()),
+    "llmdeployment_rollout_stalled": ("1 while the step is past its progress deadline.", ()),
+    "llmdeployment_revision_info": (
+        "1 per revision the rollout names, by role (stable, canary, old).",
+        ("revision", "role"),
+    ),
+    "llmdeployment_rollback_timestamp_seconds": (
+        "Unix time of the last rollback, with its reason and revisions.",
+        ("reason", "from_revision", "to_revision"),
+    ),
+}
+
+
+def _roles(r: state.RolloutStatus) -> dict[str, str]:
+    roles = {"stable": r.stable_revision, "canary": r.canary_revision, "old": r.old_revision}
+    return {role: rev for role, rev in roles.items() if rev}
+
+
+def _samples(s: ObjectState) -> Iterator[tuple[str, tuple[str, ...], float]]:
+    """(family, extra label values, value) for one object."""
+    r = s.rollout
+    yield "llmdeployment_info", (s.phase, s.revision), 1.0
+    yield "llmdeployment_replicas_desired", (), float(s.desired)
+    yield "llmdeployment_replicas_ready", (), float(s.ready)
+    for phase in state.RolloutPhase:
+        yield "llmdeployment_rollout_phase", (str(phase),), float(phase is r.phase)
+    yield "llmdeployment_rollout_weight", (), float(r.weight)
+    yield "llmdeployment_rollout_step", (), float(r.step)
+    yield "llmdeployment_rollout_stalled", (), float(r.stalled)
+    for role, revision in _roles(r).items():
+        yield "llmdeployment_revision_info", (revision, role), 1.0
+    if r.rollback is not None:
+        rb = r.rollback
+        labels = (rb.reason, rb.from_revision, rb.to_revision)
+        yield "llmdeployment_rollback_timestamp_seconds", labels, rb.at.timestamp()
+
+
+def object_families(states: Iterable[ObjectState]) -> list[GaugeMetricFamily]:
+    """Pure: the per-object families of these objects (each family present even when empty)."""
+    families = {name: _gauge(name, doc, *extra) for name, (doc, extra) in OBJECT_FAMILIES.items()}
+    for s in states:
+        for name, extra, value in _samples(s):
+            families[name].add_metric([s.namespace, s.name, *extra], value)
+    return list(families.values())
+
+
+class ObjectMetrics(Collector):
+    """The latest state of every LLMDeployment this operator ticks, rendered at scrape time."""
+
+    def __init__(
+        self,
+        *,
+        ttl_seconds: float = OBJECT_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._lock = threading.Lock()  # the tick thread writes while the HTTP thread scrapes
+        self._states: dict[tuple[str, str], tuple[float, ObjectState]] = {}
+
+    def observe(self, d: spec.LLMDeployment, status: Mapping[str, Any]) -> None:
+        """Record the status one tick decided; replaces what the object exported before."""
+        o = d.owner
+        s = object_state(namespace=o.namespace, name=o.name, desired=d.spec.replicas, status=status)
+        with self._lock:
+            self._states[(o.namespace, o.name)] = (self._clock(), s)
+
+    def forget(self, *, namespace: str, name: str) -> None:
+        """Stop exporting an object now (e.g. when its deletion is seen)."""
+        with self._lock:
+            self._states.pop((namespace, name), None)
+
+    def current(self) -> list[ObjectState]:
+        """The states reported within the TTL; older ones are dropped."""
+        cutoff = self._clock() - self._ttl
+        with self._lock:
+            for key in [k for k, (at, _) in self._states.items() if at < cutoff]:
+                del self._states[key]
+            return [s for _, s in self._states.values()]
+
+    def describe(self) -> Iterator[Metric]:
+        yield from object_families(())
+
+    def collect(self) -> Iterator[Metric]:
+        yield from object_families(self.current())
+
+
+# The latest state of each LLMDeployment; the tick's `report` step feeds it.
+OBJECTS = ObjectMetrics()
+REGISTRY.register(OBJECTS)
 
 
 def serve(port: int) -> None:

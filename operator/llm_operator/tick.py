@@ -376,6 +376,7 @@ def converge(
 def report(g: Gathered, t: Decided) -> None:
     """Operator metrics for what this tick decided (in-process counters; no I/O)."""
     op_metrics.ROLLOUT.record(t.decision, strategy=str(g.d.spec.rollout.strategy))
+    op_metrics.OBJECTS.observe(g.d, t.new_status)
     if t.phase_event is not None:
         op_metrics.PHASE_TRANSITIONS.labels(t.new_status["phase"]).inc()
 
