@@ -62,3 +62,14 @@ def only(docs: tuple[Doc, ...], kind: str) -> Doc:
     found = of_kind(docs, kind)
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
+
+
+def selects(selector: Doc, labels: dict[str, str]) -> bool:
+    """A LabelSelector's verdict on a set of labels (matchLabels and the Exists operator)."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "Exists", expression
+        if expression["key"] not in labels:
+            return False
+    return True

@@ -21,7 +21,7 @@ from llm_runtime import types
 from llm_runtime.api import contract
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from tests.unit.chart.helmrender import CHART, Doc, of_kind, only, render
+from tests.unit.chart.helmrender import CHART, Doc, of_kind, only, render, selects
 
 pytestmark = pytest.mark.unit
 
@@ -60,16 +60,7 @@ def _frontdoor_pod() -> Doc:
 
 
 def _selects(monitor: Doc, pod: Doc) -> bool:
-    """A PodMonitor's selector (matchLabels and Exists expressions) on a pod template."""
-    labels = pod["metadata"]["labels"]
-    selector = monitor["spec"]["selector"]
-    if not selector.get("matchLabels", {}).items() <= labels.items():
-        return False
-    for expression in selector.get("matchExpressions", []):
-        assert expression["operator"] == "Exists", expression
-        if expression["key"] not in labels:
-            return False
-    return True
+    return selects(monitor["spec"]["selector"], pod["metadata"]["labels"])
 
 
 def _named_ports(pod: Doc, name: str) -> list[Doc]:

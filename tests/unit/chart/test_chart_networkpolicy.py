@@ -11,6 +11,7 @@ from llm_operator import builders, spec
 from llm_runtime.api import contract
 
 from tests.unit.chart.helmrender import CHART, NAMESPACE, RELEASE, Doc, of_kind, render, run_helm
+from tests.unit.chart.helmrender import selects as _matches
 
 pytestmark = pytest.mark.unit
 
@@ -29,17 +30,6 @@ def _rule_for(policy: Doc, *ports: str) -> Doc:
         r for r in policy["spec"]["ingress"] if {p["port"] for p in r["ports"]} == set(ports)
     ]
     return dict(rule)
-
-
-def _matches(selector: Doc, labels: dict[str, str]) -> bool:
-    """A LabelSelector's verdict on a set of labels (matchLabels and the Exists operator)."""
-    if not selector.get("matchLabels", {}).items() <= labels.items():
-        return False
-    for expression in selector.get("matchExpressions", []):
-        assert expression["operator"] == "Exists", expression
-        if expression["key"] not in labels:
-            return False
-    return True
 
 
 def _runtime_template() -> Doc:
