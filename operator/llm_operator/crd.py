@@ -227,6 +227,19 @@ class Rollback(_Schema):
     )
 
 
+class StableTemplate(_Schema):
+    """Kept so a stable Deployment deleted mid-canary can be rebuilt (llm_operator.stablespec)."""
+
+    revision: str | None = Field(default=None, description="The stable revision it renders.")
+    default_image: str | None = Field(
+        default=None, description="The operator's default runtime image when it was recorded."
+    )
+    spec: str | None = Field(
+        default=None,
+        description="The spec as written when its revision was the stable one (JSON).",
+    )
+
+
 class LLMDeploymentStatus(_Schema):
     phase: DeploymentPhase | None = Field(
         default=None,
@@ -276,6 +289,12 @@ class LLMDeploymentStatus(_Schema):
     rollback: Rollback | None = Field(
         default=None,
         description="The last rollback, kept as history after the spec moves on.",
+        json_schema_extra=_NULLABLE,
+    )
+    stable_template: StableTemplate | None = Field(
+        default=None,
+        description="The stable revision's spec, so a stable Deployment deleted during a canary "
+        "is rebuilt as it was, not from the spec (which then describes the canary).",
         json_schema_extra=_NULLABLE,
     )
 

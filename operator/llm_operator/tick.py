@@ -32,6 +32,7 @@ from llm_operator import (
     rolloutview,
     routing,
     spec,
+    stablespec,
     status,
     windows,
 )
@@ -102,6 +103,8 @@ class Gathered:
     events: Sequence[Obj] = ()  # Warning Events of the namespace (read only while unsettled)
     claims: Mapping[str, Obj] = dataclasses.field(default_factory=dict)  # PVCs pods share
     conflicts: tuple[preflight.Problem, ...] = ()
+    spec_body: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # as written
+    default_image: str = ""  # the operator's runtime image setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +154,8 @@ def gather(*, body: Obj, cache: Cache, settings_image: str, apply_error: str) ->
         events=_warnings(ns) if unsettled(all_pods, deployments, d.spec.replicas) else (),
         claims=_claims(ns, preflight.claims_wanted(all_pods)),
         conflicts=tuple(cache.conflicts.values()),
+        spec_body=body.get("spec") or {},
+        default_image=settings_image,
     )
 
 
@@ -241,7 +246,19 @@ def decide_tick(g: Gathered) -> Decided:
         now=clock.format_time(g.now.replace(microsecond=0)) or "",
         v=summary,
     )
-    new = {**body_status, "currentRevision": g.spec_revision, **state.to_status(after)}
+    kept = stablespec.record(
+        g.previous.get("stableTemplate"),
+        spec_body=g.spec_body,
+        spec_revision=g.spec_revision,
+        stable_revision=after.stable_revision,
+        default_image=g.default_image,
+    )
+    new = {
+        **body_status,
+        "currentRevision": g.spec_revision,
+        **state.to_status(after),
+        "stableTemplate": kept,
+    }
     return Decided(
         decision=decision,
         new_status=new,
@@ -318,9 +335,27 @@ def apply_workloads(
         kube.delete(api_version="apps/v1", kind="Deployment", namespace=ns, name=name)
         if routing.enabled(d):  # the retired revision's own Service goes with it
             kube.delete(api_version="v1", kind="Service", namespace=ns, name=name)
+    want = {w.revision: w.replicas for w in planned}
     for rev in actions.missing:
-        log.warning("revision %s has no Deployment and the spec cannot rebuild it", rev)
+        rebuild_missing(g, rev, replicas=want[rev], cache=cache)
     return actions
+
+
+def rebuild_missing(g: Gathered, rev: str, *, replicas: int, cache: Cache) -> None:
+    """A planned revision whose Deployment is gone (deleted mid-canary) and that the spec no
+    longer describes: rebuilt from the spec recorded in status.stableTemplate, if it is that
+    revision's."""
+    found = stablespec.recorded(g.previous.get("stableTemplate"), g.d, rev)
+    if found is None:
+        log.warning("revision %s has no Deployment and nothing recorded rebuilds it", rev)
+        return
+    old, image = found
+    deploy, rebuilt = builders.deployment(old, default_image=image, replicas=replicas)
+    if rebuilt != rev:  # rendering changed since (an operator upgrade): never a look-alike
+        log.warning("revision %s: its recorded spec now renders as %s; not rebuilt", rev, rebuilt)
+        return
+    log.info("revision %s: Deployment rebuilt from status.stableTemplate", rev)
+    apply_owned(deploy, uid=g.d.owner.uid, cache=cache, known=None)
 
 
 def _apply_if_changed(obj: Mapping[str, Any], *, uid: str, cache: Cache, force: bool) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from bench import canary_kit as kit
+from bench import podwatch
 from llm_runtime.api import client, contract
 from localcluster import cp_testing
 from localcluster.cp_testing import Cluster
@@ -192,3 +193,44 @@ def test_with_tls_a_pod_is_ready_once_the_model_serves_and_answers_over_tls(
     )  # fmt: skip
     assert st["phase"] not in ("Failed", "Loading"), st
     cluster.kubectl("delete", "llmd", "tlsready", "-n", ns, "--wait=true", "--timeout=120s")
+
+
+def test_a_stable_deployment_deleted_mid_canary_is_rebuilt_as_it_was(
+    cluster: Cluster, ns: str, operator_ns: str
+) -> None:
+    chat = kit.Target(cluster, ns, name="rebuilt")
+    cluster.apply(kit.cache_claim(), namespace=ns)
+    chat.apply(kit.spec_with())
+    kit.wait_for(
+        "rebuilt Ready and Stable",
+        lambda: chat.status().get("ready") == "1/1" and chat.rollout().get("phase") == "Stable",
+        timeout=600,
+        interval=3,
+    )
+    stable = chat.rollout()["stableRevision"]
+    assert chat.status()["stableTemplate"]["revision"] == stable
+    held = {"steps": [{"weight": 50, "pause": {}}], "analysis": {"interval": f"{kit.INTERVAL}s"}}
+    chat.apply(kit.spec_with(env="rebuild-canary", rollout=held))
+    canary = chat.new_revision()
+    kit.wait_for(
+        "the canary held at 50%",
+        lambda: (
+            (r := chat.rollout()).get("phase") == "Paused" and r.get("canaryRevision") == canary
+        ),
+        timeout=600,
+        interval=2,
+    )
+    name = f"rebuilt-{stable}"
+    cluster.kubectl("delete", "deployment", name, "-n", ns, "--wait=true", "--timeout=60s")
+    # The spec now describes the canary: only the recorded stable spec can bring this back.
+    kit.wait_for(
+        "the stable revision serving again from a rebuilt Deployment",
+        lambda: any(podwatch.is_ready(p) for p in chat.live_pods(stable)),
+        timeout=600,
+        interval=2,
+    )
+    rebuilt = cluster.kubectl_json("get", "deployment", name, "-n", ns)
+    labels = rebuilt["spec"]["template"]["metadata"]["labels"]
+    assert labels[contract.LABEL_REVISION] == stable, labels
+    assert chat.rollout()["stableRevision"] == stable
+    cluster.kubectl("delete", "llmd", "rebuilt", "-n", ns, "--wait=true", "--timeout=120s")
