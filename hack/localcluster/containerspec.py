@@ -114,7 +114,9 @@ def _key_ref(
     if data is None or ref["key"] not in data:
         if ref.get("optional"):
             return None
-        raise ConfigError(f"{kind} {ref['name']!r} has no key {ref['key']!r}")
+        if data is None:  # the kubelet's words, which the operator reads (preflight)
+            raise ConfigError(f'{kind} "{ref["name"]}" not found')
+        raise ConfigError(f"couldn't find key {ref['key']} in {kind} {ref['name']}")
     return data[ref["key"]]
 
 

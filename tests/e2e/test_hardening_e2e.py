@@ -234,3 +234,58 @@ def test_a_stable_deployment_deleted_mid_canary_is_rebuilt_as_it_was(
     assert labels[contract.LABEL_REVISION] == stable, labels
     assert chat.rollout()["stableRevision"] == stable
     cluster.kubectl("delete", "llmd", "rebuilt", "-n", ns, "--wait=true", "--timeout=120s")
+
+
+# Mistakes only the cluster can see: each is accepted at apply and must be named by a condition
+# (type, reason, and a text the message contains) within a few ticks of the first signal.
+CLUSTER_CORPUS: dict[str, tuple[dict[str, Any], str, str, str]] = {
+    "no-token-secret": (
+        {"security": {"authTokenSecretName": "absent-token"}},
+        "SecretMissing", "SecretNotFound", "absent-token",
+    ),
+    "env-secret-missing": (
+        {"runtime": {"env": [{"name": "HF_TOKEN", "valueFrom": {
+            "secretKeyRef": {"name": "absent-hf", "key": "token"}}}]}},
+        "SecretMissing", "SecretNotFound", "absent-hf",
+    ),
+    "no-priority-class": (
+        {"scheduling": {"priorityClassName": "absent-priority"}},
+        "PriorityClassMissing", "PriorityClassNotFound", "absent-priority",
+    ),
+    "image-never-pulled": (
+        {"runtime": {"image": "registry.invalid/llm/none:v1", "imagePullPolicy": "Never"}},
+        "ImagePullFailed", "ErrImageNeverPull", "registry.invalid/llm/none:v1",
+    ),
+    "kv-cache-too-big": (
+        {"runtime": {
+            "limits": {"maxBatchSize": 256, "maxInputTokens": 65536, "maxNewTokens": 32768},
+            "resources": {"limits": {"memory": "2Gi"}}}},
+        "KVCacheExceedsMemory", "KVCacheExceedsMemoryLimit", "maxBatchSize",
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cluster_corpus(cluster: Cluster, ns: str, operator_ns: str) -> Iterator[list[str]]:
+    """Every cluster-corpus object applied at once (they fail independently)."""
+    names = [f"cc-{key}" for key in CLUSTER_CORPUS]
+    for name, (spec, *_) in zip(names, CLUSTER_CORPUS.values(), strict=True):
+        cluster.apply(llmd(name, **spec), namespace=ns)
+    yield names
+    for name in names:
+        cluster.kubectl("delete", "llmd", name, "-n", ns, "--wait=false", check=False)
+
+
+@pytest.mark.parametrize("key", list(CLUSTER_CORPUS))
+def test_a_mistake_only_the_cluster_sees_is_named_by_a_condition(
+    cluster: Cluster, ns: str, cluster_corpus: list[str], key: str
+) -> None:
+    _, kind, reason, text = CLUSTER_CORPUS[key]
+    cond = kit.wait_for(
+        f"a {kind} condition on cc-{key}",
+        lambda: condition(cluster, ns, f"cc-{key}", kind),
+        timeout=REPORT_TIMEOUT,
+    )
+    assert cond["reason"] == reason and text in cond["message"], cond
+    if key != "kv-cache-too-big":  # that one loads (and would OOM once the cache fills)
+        assert cond["phase"] == "Failed", cond  # never "Loading" for what will never load
