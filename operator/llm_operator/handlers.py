@@ -101,7 +101,9 @@ def rollout_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Observes pods, analyses a canary, decides, writes the status and Events, converges the
     Deployments (`tick.run`). Runs every few seconds: crash loops must not wait for a spec
     change."""
-    if body.get("metadata", {}).get("deletionTimestamp"):
+    meta = body.get("metadata", {})
+    if meta.get("deletionTimestamp"):  # going: its per-object series go now, not at their TTL
+        metrics.OBJECTS.forget(namespace=meta.get("namespace") or "", name=meta.get("name") or "")
         return
     ops: Settings = memo.settings
 
