@@ -184,6 +184,7 @@ async def main_async(args: argparse.Namespace) -> int:
             grpc_port=0,
             metrics_port=0,
             health_port=0,
+            http_port=0,
             grace_seconds=1,
             max_batch_size=max(32, args.concurrency),
         )

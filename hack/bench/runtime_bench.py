@@ -195,7 +195,7 @@ async def start_grpc(engine: Any, load_seconds: float) -> tuple[Any, Any]:
         return server.BuiltEngine(engine=engine, load_seconds=load_seconds)
 
     settings = config.Settings(
-        host="127.0.0.1", grpc_port=0, metrics_port=0, health_port=0, grace_seconds=1.0
+        host="127.0.0.1", grpc_port=0, metrics_port=0, health_port=0, http_port=0, grace_seconds=1.0
     )
     srv = server.RuntimeServer(settings, engine_factory=factory)
     await srv.start()

@@ -55,6 +55,7 @@ class Settings:
     grpc_port: int = contract.RUNTIME_GRPC_PORT
     metrics_port: int = contract.RUNTIME_METRICS_PORT
     health_port: int = contract.RUNTIME_HEALTH_PORT
+    http_port: int = contract.RUNTIME_HTTP_PORT
     max_batch_size: int = 32
     max_waiting: int = 256
     max_input_tokens: int = 2048
@@ -98,6 +99,22 @@ def _problem(field: str, rule: str) -> str:
     return f"{field} {rule} ({opt.flag}, {opt.env_name})"
 
 
+# The ports `serve` listens on; 0 picks a free one (grpc, metrics) or turns the server off.
+PORTS = ("grpc_port", "metrics_port", "health_port", "http_port")
+
+
+def port_clashes(settings: Settings) -> list[str]:
+    """Two servers given the same fixed port: the second would fail to bind only once the first
+    is up, so refuse it at start, naming the later setting of each pair (0 never clashes)."""
+    problems = []
+    for i, later in enumerate(PORTS):
+        value = getattr(settings, later)
+        for earlier in PORTS[:i]:
+            if value and value == getattr(settings, earlier):
+                problems.append(_problem(later, f"must differ from {earlier} (or be 0)"))
+    return problems
+
+
 def validate(settings: Settings) -> list[str]:
     """Everything wrong with `settings`, as messages a person can act on; empty when fine."""
     problems = []
@@ -119,11 +136,10 @@ def validate(settings: Settings) -> list[str]:
     )
     # `not >=` also refuses NaN, which float() parses and every comparison lets through.
     problems += [_problem(f, "must be >= 0") for f in non_negative if not getattr(settings, f) >= 0]
-    for port in ("grpc_port", "metrics_port", "health_port"):
+    for port in PORTS:
         if not 0 <= getattr(settings, port) <= 65535:
             problems.append(_problem(port, "must be in 0..65535"))
-    if settings.health_port and settings.health_port == settings.grpc_port:
-        problems.append(_problem("health_port", "must differ from grpc_port (or be 0: off)"))
+    problems += port_clashes(settings)
     if (settings.tls_cert is None) != (settings.tls_key is None):
         problems.append("tls_cert and tls_key go together: give both or neither")
     files = (settings.tls_cert, settings.tls_key, settings.auth_token_file)

@@ -23,7 +23,18 @@ from llm_runtime import types
 from llm_runtime.api import contract
 
 LABELS = ("model", "revision")
+# The generation calls of each way in: gRPC's RPCs and the OpenAI HTTP API's endpoints
+# (`openai_api.render`'s flavors). A method names its protocol, so the `protocol` label of the
+# request metrics is read from this table and can never disagree with `method`.
 METHODS = ("Generate", "GenerateStream")
+HTTP_METHODS = ("ChatCompletions", "Completions")
+PROTOCOL_OF: dict[str, str] = {
+    **dict.fromkeys(METHODS, contract.PROTOCOL_GRPC),
+    **dict.fromkeys(HTTP_METHODS, contract.PROTOCOL_HTTP),
+}
+PROTOCOLS = (contract.PROTOCOL_GRPC, contract.PROTOCOL_HTTP)
+# The labels of every per-request family: the model's, then the way the request came in.
+REQUEST_LABELS = (*LABELS, contract.LABEL_PROTOCOL)
 # Codes pre-created at zero so `rate()` and ratios work before the first error happens.
 CODES = (
     "OK",
@@ -116,38 +127,41 @@ class RuntimeMetrics:
         self.requests = Counter(
             # prometheus_client appends `_total` to a counter's name: strip it from the contract's.
             contract.METRIC_REQUESTS.removesuffix("_total"),
-            "Finished generation RPCs by method and gRPC status code.",
-            [*LABELS, "method", "code"],
+            "Finished generation requests by protocol, method and gRPC status code.",
+            [*REQUEST_LABELS, "method", "code"],
             registry=r,
         )
         self.request_duration = Histogram(
             "llm_runtime_request_duration_seconds",
-            "Time from a generation RPC's arrival to its last message, any status.",
-            LABELS,
+            "Time from a generation request's arrival to its last message, any status.",
+            REQUEST_LABELS,
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.ttft = Histogram(
             contract.METRIC_TTFT_SECONDS,
-            "Time from a generation RPC's arrival to its first generated token.",
-            LABELS,
+            "Time from a generation request's arrival to its first generated token.",
+            REQUEST_LABELS,
             buckets=_TTFT_BUCKETS,
             registry=r,
         )
         self.tpot = Histogram(
             contract.METRIC_TPOT_SECONDS,
             "Mean time between generated tokens after the first, per request.",
-            LABELS,
+            REQUEST_LABELS,
             buckets=_TPOT_BUCKETS,
             registry=r,
         )
         self.prompt_tokens = Counter(
-            "llm_runtime_prompt_tokens", "Prompt tokens of finished requests.", LABELS, registry=r
+            "llm_runtime_prompt_tokens",
+            "Prompt tokens of finished requests.",
+            REQUEST_LABELS,
+            registry=r,
         )
         self.generation_tokens = Counter(
             "llm_runtime_generation_tokens",
             "Tokens generated, including those of requests cancelled midway.",
-            LABELS,
+            REQUEST_LABELS,
             registry=r,
         )
         self.model_load = Gauge(
@@ -171,41 +185,60 @@ class RuntimeMetrics:
         labels = (model, revision)
         self.model_load.labels(*labels).set(load_seconds)
         self._engine.source = _Source(labels=labels, stats=stats)
-        for method in METHODS:
+        for method, protocol in PROTOCOL_OF.items():
             for code in CODES:
-                self.requests.labels(*labels, method, code)
+                self.requests.labels(*labels, protocol, method, code)
         return ModelMetrics(self, labels)
 
 
+@dataclasses.dataclass(frozen=True)
+class _RequestChildren:
+    """The per-request children of one model and protocol, bound once."""
+
+    duration: Histogram
+    ttft: Histogram
+    tpot: Histogram
+    prompt: Counter
+    generated: Counter
+
+
 class ModelMetrics:
-    """The metric children of one model, as the servicer records them."""
+    """The metric children of one model, as the servicer and the HTTP API record them."""
 
     def __init__(self, families: RuntimeMetrics, labels: tuple[str, str]) -> None:
         self._f = families
         self._labels = labels
-        self._duration = families.request_duration.labels(*labels)
-        self._ttft = families.ttft.labels(*labels)
-        self._tpot = families.tpot.labels(*labels)
-        self._prompt = families.prompt_tokens.labels(*labels)
-        self._generated = families.generation_tokens.labels(*labels)
+        self._children = {p: self._bind(p) for p in PROTOCOLS}
+
+    def _bind(self, protocol: str) -> _RequestChildren:
+        f, labels = self._f, (*self._labels, protocol)
+        return _RequestChildren(
+            duration=f.request_duration.labels(*labels),
+            ttft=f.ttft.labels(*labels),
+            tpot=f.tpot.labels(*labels),
+            prompt=f.prompt_tokens.labels(*labels),
+            generated=f.generation_tokens.labels(*labels),
+        )
 
     def finish(
         self, clock: RequestClock, *, code: str, prompt_tokens: int, completion_tokens: int
     ) -> None:
-        """Record one finished RPC, whatever its status."""
+        """Record one finished request, whatever its status; its method names its protocol."""
         end = time.perf_counter()
-        self._f.requests.labels(*self._labels, clock.method, code).inc()
-        self._duration.observe(end - clock.started)
+        protocol = PROTOCOL_OF[clock.method]
+        self._f.requests.labels(*self._labels, protocol, clock.method, code).inc()
+        children = self._children[protocol]
+        children.duration.observe(end - clock.started)
         if clock.first_token is not None:
-            self._ttft.observe(clock.first_token - clock.started)
+            children.ttft.observe(clock.first_token - clock.started)
         tpot = time_per_output_token(
             first_token=clock.first_token, end=end, completion_tokens=completion_tokens
         )
         if tpot is not None:
-            self._tpot.observe(tpot)
-        self._prompt.inc(prompt_tokens)
-        self._generated.inc(completion_tokens)
+            children.tpot.observe(tpot)
+        children.prompt.inc(prompt_tokens)
+        children.generated.inc(completion_tokens)
 
     def reject(self, *, method: str, code: str) -> None:
-        """Count an RPC refused before it reached the engine (auth, drain, loading)."""
-        self._f.requests.labels(*self._labels, method, code).inc()
+        """Count a request refused before it reached the engine (auth, drain, loading)."""
+        self._f.requests.labels(*self._labels, PROTOCOL_OF[method], method, code).inc()

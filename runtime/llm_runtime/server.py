@@ -1,10 +1,12 @@
-"""The runtime's process: gRPC (Runtime, Health, reflection) + the Prometheus endpoint + lifecycle.
+"""The runtime's process: gRPC (Runtime, Health, reflection), the OpenAI-compatible HTTP API,
+the Prometheus endpoint, and their lifecycle.
 
 Lifecycle, as the kubelet and clients see it:
-1. start: all ports open at once (gRPC, the plaintext health-only port, metrics); Health answers NOT_SERVING and Generate UNAVAILABLE while the
+1. start: all ports open at once (gRPC, the plaintext health-only port, the OpenAI-compatible
+   HTTP API, metrics); Health answers NOT_SERVING, Generate UNAVAILABLE and HTTP 503 while the
    model loads (in a daemon thread, so the event loop keeps answering probes).
 2. ready: the engine started and its warm-up generation succeeded -> Health SERVING.
-3. drain (SIGTERM/SIGINT): Health NOT_SERVING, new calls UNAVAILABLE, in-flight calls get
+3. drain (SIGTERM/SIGINT): Health NOT_SERVING, new calls UNAVAILABLE (HTTP 503), in-flight calls get
    `grace_seconds` to finish (then `server.stop` cancels the rest, which frees their slots),
    the engine stops, the process exits 0. A model that fails to load exits 1.
 
@@ -34,6 +36,8 @@ from grpc_reflection.v1alpha import reflection
 
 from llm_runtime import auth, config, metrics, servicer, types
 from llm_runtime.api.v1 import runtime_pb2, runtime_pb2_grpc
+from llm_runtime.openai_api import app as openai_app
+from llm_runtime.openai_api import serve as openai_serve
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +185,9 @@ class RuntimeServer:
         self._server: aio.Server | None = None
         self._health_server: aio.Server | None = None
         self.health_port = 0
+        self.http_port = 0
         self._http: WSGIServer | None = None
+        self._openai: openai_serve.HttpServer | None = None
 
     async def start(self) -> None:
         """Open both ports and start loading the model in the background."""
@@ -208,6 +214,7 @@ class RuntimeServer:
         )
         await self._server.start()
         await self._start_health_port()
+        await self._start_openai_port()
         self._http, _ = prometheus_client.start_http_server(
             self.settings.metrics_port, addr=self.settings.host, registry=self.metrics.registry
         )
@@ -237,6 +244,26 @@ class RuntimeServer:
         await self._health_server.start()
         log.info(
             "listening: health-only grpc %s:%d (plaintext)", self.settings.host, self.health_port
+        )
+
+    async def _start_openai_port(self) -> None:
+        """The OpenAI-compatible HTTP API (unless `http_port` is 0) over the same serving state,
+        so it loads, serves and drains with gRPC, with the same TLS files and token."""
+        if not self.settings.http_port:
+            return
+        self._openai = await openai_serve.serve(
+            openai_app.build_app(self.state, self.settings),
+            host=self.settings.host,
+            port=self.settings.http_port,
+            tls_cert=self.settings.tls_cert,
+            tls_key=self.settings.tls_key,
+        )
+        self.http_port = self._openai.port
+        log.info(
+            "listening: openai http %s:%d (%s)",
+            self.settings.host,
+            self.http_port,
+            "tls" if self.settings.tls_cert else "plaintext",
         )
 
     def _interceptors(self) -> list[aio.ServerInterceptor[object, object]]:
@@ -302,7 +329,10 @@ class RuntimeServer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.state.wait_idle(), timeout=grace)
         servers = [s for s in (self._server, self._health_server) if s is not None]
-        await asyncio.gather(*(s.stop(0) for s in servers))
+        stopping = [s.stop(0) for s in servers]
+        if self._openai is not None:  # its responses still running are cancelled, like gRPC's
+            stopping.append(self._openai.stop(grace=0))
+        await asyncio.gather(*stopping)
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

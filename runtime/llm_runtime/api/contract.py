@@ -23,6 +23,8 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 RUNTIME_GRPC_PORT = 50051
 RUNTIME_METRICS_PORT = 9090
 RUNTIME_HEALTH_PORT = 8081
+# The OpenAI-compatible HTTP API (`--http-port`), beside gRPC on the same engine.
+RUNTIME_HTTP_PORT = 8000
 # The operator's own endpoints: kopf's liveness (/healthz) and Prometheus /metrics.
 OPERATOR_HEALTH_PORT = 8080
 OPERATOR_METRICS_PORT = 9090
@@ -32,6 +34,11 @@ OPERATOR_METRICS_PORT = 9090
 METRIC_REQUESTS = "llm_runtime_requests_total"
 METRIC_TTFT_SECONDS = "llm_runtime_time_to_first_token_seconds"
 METRIC_TPOT_SECONDS = "llm_runtime_time_per_output_token_seconds"
+# The label on the request metrics that tells the two ways in apart, and its values. The canary
+# analysis sums over it: HTTP traffic is judged like gRPC traffic.
+LABEL_PROTOCOL = "protocol"
+PROTOCOL_GRPC = "grpc"
+PROTOCOL_HTTP = "http"
 
 
 def env(field: str) -> str:

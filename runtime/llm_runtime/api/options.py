@@ -68,6 +68,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("health_port", int, "plaintext port serving only grpc.health.v1 (no TLS, no token), "
            "with the main port's serving status: the kubelet's gRPC probe speaks no TLS; 0 turns "
            "it off"),
+    Option("http_port", int, "OpenAI-compatible HTTP port (/v1/chat/completions, /v1/completions, "
+           "/v1/models) on the same engine, with the gRPC port's TLS files and token; 0 turns it "
+           "off"),
     Option("max_batch_size", int, "most requests decoded together in one step"),
     Option("max_waiting", int, "most requests queued behind a full batch; more get "
            "RESOURCE_EXHAUSTED"),

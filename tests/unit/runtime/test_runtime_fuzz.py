@@ -112,6 +112,7 @@ def conn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[client.RuntimeCli
             grpc_port=0,
             metrics_port=0,
             health_port=0,
+            http_port=0,
             dtype="float32",  # the neighbour's greedy text must not depend on its batch
             max_batch_size=4,
             max_waiting=8,

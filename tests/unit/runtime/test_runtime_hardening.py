@@ -38,6 +38,7 @@ def _settings(model: Path, **overrides: object) -> config.Settings:
         grpc_port=0,
         metrics_port=0,
         health_port=0,
+        http_port=0,
         max_batch_size=4,
         max_waiting=8,
         grace_seconds=5,
@@ -215,3 +216,4 @@ async def test_a_health_port_of_zero_opens_no_port(
     srv, _ = runtime
     assert srv.settings.health_port == 0
     assert srv.health_port == 0
+    assert (srv.settings.http_port, srv.http_port) == (0, 0)  # likewise the HTTP API

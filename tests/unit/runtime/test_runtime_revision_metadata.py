@@ -30,6 +30,7 @@ async def runtime(tiny_model: Path) -> AsyncIterator[server.RuntimeServer]:
         grpc_port=0,
         metrics_port=0,
         health_port=0,
+        http_port=0,
         grace_seconds=1,
     )
     async with server.serving(settings) as srv:

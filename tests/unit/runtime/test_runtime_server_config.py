@@ -27,6 +27,26 @@ def test_the_ports_default_to_the_contracts() -> None:
     defaults = config.Settings()
     assert defaults.grpc_port == contract.RUNTIME_GRPC_PORT
     assert defaults.metrics_port == contract.RUNTIME_METRICS_PORT
+    assert defaults.http_port == contract.RUNTIME_HTTP_PORT
+
+
+def test_the_http_port_comes_from_its_flag_or_variable_and_zero_turns_it_off() -> None:
+    assert contract.env("http_port") == "LLM_RUNTIME_HTTP_PORT"
+    assert _parse([], {"LLM_RUNTIME_HTTP_PORT": "0"}).http_port == 0
+    assert _parse(["--http-port", "8443"], {"LLM_RUNTIME_HTTP_PORT": "0"}).http_port == 8443
+
+
+def test_two_servers_on_one_port_are_refused_naming_the_later_setting() -> None:
+    clash = config.Settings(http_port=contract.RUNTIME_GRPC_PORT)
+    assert config.validate(clash) == [
+        "http_port must differ from grpc_port (or be 0) (--http-port, LLM_RUNTIME_HTTP_PORT)"
+    ]
+    health = config.Settings(health_port=contract.RUNTIME_GRPC_PORT)
+    assert [p.split(" (--")[0] for p in config.validate(health)] == [
+        "health_port must differ from grpc_port (or be 0)"
+    ]
+    off = config.Settings(grpc_port=0, metrics_port=0, health_port=0, http_port=0)
+    assert config.validate(off) == []  # 0 picks a free port or turns a server off: no clash
 
 
 def test_every_setting_has_an_option_and_every_option_a_setting() -> None:

@@ -100,6 +100,7 @@ def _settings(model: Path, **overrides: object) -> config.Settings:
         grpc_port=0,
         metrics_port=0,
         health_port=0,
+        http_port=0,
         grace_seconds=30,
     )
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]

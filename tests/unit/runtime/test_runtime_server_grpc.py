@@ -13,8 +13,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc import aio
-from llm_runtime import config, server
-from llm_runtime.api import client
+from llm_runtime import config, metrics, server
+from llm_runtime.api import client, contract
 from llm_runtime.api.v1 import runtime_pb2
 from llm_runtime.models import tiny
 
@@ -36,6 +36,7 @@ def _settings(model: Path, **overrides: object) -> config.Settings:
         grpc_port=0,
         metrics_port=0,
         health_port=0,
+        http_port=0,
         max_batch_size=4,
         max_waiting=4,
         grace_seconds=5,
@@ -211,6 +212,7 @@ def _requests(srv: server.RuntimeServer, method: str, code: str) -> float | None
     assert srv.state.serving is not None
     info = srv.state.serving.info
     labels = {"method": method, "code": code, "model": info.name, "revision": info.revision}
+    labels[contract.LABEL_PROTOCOL] = metrics.PROTOCOL_OF[method]
     return srv.metrics.registry.get_sample_value("llm_runtime_requests_total", labels)
 
 

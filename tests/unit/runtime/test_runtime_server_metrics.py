@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from llm_runtime import metrics, types
 from llm_runtime.api import contract
+from llm_runtime.openai_api import render
 from prometheus_client import generate_latest
 
 pytestmark = pytest.mark.unit
@@ -36,24 +37,49 @@ def test_engine_gauges_are_read_at_scrape_time() -> None:
     assert 'llm_runtime_model_load_seconds{model="m",revision="r1"} 1.5' in text
 
 
+def _requests(method: str, code: str, protocol: str) -> str:
+    """A requests_total series as the exposition writes it (labels sorted by name)."""
+    labels = f'code="{code}",method="{method}",model="m",protocol="{protocol}",revision="r1"'
+    return f"{contract.METRIC_REQUESTS}{{{labels}}}"
+
+
 def test_error_codes_exist_at_zero_before_the_first_error() -> None:
     text = _scrape(_bound()[0])
-    line = f'{contract.METRIC_REQUESTS}{{code="UNAVAILABLE",method="Generate",model="m",revision="r1"}}'
-    assert f"{line} 0.0" in text
+    assert f"{_requests('Generate', 'UNAVAILABLE', 'grpc')} 0.0" in text
+    assert f"{_requests('ChatCompletions', 'UNAVAILABLE', 'http')} 0.0" in text
 
 
-def test_a_finished_request_feeds_counts_ttft_and_tpot() -> None:
+@pytest.mark.parametrize(
+    ("method", "protocol"),
+    [("GenerateStream", "grpc"), ("Generate", "grpc"), ("ChatCompletions", "http")],
+)
+def test_a_finished_request_feeds_counts_ttft_and_tpot_of_its_protocol(
+    method: str, protocol: str
+) -> None:
     families, bound = _bound()
-    clock = metrics.RequestClock("GenerateStream")
+    clock = metrics.RequestClock(method)
     clock.token()
     bound.finish(clock, code="OK", prompt_tokens=7, completion_tokens=5)
     text = _scrape(families)
-    ok = f'{contract.METRIC_REQUESTS}{{code="OK",method="GenerateStream",model="m",revision="r1"}}'
-    assert f"{ok} 1.0" in text
-    assert 'llm_runtime_prompt_tokens_total{model="m",revision="r1"} 7.0' in text
-    assert 'llm_runtime_generation_tokens_total{model="m",revision="r1"} 5.0' in text
+    assert f"{_requests(method, 'OK', protocol)} 1.0" in text
+    mine = f'model="m",protocol="{protocol}",revision="r1"'
+    assert f"llm_runtime_prompt_tokens_total{{{mine}}} 7.0" in text
+    assert f"llm_runtime_generation_tokens_total{{{mine}}} 5.0" in text
     for family in (contract.METRIC_TTFT_SECONDS, contract.METRIC_TPOT_SECONDS):
-        assert f'{family}_count{{model="m",revision="r1"}} 1.0' in text
+        assert f"{family}_count{{{mine}}} 1.0" in text
+    other = next(p for p in metrics.PROTOCOLS if p != protocol)
+    assert (
+        f'{contract.METRIC_TTFT_SECONDS}_count{{model="m",protocol="{other}",revision="r1"}} 0.0'
+        in text
+    )
+
+
+def test_every_method_names_one_protocol_and_the_http_endpoints_use_the_http_ones() -> None:
+    assert set(metrics.PROTOCOL_OF) == {*metrics.METHODS, *metrics.HTTP_METHODS}
+    assert set(metrics.PROTOCOL_OF.values()) == set(metrics.PROTOCOLS)
+    flavors = {render.CHAT.method, render.TEXT.method}
+    assert flavors == set(metrics.HTTP_METHODS)
+    assert {metrics.PROTOCOL_OF[m] for m in flavors} == {contract.PROTOCOL_HTTP}
 
 
 def test_time_per_output_token_excludes_the_first_token() -> None:

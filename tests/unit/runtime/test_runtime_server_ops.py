@@ -41,6 +41,7 @@ def _settings(model: Path, **overrides: object) -> config.Settings:
         grpc_port=0,
         metrics_port=0,
         health_port=0,
+        http_port=0,
         grace_seconds=10,
     )
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
@@ -213,10 +214,11 @@ async def test_metrics_endpoint_counts_requests_and_passes_promtool(tiny_model: 
             await c.generate(client.build_request(""))
         text = await asyncio.to_thread(_scrape, srv)
     labels = 'model="chat",revision="r7"'
-    assert f'llm_runtime_requests_total{{code="OK",method="Generate",{labels}}} 1.0' in text
-    invalid = f'llm_runtime_requests_total{{code="INVALID_ARGUMENT",method="Generate",{labels}}}'
+    grpc = 'model="chat",protocol="grpc",revision="r7"'
+    assert f'llm_runtime_requests_total{{code="OK",method="Generate",{grpc}}} 1.0' in text
+    invalid = f'llm_runtime_requests_total{{code="INVALID_ARGUMENT",method="Generate",{grpc}}}'
     assert f"{invalid} 1.0" in text
-    assert f"llm_runtime_generation_tokens_total{{{labels}}} 3.0" in text
+    assert f"llm_runtime_generation_tokens_total{{{grpc}}} 3.0" in text
     assert f"llm_runtime_requests_running{{{labels}}} 0.0" in text
     assert f"llm_runtime_model_load_seconds{{{labels}}}" in text
     promtool = shutil.which("promtool")

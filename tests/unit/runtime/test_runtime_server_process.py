@@ -30,8 +30,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _spawn(log: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "llm_runtime", "serve", "--host", "127.0.0.1", *args]
-    # The health-only port off: several runtimes (and other test runs) share this machine.
-    full_env = {**os.environ, "LLM_RUNTIME_HEALTH_PORT": "0", **(env or {})}
+    # The health-only and HTTP ports off: several runtimes (and other test runs) share this machine.
+    off = {"LLM_RUNTIME_HEALTH_PORT": "0", "LLM_RUNTIME_HTTP_PORT": "0"}
+    full_env = {**os.environ, **off, **(env or {})}
     with log.open("wb") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env)
 

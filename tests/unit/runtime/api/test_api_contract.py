@@ -38,14 +38,15 @@ def test_label_keys_are_pinned() -> None:
 
 
 def test_ports_are_valid_and_the_operators_two_endpoints_differ() -> None:
-    ports = (
+    runtime_ports = (
         contract.RUNTIME_GRPC_PORT,
         contract.RUNTIME_METRICS_PORT,
-        contract.OPERATOR_HEALTH_PORT,
-        contract.OPERATOR_METRICS_PORT,
+        contract.RUNTIME_HEALTH_PORT,
+        contract.RUNTIME_HTTP_PORT,
     )
+    ports = (*runtime_ports, contract.OPERATOR_HEALTH_PORT, contract.OPERATOR_METRICS_PORT)
     assert all(1 <= p <= 65535 for p in ports)
-    assert contract.RUNTIME_GRPC_PORT != contract.RUNTIME_METRICS_PORT
+    assert len(set(runtime_ports)) == len(runtime_ports)  # one pod listens on all of them
     assert contract.OPERATOR_HEALTH_PORT != contract.OPERATOR_METRICS_PORT
 
 

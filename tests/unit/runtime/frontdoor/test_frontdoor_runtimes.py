@@ -59,6 +59,7 @@ async def runtimes(
             grpc_port=0,
             metrics_port=0,
             health_port=0,
+            http_port=0,
             grace_seconds=1,
             auth_token_file=token_file,
         )

@@ -1,5 +1,6 @@
 """A real runtime (gRPC server, engine, tiny random model) with the OpenAI HTTP API beside it on
-loopback, as `llm-runtime serve` would run them: one serving state for both. Shared by the
+loopback, as `llm-runtime serve` runs them: one serving state for both, the HTTP port opened and
+closed by the runtime server itself. Shared by the
 fixtures in conftest.py and the tests (by full name, as pyproject's pytest pythonpath allows)."""
 
 from __future__ import annotations
@@ -7,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_runtime import config, server, servicer
-from llm_runtime.openai_api import app, serve
+from llm_runtime import config, metrics, server
+from llm_runtime.api import contract
 
 MODEL = "tiny-chat"  # the served name (the operator's LLM_MODEL_NAME)
 
@@ -21,12 +23,13 @@ MODEL = "tiny-chat"  # the served name (the operator's LLM_MODEL_NAME)
 @dataclasses.dataclass
 class Running:
     srv: server.RuntimeServer
-    http: serve.HttpServer
     scheme: str = "http"
 
     @property
     def base_url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.http.port}/v1"
+        """The runtime's own HTTP port (`http_port`), which it opened beside gRPC."""
+        assert self.srv.http_port, "started with http_port=0: no HTTP API"
+        return f"{self.scheme}://127.0.0.1:{self.srv.http_port}/v1"
 
     @property
     def model(self) -> str:
@@ -45,11 +48,21 @@ class Running:
         assert self.srv.state.serving is not None
         info = self.srv.state.serving.info
         labels = {"method": method, "code": code, "model": info.name, "revision": info.revision}
+        labels[contract.LABEL_PROTOCOL] = metrics.PROTOCOL_OF[method]
         return self.srv.metrics.registry.get_sample_value("llm_runtime_requests_total", labels)
 
 
+def free_port() -> int:
+    """A port free on loopback now: `http_port` 0 turns the API off, so tests name a port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def settings_for(model: Path, **overrides: Any) -> config.Settings:
-    """Loopback, free ports, a small batch; `overrides` replace settings fields."""
+    """Loopback, free ports (the HTTP API's included), a small batch; `overrides` replace
+    settings fields."""
     base = config.Settings(
         model=str(model),
         model_name=MODEL,
@@ -57,22 +70,12 @@ def settings_for(model: Path, **overrides: Any) -> config.Settings:
         grpc_port=0,
         metrics_port=0,
         health_port=0,
+        http_port=free_port(),
         max_batch_size=4,
         max_waiting=4,
         grace_seconds=10,
     )
     return dataclasses.replace(base, **overrides)
-
-
-async def serve_http(state: servicer.ServingState, settings: config.Settings) -> serve.HttpServer:
-    """The HTTP API over `state`, as the runtime process starts it."""
-    return await serve.serve(
-        app.build_app(state, settings),
-        host=settings.host,
-        port=0,
-        tls_cert=settings.tls_cert,
-        tls_key=settings.tls_key,
-    )
 
 
 @contextlib.asynccontextmanager
@@ -82,15 +85,12 @@ async def started(
     wait_ready: bool = True,
     **overrides: Any,
 ) -> AsyncIterator[Running]:
-    """Both protocols over one runtime; `overrides` replace settings fields."""
+    """One runtime serving both protocols, as `llm-runtime serve` runs them; `overrides`
+    replace settings fields."""
     settings = settings_for(model, **overrides)
     serving = server.serving(settings, engine_factory=engine_factory, wait_ready=wait_ready)
     async with serving as srv:
-        http = await serve_http(srv.state, settings)
-        try:
-            yield Running(srv, http, "https" if settings.tls_cert else "http")
-        finally:
-            await http.stop()
+        yield Running(srv, "https" if settings.tls_cert else "http")
 
 
 Start = Callable[..., contextlib.AbstractAsyncContextManager[Running]]

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from llm_runtime.api import contract
 
 from tests.unit.runtime.openai_api.harness import Start
 
@@ -80,10 +81,11 @@ async def test_http_requests_are_counted_in_the_runtime_metrics(start: Start) ->
         assert api.requests("Completions", "OK") == 1
         assert api.requests("Completions", "NOT_FOUND") == 1
         labels = {"model": api.model, "revision": api.srv.state.serving.info.revision}  # type: ignore[union-attr]
-        generated = api.srv.metrics.registry.get_sample_value(
-            "llm_runtime_generation_tokens_total", labels
-        )
-        assert generated == 3
+        registry = api.srv.metrics.registry
+        for protocol, tokens in ((contract.PROTOCOL_HTTP, 3), (contract.PROTOCOL_GRPC, 0)):
+            mine = labels | {contract.LABEL_PROTOCOL: protocol}
+            generated = registry.get_sample_value("llm_runtime_generation_tokens_total", mine)
+            assert generated == tokens, protocol  # the label tells HTTP traffic from gRPC's
 
 
 @pytest.mark.parametrize("log_payloads", [False, True])
