@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from llm_runtime.api import contract
+
 from llm_operator import naming, pod, routing, spec
 
 Obj = dict[str, Any]
@@ -72,8 +74,20 @@ def deployment(
     return obj, revision
 
 
+HTTP_PORT: Obj = {
+    "name": "http",
+    "port": contract.RUNTIME_HTTP_PORT,
+    "targetPort": "http",
+    "protocol": "TCP",
+    "appProtocol": "http",
+}
+
+
 def _service_ports(d: spec.LLMDeployment) -> list[Obj]:
-    return [
+    """gRPC and metrics, and the OpenAI-compatible HTTP API when the Services select the runtime
+    pods. With trafficRouting FrontDoor they select the front door, which proxies gRPC only, so
+    they offer no HTTP port then (clients reach a pod's HTTP port on its IP)."""
+    ports: list[Obj] = [
         {
             "name": "grpc",
             "port": d.spec.service.port,
@@ -88,6 +102,7 @@ def _service_ports(d: spec.LLMDeployment) -> list[Obj]:
             "protocol": "TCP",
         },
     ]
+    return ports if routing.enabled(d) else [*ports, dict(HTTP_PORT)]
 
 
 def _ways_in(d: spec.LLMDeployment) -> dict[str, str]:

@@ -256,6 +256,9 @@ def _runtime_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
             {"name": "grpc", "containerPort": s.service.port, "protocol": "TCP"},
             {"name": "metrics", "containerPort": naming.METRICS_PORT, "protocol": "TCP"},
             {"name": "health", "containerPort": contract.RUNTIME_HEALTH_PORT, "protocol": "TCP"},
+            # The OpenAI-compatible API: the runtime's default `http_port`, not set in env (the
+            # admission rules do not reserve that variable).
+            {"name": "http", "containerPort": contract.RUNTIME_HTTP_PORT, "protocol": "TCP"},
         ],
         "resources": resources,
         "volumeMounts": mounts,

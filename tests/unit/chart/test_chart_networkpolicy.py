@@ -1,6 +1,6 @@
 """The optional NetworkPolicy (networkPolicy.enabled) admits exactly what model pods need: the
-operator on gRPC and metrics, clients and the front door on gRPC, anyone on the plaintext health
-port the kubelet probes, and nobody else. Rendered with the real helm binary."""
+operator on gRPC, HTTP and metrics, clients and the front door on gRPC and the OpenAI HTTP port,
+anyone on the plaintext health port the kubelet probes, and nobody else. Rendered with the real helm binary."""
 
 from __future__ import annotations
 
@@ -70,17 +70,17 @@ def test_one_policy_per_watched_namespace_selecting_runtime_pods_only() -> None:
         assert not _matches(selector, frontdoor)
 
 
-def test_the_operator_reaches_grpc_and_metrics_from_its_own_namespace() -> None:
+def test_the_operator_reaches_grpc_http_and_metrics_from_its_own_namespace() -> None:
     policy = _policies("namespaced-values.yaml", ON)["team-a"]
-    (peer,) = _rule_for(policy, "grpc", "metrics")["from"]
+    (peer,) = _rule_for(policy, "grpc", "http", "metrics")["from"]
     assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}
     operator_pod = {"app.kubernetes.io/name": "llm-operator", "app.kubernetes.io/instance": RELEASE}
     assert _matches(peer["podSelector"], operator_pod)
 
 
-def test_clients_default_to_the_namespace_and_the_front_door_always_gets_in() -> None:
+def test_clients_reach_grpc_and_http_and_the_front_door_always_gets_in() -> None:
     policy = _policies("namespaced-values.yaml", ON)["team-a"]
-    frontdoor, *clients = _rule_for(policy, "grpc")["from"]
+    frontdoor, *clients = _rule_for(policy, "grpc", "http")["from"]
     assert clients == [{"podSelector": {}}]
     assert _matches(frontdoor["podSelector"], {contract.LABEL_FRONTDOOR: "chat"})
     assert set(frontdoor) == {"podSelector"}  # the model's own namespace only
@@ -88,9 +88,8 @@ def test_clients_default_to_the_namespace_and_the_front_door_always_gets_in() ->
 
 def test_clients_are_configurable_without_locking_out_the_front_door() -> None:
     sets = (ON, "networkPolicy.clients[0].namespaceSelector.matchLabels.team=apps")
-    frontdoor, client = _rule_for(_policies("namespaced-values.yaml", *sets)["team-b"], "grpc")[
-        "from"
-    ]
+    rule = _rule_for(_policies("namespaced-values.yaml", *sets)["team-b"], "grpc", "http")
+    frontdoor, client = rule["from"]
     assert client == {"namespaceSelector": {"matchLabels": {"team": "apps"}}}
     assert contract.LABEL_FRONTDOOR in str(frontdoor)
 
@@ -115,7 +114,7 @@ def test_every_port_the_policy_names_is_a_runtime_container_port() -> None:
     (runtime,) = _runtime_template()["spec"]["containers"]
     policy = _policies("namespaced-values.yaml", ON)["team-a"]
     named = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
-    assert named == {p["name"] for p in runtime["ports"]} == {"grpc", "metrics", "health"}
+    assert named == {p["name"] for p in runtime["ports"]} == {"grpc", "metrics", "health", "http"}
 
 
 def test_explicit_namespaces_win_and_a_clusterwide_install_must_name_them() -> None:

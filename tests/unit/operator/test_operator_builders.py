@@ -182,8 +182,11 @@ def test_every_variable_the_operator_sets_is_one_the_runtime_reads() -> None:
         "grpc": contract.RUNTIME_GRPC_PORT,
         "metrics": contract.RUNTIME_METRICS_PORT,
         "health": contract.RUNTIME_HEALTH_PORT,
+        "http": contract.RUNTIME_HTTP_PORT,
     }
     assert env[contract.env("health_port")] == str(contract.RUNTIME_HEALTH_PORT)
+    # The HTTP port is the runtime's default, so nothing may set it behind the operator's back.
+    assert contract.env("http_port") not in env
 
 
 def test_user_env_and_args_come_after_the_operators_own() -> None:
@@ -290,6 +293,29 @@ def test_services_select_the_pods_and_headless_has_no_cluster_ip() -> None:
         assert s["spec"]["selector"] == naming.selector_labels("chat")
         assert s["spec"]["ports"][0]["port"] == 6000
         assert s["spec"]["ports"][0]["targetPort"] == "grpc"
+
+
+def test_both_services_offer_the_openai_http_port_of_the_runtime_pods() -> None:
+    d = _d(service={"port": 6000})
+    container_ports = {p["name"] for p in _runtime_container(d)["ports"]}
+    for s in (builders.service(d), builders.headless_service(d)):
+        by_name = {p["name"]: p for p in s["spec"]["ports"]}
+        assert by_name["http"] == {
+            "name": "http",
+            "port": contract.RUNTIME_HTTP_PORT,
+            "targetPort": "http",
+            "protocol": "TCP",
+            "appProtocol": "http",
+        }
+        assert {p["targetPort"] for p in by_name.values()} <= container_ports
+
+
+def test_with_the_front_door_the_services_offer_no_http_port() -> None:
+    """The front door proxies gRPC only; HTTP then goes to the pods' own IPs."""
+    d = _d(rollout={"trafficRouting": "FrontDoor", "steps": [{"weight": 10}]})
+    for s in (builders.service(d), builders.headless_service(d)):
+        assert [p["name"] for p in s["spec"]["ports"]] == ["grpc", "metrics"]
+    assert "http" in {p["name"] for p in _runtime_container(d)["ports"]}
 
 
 def test_budget_allows_one_disruption_and_account_mounts_no_token() -> None:
