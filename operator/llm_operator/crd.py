@@ -94,7 +94,11 @@ class _Schema(BaseModel):
 class Condition(_Schema):
     model_config = ConfigDict(json_schema_extra={"description": "One observed condition."})
 
-    type: str = Field(description="Available, Progressing or Degraded.")
+    type: str = Field(
+        description="Available, Progressing, Degraded, Ready (the spec's revision serves at full "
+        "size), Reconciling and Stalled (kstatus), or a problem the cluster must fix "
+        "(e.g. NameConflict, SecretMissing)."
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str | None = Field(default=None, description="A CamelCase machine-readable cause.")
     message: str | None = Field(default=None, description="A human-readable explanation.")
@@ -250,7 +254,9 @@ class LLMDeploymentStatus(_Schema):
     )
     conditions: list[Condition] | None = Field(
         default=None,
-        description="Available, Progressing and Degraded, in the Kubernetes convention.",
+        description="Available, Progressing and Degraded (the Deployment convention), Ready "
+        "(`kubectl wait --for=condition=Ready`), Reconciling and Stalled (kstatus), and one per "
+        "problem the cluster must fix.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = Field(

@@ -90,11 +90,17 @@ def _cond(kind: str, on: bool, reason: str, message: str) -> dict[str, Any]:
     return {"type": kind, "status": "True" if on else "False", "reason": reason, "message": message}
 
 
-def conditions_for(v: Summary, *, ready: int, desired: int) -> list[dict[str, Any]]:
-    """Available, Progressing, Degraded (without times; `with_times` adds them)."""
+def conditions_for(
+    v: Summary, *, ready: int, desired: int, spec_serves: bool = True
+) -> list[dict[str, Any]]:
+    """Available, Progressing, Degraded (the Deployment convention), Ready (`kubectl wait
+    --for=condition=Ready`), and kstatus' Reconciling and Stalled (which Helm, Argo CD and Flux
+    read), without times (`with_times` adds them). `spec_serves`: the revision serving is the
+    one the spec asks for (false during a canary and after a rollback)."""
     available = ready > 0 or desired == 0
     moving = v.phase in ("Pending", "Loading", "Progressing")
     bad = v.phase in WARNING_PHASES
+    done = v.phase == "Ready" and spec_serves and ready >= desired
     return [
         _cond(
             "Available",
@@ -109,6 +115,16 @@ def conditions_for(v: Summary, *, ready: int, desired: int) -> list[dict[str, An
             v.message,
         ),
         _cond("Degraded", bad, v.reason if bad else "AsExpected", v.message if bad else ""),
+        _cond(
+            "Ready",
+            done,
+            "SpecServedAtFullSize" if done else v.reason,
+            f"the spec's revision serves on {ready}/{desired} replicas" if done else v.message,
+        ),
+        # kstatus: Reconciling while the spec is not reached yet but may be; Stalled when it
+        # cannot be without a change (a failure, a rejected revision).
+        _cond("Reconciling", moving and not bad, v.reason if moving else "Reconciled", ""),
+        _cond("Stalled", bad, v.reason if bad else "NotStalled", v.message if bad else ""),
     ]
 
 
@@ -138,12 +154,18 @@ def status_body(
     previous: Mapping[str, Any],
     now: str,
     v: Summary | None = None,
+    spec_revision: str | None = None,
 ) -> dict[str, Any]:
-    """The whole .status the operator writes (`v`: the summary when a rollout refines it)."""
+    """The whole .status the operator writes (`v`: the summary when a rollout refines it;
+    `spec_revision`: the revision the spec asks for, when it may differ from the serving one)."""
     v = v or summarize(o)
     live = [p for p in o.pods if not p.terminating]
     ready = sum(1 for p in live if p.ready)
-    conds = [*conditions_for(v, ready=ready, desired=o.desired), *preflight.conditions(o.problems)]
+    serves = spec_revision is None or spec_revision == o.revision
+    conds = [
+        *conditions_for(v, ready=ready, desired=o.desired, spec_serves=serves),
+        *preflight.conditions(o.problems),
+    ]
     return {
         "phase": v.phase,
         "conditions": with_times(

@@ -245,6 +245,7 @@ def decide_tick(g: Gathered) -> Decided:
         previous=g.previous,
         now=clock.format_time(g.now.replace(microsecond=0)) or "",
         v=summary,
+        spec_revision=g.spec_revision,
     )
     kept = stablespec.record(
         g.previous.get("stableTemplate"),

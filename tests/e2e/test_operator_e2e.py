@@ -154,7 +154,19 @@ def test_example_becomes_ready_and_answers_paris_through_the_service(
     assert st["ready"] == "1/1"
     assert st["endpoint"] == f"smollm2.{ready_ns}.svc:{contract.RUNTIME_GRPC_PORT}"
     conds = {c["type"]: c["status"] for c in st["conditions"]}
-    assert conds == {"Available": "True", "Progressing": "False", "Degraded": "False"}
+    assert conds == {
+        "Available": "True",
+        "Progressing": "False",
+        "Degraded": "False",
+        "Ready": "True",
+        "Reconciling": "False",
+        "Stalled": "False",
+    }
+    # What users and Helm/Argo CD/Flux wait on: the Ready condition, through kubectl itself.
+    waited = operator.kubectl(
+        "wait", "--for=condition=Ready", "--timeout=10s", "llmd/smollm2", "-n", ready_ns
+    )
+    assert "condition met" in waited.stdout, waited.stdout + waited.stderr
     table = operator.kubectl("get", "llmd", "-n", ready_ns, "-o", "wide").stdout
     columns = table_row(table)
     assert columns["NAME"] == "smollm2"

@@ -163,10 +163,46 @@ def test_degraded_status_sets_condition_reason_and_last_error() -> None:
 def test_transition_time_kept_while_status_unchanged_and_moved_on_change() -> None:
     first = _body(_obs(_pod(ready=True)), now="t1")
     again = _body(_obs(_pod(ready=True)), previous=first, now="t2")
-    assert [c["lastTransitionTime"] for c in again["conditions"]] == ["t1", "t1", "t1"]  # type: ignore[attr-defined]
+    assert {c["lastTransitionTime"] for c in again["conditions"]} == {"t1"}  # type: ignore[attr-defined]
     broken = _body(_obs(_pod(failure=CRASH)), previous=again, now="t3")
     times = {c["type"]: c["lastTransitionTime"] for c in broken["conditions"]}  # type: ignore[attr-defined]
-    assert times == {"Available": "t3", "Progressing": "t1", "Degraded": "t3"}
+    assert times == {
+        "Available": "t3",
+        "Progressing": "t1",
+        "Degraded": "t3",
+        "Ready": "t3",
+        "Reconciling": "t1",
+        "Stalled": "t3",
+    }
+
+
+def _conds(body: dict[str, object]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in body["conditions"]}  # type: ignore[attr-defined]
+
+
+def test_ready_is_true_only_when_the_specs_revision_serves_at_full_size() -> None:
+    full = _obs(_pod("a", ready=True), _pod("b", ready=True), desired=2)
+    assert _conds(_body(full))["Ready"] == "True"
+    short = _obs(_pod("a", ready=True), _pod("b", ready=False), desired=2)
+    assert _conds(_body(short))["Ready"] == "False"
+    # Full size, but the serving revision is not the spec's (a canary, or after a rollback).
+    other = status.status_body(
+        full, selector="s", endpoint="e", previous={}, now=NOW, spec_revision="newer"
+    )
+    assert _conds(other)["Ready"] == "False"
+
+
+def test_kstatus_reconciling_while_moving_and_stalled_on_failure() -> None:
+    loading = _conds(_body(_obs(_pod(ready=False))))
+    assert (loading["Reconciling"], loading["Stalled"], loading["Ready"]) == (
+        "True",
+        "False",
+        "False",
+    )
+    crashed = _conds(_body(_obs(_pod(failure=CRASH))))
+    assert (crashed["Reconciling"], crashed["Stalled"]) == ("False", "True")
+    ready = _conds(_body(_obs(_pod(ready=True))))
+    assert (ready["Reconciling"], ready["Stalled"], ready["Ready"]) == ("False", "False", "True")
 
 
 def test_changed_ignores_nothing_it_would_write() -> None:
