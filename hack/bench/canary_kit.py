@@ -10,6 +10,7 @@ namespace, so `wait_for_no_foreign_operator` waits until none runs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -17,13 +18,14 @@ import stat
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import podwatch
 from llm_runtime.api import contract
+from localcluster import cp_testing
 from localcluster.cp_testing import Cluster
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -137,6 +139,33 @@ def uninstall_operator(cluster: Cluster, *, namespace: str, release: str) -> Non
         ],
         env=cluster.env, capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def own_namespace(cluster: Cluster, prefix: str) -> Iterator[str]:
+    """A fresh namespace for one test module (it must exist before an operator's Role is
+    installed into it); deleted, without waiting, at the end."""
+    name = cp_testing.namespace_name(prefix)
+    cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@contextlib.contextmanager
+def own_operator(cluster: Cluster, watch: str, *, release: str, prefix: str) -> Iterator[str]:
+    """The chart installed under its own release in its own namespace, watching only `watch`,
+    once no other operator acts there; yields the operator's namespace."""
+    op_ns = cp_testing.namespace_name(prefix)
+    wait_for_no_foreign_operator(cluster, watch, release)
+    done = install_operator(cluster, namespace=op_ns, release=release, watch=watch)
+    assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        yield op_ns
+    finally:
+        uninstall_operator(cluster, namespace=op_ns, release=release)
+        cluster.kubectl("delete", "namespace", op_ns, "--wait=false", check=False)
 
 
 def node_folder(name: str) -> Path:

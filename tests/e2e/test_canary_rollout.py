@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from bench import canary_kit as kit
 from bench import loadgen, podwatch
-from localcluster import cp_testing
 from localcluster.cp_testing import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -98,22 +97,15 @@ def wait_phase(chat: kit.Target, rev: str, phases: tuple[str, ...], *, timeout: 
 @pytest.fixture(scope="module")
 def ns(cluster: Cluster) -> Iterator[str]:
     """The module's namespace; it must exist before the operator's Role is installed into it."""
-    name = cp_testing.namespace_name("canary")
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with kit.own_namespace(cluster, "canary") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
 def operator_ns(cluster: Cluster, ns: str) -> Iterator[str]:
     """The chart installed under its own release, watching only `ns`; yields its namespace."""
-    op_ns = cp_testing.namespace_name("canary-op")
-    kit.wait_for_no_foreign_operator(cluster, ns, RELEASE)
-    done = kit.install_operator(cluster, namespace=op_ns, release=RELEASE, watch=ns)
-    assert done.returncode == 0, done.stdout + done.stderr
-    yield op_ns
-    kit.uninstall_operator(cluster, namespace=op_ns, release=RELEASE)
-    cluster.kubectl("delete", "namespace", op_ns, "--wait=false", check=False)
+    with kit.own_operator(cluster, ns, release=RELEASE, prefix="canary-op") as op_ns:
+        yield op_ns
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ import pytest
 from bench import canary_kit as kit
 from bench import loadgen, podwatch
 from llm_runtime.api import contract
-from localcluster import cp_testing
 from localcluster.cp_testing import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -82,21 +81,16 @@ def _front_door_pods(cluster: Cluster, ns: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def ns(cluster: Cluster) -> Iterator[str]:
-    name = cp_testing.namespace_name("frontdoor")
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    """The module's namespace; it must exist before the operator's Role is installed into it."""
+    with kit.own_namespace(cluster, "frontdoor") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
 def operator_ns(cluster: Cluster, ns: str) -> Iterator[str]:
-    op_ns = cp_testing.namespace_name("frontdoor-op")
-    kit.wait_for_no_foreign_operator(cluster, ns, RELEASE)
-    done = kit.install_operator(cluster, namespace=op_ns, release=RELEASE, watch=ns)
-    assert done.returncode == 0, done.stdout + done.stderr
-    yield op_ns
-    kit.uninstall_operator(cluster, namespace=op_ns, release=RELEASE)
-    cluster.kubectl("delete", "namespace", op_ns, "--wait=false", check=False)
+    """The chart installed under its own release, watching only `ns`; yields its namespace."""
+    with kit.own_operator(cluster, ns, release=RELEASE, prefix="frontdoor-op") as op_ns:
+        yield op_ns
 
 
 @pytest.fixture(scope="module")
