@@ -7,7 +7,9 @@ tokens) arrive together, first at the engine, then at the naive design: one `mod
 request under a lock, same model object and dtype. The engine is driven through the real gRPC
 server (in-process, loopback, streaming) unless `--mode inprocess` or the server cannot start.
 It prints aggregate generated tokens/s, TTFT p50/p99, TPOT p50, the ratios, and the targets:
-at N=32 >= 15x naive tok/s with p50 TTFT <= 1.5 s; at N=1 no slower than naive.
+at N=32 >= 15x naive tok/s with p50 TTFT <= 1.5 s; at N=1 no slower than naive. Then, on the
+same server, 32 streams over gRPC and 32 over the OpenAI-compatible HTTP API back to back
+(`--http-streams`, httpbench.py): what HTTP adds to TTFT p50 and its tok/s ratio to gRPC.
 
 The CPU is shared, so absolute numbers move with other load; the ratios are measured back to
 back and are what the targets are about. This is a tool, not a test.
@@ -186,8 +188,18 @@ async def burst(design: str, runner: Runner, concurrency: int) -> Result:
     return summarize(design, timings, started)
 
 
-async def start_grpc(engine: Any, load_seconds: float) -> tuple[Any, Any]:
-    """The real server in this process on a free loopback port, serving our engine."""
+def free_port() -> int:
+    """A loopback port free now (`http_port` 0 turns the HTTP API off rather than picking one)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start_grpc(engine: Any, load_seconds: float, *, http: bool = False) -> tuple[Any, Any]:
+    """The real server in this process on free loopback ports, serving our engine (and the
+    OpenAI-compatible HTTP API beside gRPC when `http`)."""
     from llm_runtime import config, server
     from llm_runtime.api import client as api
 
@@ -195,12 +207,55 @@ async def start_grpc(engine: Any, load_seconds: float) -> tuple[Any, Any]:
         return server.BuiltEngine(engine=engine, load_seconds=load_seconds)
 
     settings = config.Settings(
-        host="127.0.0.1", grpc_port=0, metrics_port=0, health_port=0, http_port=0, grace_seconds=1.0
+        host="127.0.0.1",
+        grpc_port=0,
+        metrics_port=0,
+        health_port=0,
+        http_port=free_port() if http else 0,
+        grace_seconds=1.0,
     )
     srv = server.RuntimeServer(settings, engine_factory=factory)
     await srv.start()
     await srv.wait_ready()
     return srv, api.AsyncRuntimeClient(api.Connection(target=f"127.0.0.1:{srv.grpc_port}"))
+
+
+async def http_vs_grpc(
+    srv: Any, grpc_runner: Runner, streams: int, new_tokens: int
+) -> list[Result]:
+    """N streams over gRPC, then the same N over the OpenAI HTTP API of the same server."""
+    import httpx
+    from bench import httpbench
+
+    url = f"http://127.0.0.1:{srv.http_port}/v1/chat/completions"
+    model = srv.state.serving.info.name
+    limits = httpx.Limits(max_connections=streams)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+
+        def http_runner(i: int, t: Timing) -> Any:
+            body = httpbench.chat_body(messages_for(i), model=model, new_tokens=new_tokens)
+            return httpbench.run_http(client, url, body, t)
+
+        await burst("http", http_runner, 1)  # warm: connection set-up is not what is measured
+        return [
+            await burst("grpc", grpc_runner, streams),
+            await burst("http", http_runner, streams),
+        ]
+
+
+def http_lines(results: list[Result]) -> list[str]:
+    """The cost line of each HTTP burst against the gRPC burst of the same size just before it."""
+    from bench import httpbench
+
+    by = {(r.design, r.concurrency): r for r in results}
+    lines = []
+    for (design, n), http in by.items():
+        grpc = by.get(("grpc", n))
+        if design == "http" and grpc is not None:
+            pair = ((grpc.ttft_p50, grpc.tok_s), (http.ttft_p50, http.tok_s))
+            c = httpbench.cost(streams=n, grpc=pair[0], http=pair[1])
+            lines.append(httpbench.describe(c))
+    return lines
 
 
 def print_table(results: list[Result]) -> None:
@@ -252,7 +307,7 @@ async def main_async(args: argparse.Namespace) -> int:
     srv, client, mode = None, None, "in-process engine"
     if args.mode in {"auto", "grpc"}:
         try:
-            srv, client = await start_grpc(engine, loaded.load_seconds)
+            srv, client = await start_grpc(engine, loaded.load_seconds, http=args.http_streams > 0)
             mode = "gRPC server (in-process, loopback, GenerateStream)"
         except Exception as exc:
             if args.mode == "grpc":
@@ -276,9 +331,12 @@ async def main_async(args: argparse.Namespace) -> int:
         if not args.skip_naive:
             results.append(await burst("naive", naive.run, n))
             print_table(results[-1:])
+    if srv is not None and args.http_streams > 0:
+        results += await http_vs_grpc(srv, engine_runner, args.http_streams, args.new_tokens)
+        print_table(results[-2:])
     print()
     print_table(results)
-    lines = verdict(results)
+    lines = verdict(results) + http_lines(results)
     print("\n".join(lines))
     if args.json:
         report = {"mode": mode, "results": [dataclasses.asdict(r) for r in results]}
@@ -310,6 +368,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="how to drive the engine",
     )
     parser.add_argument("--skip-naive", action="store_true", help="engine only (quick checks)")
+    parser.add_argument(
+        "--http-streams",
+        type=int,
+        default=32,
+        help="streams of the HTTP-vs-gRPC comparison on the same server (0: skip it)",
+    )
     parser.add_argument("--json", default="", help="also write the results to this JSON file")
     return parser.parse_args(argv)
 
