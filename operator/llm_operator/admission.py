@@ -102,6 +102,7 @@ OPERATOR_SETTINGS = (
     "grpc_port",
     "metrics_port",
     "health_port",
+    "http_port",
     "max_batch_size",
     "max_waiting",
     "max_input_tokens",
@@ -222,19 +223,26 @@ ARG_RULES: tuple[dict[str, str], ...] = (
 )
 
 # The ports the runtime container already listens on besides the gRPC one.
-RESERVED_PORTS = (contract.RUNTIME_METRICS_PORT, contract.RUNTIME_HEALTH_PORT)
+RESERVED_PORTS = (
+    contract.RUNTIME_METRICS_PORT,
+    contract.RUNTIME_HEALTH_PORT,
+    contract.RUNTIME_HTTP_PORT,
+)
+_TAKEN = (
+    f"{RESERVED_PORTS[0]} (metrics), {RESERVED_PORTS[1]} (health) and {RESERVED_PORTS[2]} "
+    "(OpenAI-compatible HTTP)"
+)
 
 
 def port_problem(port: int) -> str | None:
     if port in RESERVED_PORTS:
-        return f"port {port} is taken by the runtime (metrics {RESERVED_PORTS[0]}, health {RESERVED_PORTS[1]})"
+        return f"port {port} is taken by the runtime, which listens on {_TAKEN}"
     return None
 
 
 PORT_RULE: dict[str, str] = {
     "rule": f"!(self in {list(RESERVED_PORTS)})",
-    "message": f"the runtime already listens on {RESERVED_PORTS[0]} (metrics) and "
-    f"{RESERVED_PORTS[1]} (health): choose another port",
+    "message": f"the runtime already listens on {_TAKEN}: choose another port",
     "reason": "FieldValueForbidden",
 }
 

@@ -181,6 +181,7 @@ def runtime_env(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
         "grpc_port": str(s.service.port),
         "metrics_port": str(naming.METRICS_PORT),
         "health_port": str(contract.RUNTIME_HEALTH_PORT),
+        "http_port": str(contract.RUNTIME_HTTP_PORT),  # the Services and the container port name it
         "max_batch_size": str(limits.max_batch_size),
         "max_waiting": str(limits.max_waiting),
         "max_input_tokens": str(limits.max_input_tokens),

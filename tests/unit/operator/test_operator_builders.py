@@ -185,8 +185,8 @@ def test_every_variable_the_operator_sets_is_one_the_runtime_reads() -> None:
         "http": contract.RUNTIME_HTTP_PORT,
     }
     assert env[contract.env("health_port")] == str(contract.RUNTIME_HEALTH_PORT)
-    # The HTTP port is the runtime's default, so nothing may set it behind the operator's back.
-    assert contract.env("http_port") not in env
+    # The operator sets the HTTP port itself (the spec refuses it in env and args).
+    assert env[contract.env("http_port")] == str(contract.RUNTIME_HTTP_PORT)
 
 
 def test_user_env_and_args_come_after_the_operators_own() -> None:
