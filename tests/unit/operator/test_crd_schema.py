@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from llm_operator import spec
+from llm_operator import spec, spec_base
 from llm_operator.rollout import report, state
 
 pytestmark = pytest.mark.unit
@@ -135,14 +135,14 @@ def test_every_spec_field_in_the_models_exists_in_the_crd() -> None:
     crd_fields = {path for path, _ in _walk(_schema()["properties"]["spec"], "")}
     model_fields = set()
 
-    def collect(model: type[spec._Model], prefix: str) -> None:
+    def collect(model: type[spec_base._Model], prefix: str) -> None:
         for name, field in model.model_fields.items():
             alias = field.alias or name
             model_fields.add(f"{prefix}.{alias}")
             ann = field.annotation
             suffix = "[]" if typing.get_origin(ann) is tuple else ""
             for t in typing.get_args(ann) or (ann,):
-                if isinstance(t, type) and issubclass(t, spec._Model):
+                if isinstance(t, type) and issubclass(t, spec_base._Model):
                     collect(t, f"{prefix}.{alias}{suffix}")
 
     collect(spec.LLMDeploymentSpec, "")
