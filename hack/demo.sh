@@ -20,12 +20,11 @@ kubectl -n llm-operator-system get pods
 say "Deploying SmolLM2-135M-Instruct (examples/smollm2.yaml) into namespace $NS"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
 kubectl -n "$NS" apply -f examples/smollm2.yaml
-deadline=$((SECONDS + 900))
-until [[ $(kubectl -n "$NS" get llmd smollm2 -o jsonpath='{.status.phase}' 2>/dev/null) == Ready ]]; do
-  ((SECONDS < deadline)) || { kubectl -n "$NS" describe llmd smollm2; exit 1; }
-  kubectl -n "$NS" get llmd smollm2 --no-headers 2>/dev/null | sed 's/^/   /'
-  sleep 10
-done
+# The Ready condition is True once the spec's revision serves at full size: what users wait on.
+if ! kubectl -n "$NS" wait --for=condition=Ready llmd/smollm2 --timeout=15m; then
+  kubectl -n "$NS" describe llmd smollm2
+  exit 1
+fi
 kubectl -n "$NS" get llmd
 
 say "Asking it over gRPC, through the Service"
