@@ -53,13 +53,22 @@ SUBRESOURCES: dict[str, Any] = {
 }
 
 
-def _column(name: str, type_: str, json_path: str, description: str) -> dict[str, str | int]:
-    return {"name": name, "type": type_, "jsonPath": json_path, "description": description}
+def _column(
+    name: str, type_: str, json_path: str, description: str, *, wide: bool = False
+) -> dict[str, str | int]:
+    col: dict[str, str | int] = {
+        "name": name,
+        "type": type_,
+        "jsonPath": json_path,
+        "description": description,
+    }
+    return {**col, "priority": 1} if wide else col
 
 
-# What `kubectl get llmd` shows; Age last, as every built-in resource has it.
+# What `kubectl get llmd` shows, kept to an 80-column terminal; MODEL, REVISION and OBSERVED
+# only under `-o wide` (priority 1). Age last, as every built-in resource has it.
 PRINTER_COLUMNS: tuple[dict[str, str | int], ...] = (
-    _column("Model", "string", ".spec.model.name", "The name clients ask for."),
+    _column("Model", "string", ".spec.model.name", "The name clients ask for.", wide=True),
     _column("Ready", "string", ".status.ready", "Ready replicas over desired replicas."),
     _column("Phase", "string", ".status.phase", "The summary state."),
     _column(
@@ -68,6 +77,7 @@ PRINTER_COLUMNS: tuple[dict[str, str | int], ...] = (
         ".status.currentRevision",
         "The revision the spec asks for (hash of everything that defines the pods); STABLE "
         "differs from it during a rollout and after a rollback.",
+        wide=True,
     ),
     # STABLE, CANARY, WEIGHT, OBSERVED (-o wide), VERDICT: the rollout core owns its columns.
     *(dict(c) for c in report.PRINTER_COLUMNS),

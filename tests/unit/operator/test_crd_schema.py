@@ -86,7 +86,9 @@ def test_printer_columns_show_model_ready_phase_and_the_rollout() -> None:
         ("Age", ".metadata.creationTimestamp"),
     ]
     wide_only = {c["name"] for c in _version()["additionalPrinterColumns"] if c.get("priority")}
-    assert wide_only == {"Observed"}  # the measured share sits beside WEIGHT under -o wide
+    # The default table fits 80 columns; the model, the spec's revision and the measured share
+    # (beside WEIGHT) come with -o wide.
+    assert wide_only == {"Model", "Revision", "Observed"}
 
 
 def test_rollout_printer_columns_match_the_rollout_core() -> None:
