@@ -34,8 +34,8 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from llm_runtime import auth, config, metrics, servicer, types
-from llm_runtime.api.v1 import runtime_pb2, runtime_pb2_grpc
+from llm_runtime import auth, config, decoding, metrics, servicer, types
+from llm_runtime.api.v1 import runtime_pb2
 from llm_runtime.openai_api import app as openai_app
 from llm_runtime.openai_api import serve as openai_serve
 
@@ -198,7 +198,7 @@ class RuntimeServer:
             options=grpc_options(self.settings),
             maximum_concurrent_rpcs=config.concurrent_rpcs_limit(self.settings),
         )
-        runtime_pb2_grpc.add_RuntimeServicer_to_server(
+        decoding.add_runtime_servicer(  # bytes that do not parse: INVALID_ARGUMENT, not UNKNOWN
             servicer.RuntimeServicer(self.state, log_payloads=self.settings.log_payloads),
             self._server,
         )
