@@ -170,14 +170,15 @@ def test_chart_runs_the_operator_in_cluster_under_its_rbac_and_uninstalls_cleanl
         assert not can_i(cluster, "patch", "llmdeployments.llm-operator.io", "default")
         assert not can_i(cluster, "get", "secrets", namespace)
         # Deleting is for a retired revision's Deployment (and, with the front door, its own
-        # Service) only; everything else goes by the GC. ConfigMaps (the front door's routes)
-        # are written, never read.
+        # Service) only; everything else goes by the GC. ConfigMaps (the front door's routes) are
+        # read only to check who owns one of that name before writing it (no takeover).
         assert can_i(cluster, "delete", "deployments.apps", namespace)
         assert can_i(cluster, "delete", "services", namespace)
         assert not can_i(cluster, "delete", "serviceaccounts", namespace)
         assert not can_i(cluster, "delete", "llmdeployments.llm-operator.io", namespace)
         assert can_i(cluster, "patch", "configmaps", namespace)
-        assert not can_i(cluster, "get", "configmaps", namespace)
+        assert can_i(cluster, "get", "configmaps", namespace)
+        assert not can_i(cluster, "list", "configmaps", namespace)
         cluster.kubectl("delete", "llmd", "chart-probe", "-n", namespace, "--wait=true")
     finally:
         helm = [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}"]
