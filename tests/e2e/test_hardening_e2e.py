@@ -265,8 +265,10 @@ def cluster_corpus(cluster: Cluster, ns: str, operator_ns: str) -> Iterator[list
     for name, (spec, *_) in zip(names, CLUSTER_CORPUS.values(), strict=True):
         cluster.apply(llmd(name, **spec), namespace=ns)
     yield names
-    for name in names:
-        cluster.kubectl("delete", "llmd", name, "-n", ns, "--wait=false", check=False)
+    # While the operator still runs: its finalizer would otherwise hold the objects for ever.
+    cluster.kubectl(
+        "delete", "llmd", *names, "-n", ns, "--wait=true", "--timeout=120s", check=False
+    )
 
 
 @pytest.mark.parametrize("key", list(CLUSTER_CORPUS))
