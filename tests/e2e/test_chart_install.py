@@ -181,6 +181,10 @@ def test_chart_runs_the_operator_in_cluster_under_its_rbac_and_uninstalls_cleanl
         assert not can_i(cluster, "list", "configmaps", namespace)
         cluster.kubectl("delete", "llmd", "chart-probe", "-n", namespace, "--wait=true")
     finally:
+        # Even after a failed assertion: while the operator runs, or its finalizer stays behind.
+        cluster.kubectl(
+            "delete", "llmd", "--all", "-n", namespace, "--wait=true", "--timeout=60s", check=False
+        )
         helm = [str(cluster.bin_dir / "helm"), f"--kubeconfig={cluster.kubeconfig}"]
         gone = subprocess.run(
             [*helm, "uninstall", RELEASE, "--namespace", namespace, "--wait", "--timeout", "120s"],
