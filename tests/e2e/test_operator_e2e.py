@@ -338,12 +338,15 @@ def test_operator_pod_exports_reconcile_metrics(operator: Cluster, ready_ns: str
 def test_children_the_api_server_refuses_make_the_phase_failed(
     operator: Cluster, namespace: str
 ) -> None:
-    # Valid for the CRD, invalid for a Pod: a toleration with operator Exists may carry no value.
-    bad = [{"key": "gpu", "operator": "Exists", "value": "yes", "effect": "NoSchedule"}]
-    apply_example(operator, namespace, scheduling={"tolerations": bad})
+    # Valid for the CRD (affinity is passed through as a Pod spec has it), invalid for a Pod: a
+    # node selector requirement with an operator Kubernetes does not know.
+    term = {"matchExpressions": [{"key": "gpu", "operator": "Bogus", "values": ["yes"]}]}
+    bad = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [term]}}}  # fmt: skip
+    apply_example(operator, namespace, scheduling={"affinity": bad})
     st = wait_for("Failed", phase_is(operator, namespace, "Failed"), timeout=60)
     assert "422" in st["lastError"]
-    assert "toleration" in st["lastError"].lower()
+    assert "bogus" in st["lastError"].lower()
     degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "ApplyFailed")
     assert any(e["reason"] == "ApplyFailed" for e in events(operator, namespace))
