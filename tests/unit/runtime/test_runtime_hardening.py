@@ -7,7 +7,6 @@ Real server, real engine, tiny random model; the clients are the ones users get.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import socket
 import subprocess
 import time
@@ -23,6 +22,8 @@ from llm_runtime.api import client
 from llm_runtime.engine import limits
 from llm_runtime.models import tiny
 
+from tests.unit.runtime import loopback
+
 pytestmark = pytest.mark.unit
 
 
@@ -32,18 +33,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _settings(model: Path, **overrides: object) -> config.Settings:
-    base = config.Settings(
-        model=str(model),
-        host="127.0.0.1",
-        grpc_port=0,
-        metrics_port=0,
-        health_port=0,
-        http_port=0,
-        max_batch_size=4,
-        max_waiting=8,
-        grace_seconds=5,
-    )
-    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+    small = {"max_batch_size": 4, "max_waiting": 8, "grace_seconds": 5}
+    return loopback.settings(model, **{**small, **overrides})
 
 
 def _connect(srv: server.RuntimeServer, **conn: object) -> client.AsyncRuntimeClient:

@@ -7,17 +7,18 @@ Real server on loopback, tiny random model; the bad call sends raw bytes on a ra
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc import aio
-from llm_runtime import config, decoding, server
+from llm_runtime import decoding, server
 from llm_runtime.api import client
 from llm_runtime.api.v1 import runtime_pb2 as pb
 from llm_runtime.models import tiny
+
+from tests.unit.runtime import loopback
 
 pytestmark = pytest.mark.unit
 
@@ -34,16 +35,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def srv(tiny_model: Path) -> AsyncIterator[server.RuntimeServer]:
-    settings = config.Settings(
-        model=str(tiny_model),
-        host="127.0.0.1",
-        grpc_port=0,
-        metrics_port=0,
-        health_port=0,
-        http_port=0,
-        grace_seconds=1,
-    )
-    async with server.serving(dataclasses.replace(settings)) as s:
+    async with server.serving(loopback.settings(tiny_model)) as s:
         await s.wait_ready()
         yield s
 
