@@ -1,29 +1,60 @@
-"""kopf wiring: thin handlers that parse, build (pure), apply (kube) and publish status.
+"""kopf wiring: watch-backed caches of the children, and one event-driven tick per object.
 
-- create/update/resume: apply the shared children (ServiceAccount, Services, PDB) now.
-- a drift timer re-applies them (server-side apply is a no-op when nothing drifted, and
-  recreates a deleted child).
-- the rollout tick (`tick.run`, every ~2 s): gather -> decide (pure core in
-  `llm_operator.rollout`) -> persist (status, Events) -> converge (per-revision Deployments)
-  -> report (metrics). It is the only writer of status and of
-  the Deployments, so neither races. Change handlers alone would miss crash loops and loads.
+- Indexes (`kopf.index`) keep every child the operator made (its labels say so): Pods,
+  Deployments, Services, ServiceAccounts, PodDisruptionBudgets. kopf lists and
+  watches each kind once and runs no handler before every index is filled, so a tick reads
+  memory and a restart never acts on an empty cache.
+- One daemon per LLMDeployment runs the rollout tick (`tick.run`: gather -> decide -> persist
+  -> converge -> report) on a bounded thread pool, then sleeps: `status_interval_seconds` while
+  anything is in flight (a rollout step, a pod loading or not Ready, a problem), else
+  `drift_interval_seconds`. A watch event of the object (a spec, label or annotation change) or
+  of one of its children (a pod crashing, a child edited or deleted) wakes it at once, so crash
+  detection and drift repair take well under a second and an idle object costs nothing.
+- The tick is the only writer of status and children, and it writes only what differs from the
+  caches (`children.needs_apply`), so neither races and an idle fleet makes no requests.
 Deletion needs no handler: every child carries an ownerReference, so the garbage collector cascades.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import kopf
 
-from llm_operator import GROUP, PLURAL, VERSION, builders, kube, metrics, spec, tick
+from llm_operator import GROUP, PLURAL, VERSION, children, kube, metrics, naming, tick
 from llm_operator.settings import Settings
 
 PERSISTENCE_PREFIX = GROUP
+# Only what this operator made is cached: Helm and others set the instance label too.
+OWNED: Mapping[str, Any] = {
+    "app.kubernetes.io/managed-by": "llm-operator",
+    naming.LABEL_INSTANCE: kopf.PRESENT,
+}
+# The index ids, which kopf also passes to handlers as keyword arguments, by kind.
+INDEXES = {
+    "Pod": "llm_pods",
+    "Deployment": "llm_deployments",
+    "Service": "llm_services",
+    "ServiceAccount": "llm_serviceaccounts",
+    "PodDisruptionBudget": "llm_pdbs",
+}  # not ConfigMaps: watching them would mean reading every ConfigMap (see children.CACHED)
+# A woken tick waits this long after the previous one started, so a burst of events (a pod's
+# status changing several times in a second) costs one tick, not ten.
+MIN_GAP_SECONDS = 0.2
+
+# Per LLMDeployment (namespace, name): the event that wakes its daemon, and what the last
+# watch event showed of its spec, labels and annotations (a status-only event wakes nothing:
+# it is usually the tick's own write).
+_WAKE: dict[children.Key, asyncio.Event] = {}
+_SEEN: dict[children.Key, tuple[Any, ...]] = {}
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
 
 
 @contextmanager
@@ -46,81 +77,138 @@ def _measured(trigger: str) -> Iterator[None]:
         metrics.DURATION.labels(trigger).observe(time.monotonic() - start)
 
 
-def apply_shared(d: spec.LLMDeployment, *, settings: Settings, memo: Any) -> str:
-    """Applies the children every revision shares (identity, Services, budget); remembers (per
-    object, in memo) a refusal for the status to show. Returns the spec's revision. The
-    per-revision Deployments are the rollout tick's (they depend on the rollout state).
-
-    A child whose name another owner holds is skipped (a NameConflict condition, the tick's
-    next status shows it); the others are still applied, so what can serve does."""
-    desired = builders.desired(d, default_image=settings.runtime_image)
-    cache = tick.cache_of(memo)
-    try:
-        for child in desired.shared:
-            tick.apply_owned(child, uid=d.owner.uid, cache=cache)
-    except kube.ApiError as e:
-        if e.retriable:
-            raise kopf.TemporaryError(f"applying children: {e}", delay=10) from e
-        memo.apply_error = f"{e.status} {e.reason}: {e.message}"
-        raise
-    memo.apply_error = ""
-    return desired.revision
+def wake(key: children.Key) -> None:
+    """Wakes the daemon of the LLMDeployment `key` (no-op when it has none yet)."""
+    event = _WAKE.get(key)
+    if event is not None:
+        event.set()
 
 
-def on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Spec (or labels/annotations) changed, or the operator restarted: apply the shared
-    children now. The rollout tick sizes the Deployments and reports the outcome (one writer of
-    status and Events, so no duplicates)."""
-    with _measured("change"):
-        d = spec.parse(body)
-        try:
-            apply_shared(d, settings=memo.settings, memo=memo)
-        except kube.ApiError as e:
-            raise kopf.PermanentError(f"the API server refused a child: {e}") from e
+async def index_child(body: kopf.Body, **_: Any) -> dict[children.Key, dict[str, Any]] | None:
+    """The index entry of one child: under its owner's key, without managedFields."""
+    key = children.key_of(body)
+    return {key: children.slim(body)} if key is not None else None
 
 
-def repair_drift(
-    body: kopf.Body, memo: kopf.Memo, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
-) -> None:
-    """Re-applies the shared children so manual edits and deletions are undone (the rollout
-    tick re-applies the spec revision's Deployment on the same period)."""
-    if body.get("metadata", {}).get("deletionTimestamp"):
+async def child_event(body: kopf.Body, **_: Any) -> None:
+    """Any event of a child (added, changed, deleted) wakes its owner's tick."""
+    key = children.key_of(body)
+    if key is not None:
+        wake(key)
+
+
+def _essence(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    meta = body.get("metadata") or {}
+    return (
+        meta.get("generation"),
+        meta.get("labels"),
+        meta.get("annotations"),
+        meta.get("deletionTimestamp"),
+    )
+
+
+async def owner_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """A change of an LLMDeployment's spec, labels or annotations (a rollout command) wakes its
+    tick; a status-only change does not (the tick wrote it). Deletion forgets its series."""
+    meta = body.get("metadata") or {}
+    key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+    if type == "DELETED":
+        _SEEN.pop(key, None)
+        metrics.OBJECTS.forget(namespace=key[0], name=key[1])
         return
-    with _measured("drift"):
-        d = spec.parse(body)
-        try:
-            apply_shared(d, settings=memo.settings, memo=memo)
-        except kube.ApiError as e:
-            # Info, not warning: warnings become Events, and the status already says Failed
-            # (with one Event on the transition) instead of one Event per drift period.
-            metrics.ERRORS.labels("drift", e.reason or str(e.status)).inc()
-            logger.info("children refused while repairing drift: %s", e)
+    essence = _essence(body)
+    if _SEEN.get(key) != essence:
+        _SEEN[key] = essence
+        wake(key)
 
 
-def rollout_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Observes pods, analyses a canary, decides, writes the status and Events, converges the
-    Deployments (`tick.run`). Runs every few seconds: crash loops must not wait for a spec
-    change."""
-    meta = body.get("metadata", {})
-    if meta.get("deletionTimestamp"):  # going: its per-object series go now, not at their TTL
-        metrics.OBJECTS.forget(namespace=meta.get("namespace") or "", name=meta.get("name") or "")
-        return
+def _snapshot(key: children.Key, indexes: Mapping[str, Any]) -> children.Children:
+    """The cached children of `key`, copied on the event loop (the watch mutates the index)."""
+    by_kind = {}
+    for kind, index_id in INDEXES.items():
+        index = indexes.get(index_id)
+        store = index.get(key) if index is not None else None
+        by_kind[kind] = list(store) if store is not None else []
+    return children.Children.of(key[1], by_kind)
+
+
+def _tick(
+    body: Mapping[str, Any], memo: Any, kids: children.Children, target: kopf.Body
+) -> tick.Outcome:
+    """One tick, in a worker thread, of `body` (a copy); `target` is where Events go."""
     ops: Settings = memo.settings
 
     def post(kind: str, reason: str, message: str) -> None:
-        kopf.event(body, type=kind, reason=reason, message=message)
+        kopf.event(target, type=kind, reason=reason, message=message)
 
     with _measured("status"):
-        try:
-            tick.run(
-                body=body,
-                memo=memo,
-                settings_image=ops.runtime_image,
-                drift_seconds=ops.drift_interval_seconds,
-                post=post,
-            )
-        except kube.ApiError as e:
-            raise kopf.TemporaryError(f"rollout tick: {e}", delay=2) from e
+        return tick.run(
+            body=body, memo=memo, settings_image=ops.runtime_image, kids=kids, post=post
+        )
+
+
+async def _sleep(event: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
+    """Until `delay` passes, the object or a child has an event, or the daemon is stopped."""
+    waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(stopped.wait())]
+    try:
+        await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+async def rollout_daemon(
+    body: kopf.Body,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **kwargs: Any,
+) -> None:
+    """Ticks one LLMDeployment whenever it or a child changes, every `status_interval_seconds`
+    while something is in flight, and every `drift_interval_seconds` when it is settled."""
+    ops: Settings = memo.settings
+    meta = body.get("metadata") or {}
+    key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+    event = _WAKE.setdefault(key, asyncio.Event())
+    loop = asyncio.get_running_loop()
+    try:
+        while not stopped:
+            if (body.get("metadata") or {}).get("deletionTimestamp"):
+                metrics.OBJECTS.forget(namespace=key[0], name=key[1])
+                return
+            event.clear()
+            started = loop.time()
+            delay = ops.status_interval_seconds
+            kids = _snapshot(key, kwargs)
+            context = contextvars.copy_context()  # kopf.event finds kopf's queue through it
+            try:
+                outcome = await loop.run_in_executor(
+                    _pool(ops), context.run, _tick, dict(body), memo, kids, body
+                )
+                if tick.settled(outcome):
+                    delay = ops.drift_interval_seconds
+            except kube.ApiError as e:  # retriable (the tick keeps refusals for the status)
+                logger.info("rollout tick: %s; again in %.0f s", e, delay)
+            except Exception:
+                logger.exception("rollout tick failed; again in %.0f s", delay)
+            await _sleep(event, stopped, delay)
+            gap = started + MIN_GAP_SECONDS - loop.time()
+            if gap > 0 and not stopped:
+                await asyncio.sleep(gap)
+    finally:
+        if _WAKE.get(key) is event:
+            del _WAKE[key]
+
+
+def _pool(ops: Settings) -> concurrent.futures.ThreadPoolExecutor:
+    """The ticks' worker threads: a fixed number, so a thousand objects waking at once queue
+    instead of starting a thousand threads (each tick's scrapes have their own deadlines)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = concurrent.futures.ThreadPoolExecutor(
+            max_workers=ops.tick_workers, thread_name_prefix="tick"
+        )
+    return _POOL
 
 
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -143,11 +231,19 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 
 
 def register(ops: Settings) -> None:
-    """Registers the handlers; intervals come from the settings, hence not decorators."""
+    """Registers the caches and handlers. Each index is its own call with literal arguments:
+    tests/unit/operator/test_rbac_calls.py reads the watched resources from this source."""
     kopf.on.startup()(configure)
-    resource = (GROUP, VERSION, PLURAL)
-    kopf.on.create(*resource, id="apply")(on_change)
-    kopf.on.update(*resource, id="apply")(on_change)
-    kopf.on.resume(*resource, id="apply")(on_change)
-    kopf.timer(*resource, id="drift", interval=ops.drift_interval_seconds)(repair_drift)
-    kopf.timer(*resource, id="status", interval=ops.status_interval_seconds)(rollout_tick)
+    kopf.index("", "v1", "pods", id=INDEXES["Pod"], labels=OWNED)(index_child)
+    kopf.index("apps", "v1", "deployments", id=INDEXES["Deployment"], labels=OWNED)(index_child)
+    kopf.index("", "v1", "services", id=INDEXES["Service"], labels=OWNED)(index_child)
+    kopf.index("", "v1", "serviceaccounts", id=INDEXES["ServiceAccount"], labels=OWNED)(index_child)
+    kopf.index("policy", "v1", "poddisruptionbudgets", id=INDEXES["PodDisruptionBudget"],
+               labels=OWNED)(index_child)  # fmt: skip
+    kopf.on.event("", "v1", "pods", id="wake-pod", labels=OWNED)(child_event)
+    kopf.on.event("apps", "v1", "deployments", id="wake-deployment", labels=OWNED)(child_event)
+    kopf.on.event("", "v1", "services", id="wake-service", labels=OWNED)(child_event)
+    kopf.on.event("", "v1", "serviceaccounts", id="wake-sa", labels=OWNED)(child_event)
+    kopf.on.event("policy", "v1", "poddisruptionbudgets", id="wake-pdb", labels=OWNED)(child_event)
+    kopf.on.event(GROUP, VERSION, PLURAL, id="wake")(owner_event)
+    kopf.daemon(GROUP, VERSION, PLURAL, id="rollout", cancellation_timeout=10)(rollout_daemon)

@@ -17,13 +17,14 @@ import kopf
 from llm_operator import handlers, kube, settings
 
 
-class QuietTimers(logging.Filter):
-    """Drops kopf's "Timer 'status' succeeded." lines: one per object every few seconds buries
-    everything else. Failures, and everything at debug level, still get through."""
+class QuietHandlers(logging.Filter):
+    """Drops kopf's success lines of the wake-up handlers ("Handler 'wake-pod' succeeded."):
+    one per watch event of every child buries everything else. Failures, other handlers'
+    lines, and everything at debug level, still get through."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        noisy = message.startswith("Timer '") and message.endswith("' succeeded.")
+        noisy = message.startswith("Handler 'wake") and message.endswith("' succeeded.")
         return not noisy or record.levelno > logging.INFO
 
 
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kopf.configure(log_format=log_format, verbose=ops.log_level == "debug")
     logging.getLogger().setLevel(ops.log_level.upper())
     if ops.log_level != "debug":
-        logging.getLogger("kopf.objects").addFilter(QuietTimers())
+        logging.getLogger("kopf.objects").addFilter(QuietHandlers())
     kube.load_config()
     if ops.peering:
         for namespace in ops.namespaces or (None,):
@@ -63,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         priority=ops.priority,
         peering_name=ops.peering_name or None,
         liveness_endpoint=f"http://0.0.0.0:{ops.health_port}/healthz",
-        memo=kopf.Memo(settings=ops, apply_error=""),
+        memo=kopf.Memo(settings=ops),
     )
     return 0
 

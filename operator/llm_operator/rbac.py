@@ -96,17 +96,31 @@ _OWNED = (
 _PEERING = "(peering: one replica active, the others paused)"
 
 
-def _applied(what: str) -> tuple[Verb, ...]:
-    """get/create/patch of a child the handlers apply server-side (and re-apply to undo drift),
-    through tick.apply_owned, the one place that calls kube.apply."""
+_CACHED = "keeps a watch-backed cache (kopf.index in llm_operator.handlers) of the ones it made"
+_WOKEN = "a change or deletion of one wakes its LLMDeployment's tick (kopf.on.event)"
+
+
+def _cached(what: str) -> tuple[Verb, ...]:
+    """list/watch of a child kind the operator reads from a watch-backed cache (kopf indexes,
+    listed once at start): a tick reads memory, never the API server."""
     return (
+        Verb("list", "kopf", f"{_CACHED}: {what}, listed once at start"),
+        Verb("watch", "kopf", f"{_CACHED}; {_WOKEN}"),
+    )
+
+
+def _applied(what: str) -> tuple[Verb, ...]:
+    """get/create/patch of a child the tick applies server-side when it differs from the
+    cache, through tick.apply_owned, the one place that calls kube.apply."""
+    return (
+        *_cached(what),
         Verb("get", "llm_operator.tick", _OWNED),
         Verb("create", "llm_operator.tick", f"applies {what} (tick.apply_owned): {_SSA}"),
         Verb(
             "patch",
             "llm_operator.tick",
-            f"applies {what} on every change (llm_operator.handlers), and again on the drift "
-            "timer to undo manual edits",
+            f"applies {what} when the cached object differs from the desired one: a spec "
+            "change, or a manual edit undone on its watch event",
         ),
     )
 
@@ -139,10 +153,11 @@ def _peering(resource: str, scope: Scope, mode: Mode) -> Grant:
 RULES: tuple[Grant, ...] = (
     Grant(GROUP, PLURAL, Scope.NAMESPACED, (
         Verb("list", "kopf", "lists the LLMDeployments before watching them"),
-        Verb("watch", "kopf", "feeds the create/update/resume handlers and the timers "
+        Verb("watch", "kopf", "runs one rollout daemon per object and wakes it on a change "
              "(llm_operator.handlers)"),
-        Verb("patch", "kopf", f"stores handler progress and the last-handled configuration in "
-             f"`{GROUP}/*` annotations (llm_operator.handlers.configure sets the prefix)"),
+        Verb("patch", "kopf", f"adds and removes the finalizer that stops an object's daemon "
+             f"before it goes, and stores handler state in `{GROUP}/*` annotations "
+             f"(llm_operator.handlers.configure sets the prefix)"),
     )),
     Grant(GROUP, f"{PLURAL}/status", Scope.NAMESPACED, (
         Verb("patch", "llm_operator.tick", "writes phase, conditions, revisions and the rollout "
@@ -155,9 +170,8 @@ RULES: tuple[Grant, ...] = (
              "finalizers to set it"),
     )),
     Grant("apps", "deployments", Scope.NAMESPACED, (
+        *_cached("every revision's Deployment"),
         Verb("get", "llm_operator.tick", _OWNED),
-        Verb("list", "llm_operator.tick", "finds every revision's Deployment by the "
-             "LLMDeployment's labels (kube.list_objects)"),
         Verb("create", "llm_operator.tick", f"applies the spec's revision (kube.apply): {_SSA}"),
         Verb("patch", "llm_operator.tick", "applies the spec's revision, and sets spec.replicas "
              "of a stable or old revision the spec can no longer rebuild (kube.scale)"),
@@ -171,7 +185,8 @@ RULES: tuple[Grant, ...] = (
              "Deployment (trafficRouting: FrontDoor; kube.delete)"),
     )),
     Grant("", "configmaps", Scope.NAMESPACED, (
-        Verb("get", "llm_operator.tick", f"{_OWNED} (the front door's routes)"),
+        Verb("get", "llm_operator.tick", f"{_OWNED} (the front door's routes; no list or "
+             "watch: that would read every ConfigMap)"),
         Verb("create", "llm_operator.tick", f"applies the front door's routes (kube.apply): {_SSA}"),
         Verb("patch", "llm_operator.tick", "rewrites the front door's routes when the rollout "
              "moves (trafficRouting: FrontDoor), and only then"),
@@ -180,12 +195,14 @@ RULES: tuple[Grant, ...] = (
     Grant("policy", "poddisruptionbudgets", Scope.NAMESPACED,
           _applied("the PodDisruptionBudget (one disruption at a time)")),
     Grant("", "pods", Scope.NAMESPACED, (
-        Verb("list", "llm_operator.tick", "reads the runtime pods by label every tick: loading, "
-             "readiness, restarts, crash loops (kube.list_objects; no watch, never written)"),
+        Verb("list", "kopf", f"{_CACHED}: the runtime pods (loading, readiness, restarts, crash "
+             "loops), listed once at start; never written"),
+        Verb("watch", "kopf", f"{_CACHED}; a pod's crash or readiness change wakes its "
+             "LLMDeployment's tick at once (kopf.on.event)"),
     )),
     Grant("", "events", Scope.NAMESPACED, (
         Verb("create", "kopf", "posts the Events of phase changes and rollout steps "
-             "(kopf.event in llm_operator.handlers.rollout_tick) and of warning logs"),
+             "(kopf.event in llm_operator.handlers._tick) and of warning logs"),
         Verb("list", "llm_operator.tick", "reads the namespace's Warning Events while a pod is "
              "missing or not Ready: FailedMount, Multi-Attach, FailedCreate become conditions "
              "(kube.list_objects, fieldSelector type=Warning)"),

@@ -66,14 +66,23 @@ class Settings(BaseModel):
     status_interval_seconds: float = Field(
         default=2.0,
         gt=0,
-        description="How often each LLMDeployment is observed, its rollout decided and its status "
-        "refreshed (a crash-looping canary is rolled back within about this long of being seen).",
+        description="How often an LLMDeployment with something in flight (a rollout step, a pod "
+        "loading or not Ready, a problem) is observed, its rollout decided and its status "
+        "refreshed. Any watch event of the object or its children also wakes it at once.",
     )
     drift_interval_seconds: float = Field(
-        default=15.0,
+        default=300.0,
         gt=0,
-        description="How often the children are re-applied to undo manual edits and deletions "
-        "(drift).",
+        description="How often a settled LLMDeployment is checked again with nothing changed. "
+        "Drift (a manual edit or deletion of a child) is repaired on its watch event, not on "
+        "this period; this is the safety net for a missed event.",
+    )
+    tick_workers: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Threads that run the ticks: at most this many LLMDeployments are observed "
+        "at once (each tick's scrapes and smoke prompts have their own deadlines).",
     )
     log_format: Literal["json", "text"] = Field(
         default="json",

@@ -1,22 +1,21 @@
-"""The rollout tick (every ~2 s per LLMDeployment) in five named steps:
+"""The rollout tick of one LLMDeployment in five named steps:
 
     gather -> decide -> persist -> converge -> report
 
-Only `gather` (reads children, scrapes and smoke-prompts pods), `persist` (writes the status and
-posts Events) and `converge` (applies, resizes and deletes Deployments; sets window baselines)
-do I/O. `decide` is pure: every decision is the rollout core's (`llm_operator.rollout`) and the
+Only `gather` (scrapes and smoke-prompts pods; children come from the watch caches, see
+`children`), `persist` (writes the status and posts Events) and `converge` (applies what
+differs from the caches, resizes and deletes Deployments; sets window baselines) do I/O. `decide` is pure: every decision is the rollout core's (`llm_operator.rollout`) and the
 status body is `status`'s. `report` only counts (operator metrics). The decision is persisted
 before any Deployment changes, so an operator that dies between the two resumes from the status.
 
 The per-object cache holds only scrapes (the start of the current analysis window), the last
 status written (used while the watch has not yet delivered it: a stale body must not replay a
-decision) and the last refusal of a Deployment.
+decision), what was last applied and the last refusal of a child.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +24,7 @@ from typing import Any
 
 from llm_operator import (
     builders,
+    children,
     kube,
     naming,
     observe,
@@ -54,13 +54,19 @@ class Cache:
     scrapes: dict[str, promtext.Scrape] = dataclasses.field(default_factory=dict)
     based_on: str = ""  # resourceVersion of the body the last write was decided on
     written: dict[str, Any] | None = None
-    forced_at: float = float("-inf")  # monotonic time of the last forced apply (drift repair)
     refused: str = ""  # the API server's refusal of a Deployment, until an apply succeeds
-    # What was last applied of the front door's objects (name/kind -> canonical JSON): an
-    # unchanged object is not written again.
-    applied: dict[str, str] = dataclasses.field(default_factory=dict)
-    # Children left alone because another owner holds their name (kind/name -> NameConflict).
+    refused_shared: str = ""  # its refusal of a shared child (Service, budget, identity)
+    # What was last applied, per "Kind/name": (children.fingerprint, the resourceVersion the
+    # apply returned); see children.needs_apply.
+    applied: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    # Children left alone because another owner holds their name (kind/name -> NameConflict),
+    # and when each was last read (an uncached name costs a GET: once per CONFLICT_RECHECK).
     conflicts: dict[str, preflight.Problem] = dataclasses.field(default_factory=dict)
+    conflict_checked: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+# How often a name another owner holds is read again to see whether it was freed (seconds).
+CONFLICT_RECHECK = 10.0
 
 
 def cache_of(memo: Any) -> Cache:
@@ -119,17 +125,17 @@ class Decided:
     problems: tuple[preflight.Problem, ...] = ()  # each posts an Event when it appears
 
 
-def gather(*, body: Obj, cache: Cache, settings_image: str, apply_error: str) -> Gathered:
-    """Reads the children and, when a window closed, analyses the canary (scrapes, smoke)."""
+def gather(*, body: Obj, cache: Cache, settings_image: str, kids: children.Children) -> Gathered:
+    """Takes the cached children and, when a window closed, analyses the canary (scrapes,
+    smoke prompts)."""
     d = spec.parse(body)
     previous = previous_status(body, cache)
     before = state.from_status(previous)
-    ns, selector = d.owner.namespace, naming.selector_string(d.owner.name)
-    all_pods = kube.list_objects(api_version="v1", kind="Pod", namespace=ns, selector=selector)
-    deployments = kube.list_objects(
-        api_version="apps/v1", kind="Deployment", namespace=ns, selector=selector
-    )
-    all_pods = owners.owned_pods(all_pods, deployments)  # copied labels do not make a pod ours
+    ns = d.owner.namespace
+    deployments = list(kids.deployments)
+    all_pods = owners.owned_pods(
+        list(kids.pods), deployments
+    )  # copied labels do not make a pod ours
     groups = pods.by_revision(all_pods)
     windows.forget_gone_pods(cache.scrapes, all_pods)
     now = datetime.now(UTC)
@@ -150,7 +156,7 @@ def gather(*, body: Obj, cache: Cache, settings_image: str, apply_error: str) ->
         now=now,
         results=results,
         traffic=traffic,
-        apply_error=apply_error or cache.refused,
+        apply_error=cache.refused_shared or cache.refused,
         events=_warnings(ns) if unsettled(all_pods, deployments, d.spec.replicas) else (),
         claims=_claims(ns, preflight.claims_wanted(all_pods)),
         conflicts=tuple(cache.conflicts.values()),
@@ -294,7 +300,8 @@ def apply_owned(
 ) -> bool:
     """Applies `obj` unless an object of its name exists that this LLMDeployment does not
     control; then records a NameConflict (the status shows it) and leaves that object alone.
-    `known`: the object as a list of this tick already read it (saves the GET)."""
+    `known`: the object as the watch cache holds it (saves the GET); a name the cache does
+    not hold is read first, since only labelled objects are cached."""
     meta = obj["metadata"]
     kind, name = str(obj["kind"]), str(meta["name"])
     existing = known if known is not None else kube.current(obj)
@@ -302,31 +309,74 @@ def apply_owned(
     problem = preflight.conflict(existing, kind=kind, name=name, uid=uid)
     if problem is not None:
         cache.conflicts[key] = problem
+        cache.conflict_checked[key] = time.monotonic()
         return False
     cache.conflicts.pop(key, None)
-    kube.apply(obj)
+    cache.conflict_checked.pop(key, None)
+    stored = kube.apply(obj)
+    cache.applied[key] = (children.fingerprint(obj), children.version(stored))
     return True
+
+
+def apply_if_needed(obj: Obj, *, uid: str, cache: Cache, kids: children.Children) -> None:
+    """Applies `obj` only when the cache says it differs (or is absent): no write without a
+    change. A name another owner holds is read again only every CONFLICT_RECHECK seconds."""
+    key = f"{obj['kind']}/{obj['metadata']['name']}"
+    live = kids.live(obj)
+    if not children.needs_apply(obj, live, cache.applied.get(key)):
+        return
+    recent = time.monotonic() - cache.conflict_checked.get(key, float("-inf")) < CONFLICT_RECHECK
+    if live is None and key in cache.conflicts and recent:
+        return
+    apply_owned(obj, uid=uid, cache=cache, known=live)
+
+
+def apply_shared(g: Gathered, *, cache: Cache, kids: children.Children, default_image: str) -> None:
+    """The children every revision shares (identity, Services, budget), where they differ from
+    the cache; a refusal is kept for the status (phase Failed) until an apply succeeds."""
+    desired = builders.desired(g.d, default_image=default_image)
+    try:
+        for child in desired.shared:
+            apply_if_needed(child, uid=g.d.owner.uid, cache=cache, kids=kids)
+    except kube.ApiError as e:
+        if e.retriable:
+            raise
+        cache.refused_shared = f"{e.status} {e.reason}: {e.message}"
+        return
+    cache.refused_shared = ""
+
+
+def _sized(deploy: Obj, replicas: int) -> dict[str, Any]:
+    return {**deploy, "spec": {**deploy["spec"], "replicas": replicas}}
 
 
 def apply_workloads(
     g: Gathered, r: RolloutStatus, *, cache: Cache, default_image: str, force: bool
 ) -> wl.Actions:
-    """Applies, resizes and deletes per-revision Deployments to match the plan."""
+    """Applies, resizes and deletes per-revision Deployments to match the plan. The spec
+    revision's Deployment is re-applied when the cache shows it drifted (or `force`)."""
     d = g.d
     planned = plan.workloads(r, d.spec.replicas)
     spec_deploy, spec_rev = builders.deployment(d, default_image=default_image)
     keep = {x for x in (r.stable_revision, r.canary_revision, r.old_revision) if x}
+    name = spec_deploy["metadata"]["name"]
+    listed = [x for x in g.deployments if x["metadata"]["name"] == name]
+    want = {w.revision: w.replicas for w in planned}
+    drifted = spec_rev in want and children.needs_apply(
+        _sized(spec_deploy, want[spec_rev]),
+        listed[0] if listed else None,
+        cache.applied.get(f"Deployment/{name}"),
+    )
     actions = wl.converge(
         planned=planned,
         spec_revision=spec_rev,
         current=wl.existing(g.deployments, g.all_pods),
         keep=keep,
-        force_apply=force,
+        force_apply=force or drifted,
     )
     ns = d.owner.namespace
     if actions.apply is not None:
-        sized = {**spec_deploy, "spec": {**spec_deploy["spec"], "replicas": actions.apply}}
-        listed = [x for x in g.deployments if x["metadata"]["name"] == sized["metadata"]["name"]]
+        sized = _sized(spec_deploy, actions.apply)
         apply_owned(sized, uid=d.owner.uid, cache=cache, known=listed[0] if listed else None)
     for name, replicas in actions.scale:
         kube.scale(
@@ -336,7 +386,6 @@ def apply_workloads(
         kube.delete(api_version="apps/v1", kind="Deployment", namespace=ns, name=name)
         if routing.enabled(d):  # the retired revision's own Service goes with it
             kube.delete(api_version="v1", kind="Service", namespace=ns, name=name)
-    want = {w.revision: w.replicas for w in planned}
     for rev in actions.missing:
         rebuild_missing(g, rev, replicas=want[rev], cache=cache)
     return actions
@@ -359,13 +408,6 @@ def rebuild_missing(g: Gathered, rev: str, *, replicas: int, cache: Cache) -> No
     apply_owned(deploy, uid=g.d.owner.uid, cache=cache, known=None)
 
 
-def _apply_if_changed(obj: Mapping[str, Any], *, uid: str, cache: Cache, force: bool) -> None:
-    key = f"{obj['kind']}/{obj['metadata']['name']}"
-    text = json.dumps(obj, sort_keys=True)
-    if (force or cache.applied.get(key) != text) and apply_owned(obj, uid=uid, cache=cache):
-        cache.applied[key] = text
-
-
 def front_door_objects(g: Gathered, r: RolloutStatus, *, default_image: str) -> list[Obj]:
     """The front door's children for this rollout state: its routes first (the pods mount
     them), then each live revision's Service, the Deployment and its budget."""
@@ -382,31 +424,30 @@ def front_door_objects(g: Gathered, r: RolloutStatus, *, default_image: str) -> 
 
 
 def converge(
-    g: Gathered, t: Decided, *, cache: Cache, default_image: str, drift_seconds: float
+    g: Gathered, t: Decided, *, cache: Cache, default_image: str, kids: children.Children
 ) -> None:
-    """Makes the Deployments match the decision (re-applying the spec's own on the drift period
-    or after a refusal) and starts the analysis window of revisions whose step became Ready."""
+    """Makes the children match the decision, writing only what differs from the caches (and
+    the spec's Deployment again after a refusal), and starts the analysis window of revisions
+    whose step became Ready."""
     for rev in t.baseline:
         windows.baseline(g.groups.get(rev, []), cache.scrapes)
-    force = time.monotonic() - cache.forced_at >= drift_seconds
+    apply_shared(g, cache=cache, kids=kids, default_image=default_image)
     try:
         if routing.enabled(g.d):  # the new routes before any Deployment moves
             for obj in front_door_objects(g, t.decision.status, default_image=default_image):
-                _apply_if_changed(obj, uid=g.d.owner.uid, cache=cache, force=force)
+                apply_if_needed(obj, uid=g.d.owner.uid, cache=cache, kids=kids)
         apply_workloads(
             g,
             t.decision.status,
             cache=cache,
             default_image=default_image,
-            force=force or bool(cache.refused),
+            force=bool(cache.refused),
         )
         cache.refused = ""
     except kube.ApiError as e:
         if e.retriable:
             raise
         cache.refused = f"{e.status} {e.reason}: {e.message}"  # the next status says Failed
-    if force:
-        cache.forced_at = time.monotonic()
 
 
 def report(g: Gathered, t: Decided) -> None:
@@ -417,24 +458,48 @@ def report(g: Gathered, t: Decided) -> None:
         op_metrics.PHASE_TRANSITIONS.labels(t.new_status["phase"]).inc()
 
 
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """A tick's result for the scheduler: what it decided and whether anything is in flight."""
+
+    decided: Decided
+    gathered: Gathered
+    refused: bool = False  # converge's applies were refused (the next status says Failed)
+
+
+def settled(o: Outcome) -> bool:
+    """Pure: nothing in flight, so only a watch event (or the idle re-check) needs a tick: no
+    rollout step, every wanted pod serving and Ready, none going, no problem and no refusal."""
+    g, t = o.gathered, o.decided
+    r = t.decision.status
+    return (
+        r.phase in (state.RolloutPhase.STABLE, state.RolloutPhase.ROLLED_BACK)
+        and not unsettled(g.all_pods, g.deployments, g.d.spec.replicas)
+        and not any(_terminating(p) for p in g.all_pods)
+        and not t.problems
+        and not g.apply_error
+        and not o.refused
+    )
+
+
 def run(
     *,
     body: Obj,
     memo: Any,
     settings_image: str,
-    drift_seconds: float,
+    kids: children.Children,
     post: PostEvent,
-) -> Decided:
+) -> Outcome:
     """One tick for one LLMDeployment: gather -> decide -> persist -> converge -> report."""
     cache = cache_of(memo)
     g = gather(
         body=body,
         cache=cache,
         settings_image=settings_image,
-        apply_error=str(memo.get("apply_error", "")),
+        kids=kids,
     )
     t = decide_tick(g)
     persist(g, t, cache=cache, post=post)
-    converge(g, t, cache=cache, default_image=settings_image, drift_seconds=drift_seconds)
+    converge(g, t, cache=cache, default_image=settings_image, kids=kids)
     report(g, t)
-    return t
+    return Outcome(decided=t, gathered=g, refused=bool(cache.refused or cache.refused_shared))

@@ -80,7 +80,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 RBAC rules for namespaced resources, exactly what operator/llm_operator/rbac.py lists (the unit
 tests render the chart and compare every verb; docs/rbac.md says who needs each): the LLMDeployments kopf watches and patches, the children the operator applies server-side
 (create + patch; the garbage collector deletes them through ownerReferences), the pods it only
-reads, and the Events it posts. Rendered into the ClusterRole when the operator watches all
+watches, and the Events it posts. Rendered into the ClusterRole when the operator watches all
 namespaces, into one Role per watched namespace otherwise.
 */}}
 {{- define "llm-operator.namespacedRules" -}}
@@ -96,29 +96,32 @@ namespaces, into one Role per watched namespace otherwise.
 - apiGroups: ["llm-operator.io"]
   resources: ["llmdeployments/finalizers"]
   verbs: ["update"]
-# Children, applied server-side under one field manager (an apply that creates needs create);
-# get reads the stored object first, so one this LLMDeployment does not control is left alone.
-# Deployments: one per revision; list to find them, delete a retired revision once drained.
+# Children, applied server-side under one field manager (an apply that creates needs create),
+# and only when the watch-backed cache (list + watch, once) shows a difference; get reads a
+# name the cache does not hold first, so one this LLMDeployment does not control is left alone.
+# Deployments: one per revision; delete a retired revision once drained.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]
-  verbs: ["get", "create", "patch"]
-# The front door's routes (trafficRouting: FrontDoor), rewritten when the rollout moves.
+  verbs: ["get", "list", "watch", "create", "patch"]
+# The front door's routes (trafficRouting: FrontDoor), rewritten when the rollout moves; no
+# list or watch, which would read every ConfigMap.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "create", "patch"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "create", "patch"]
-# Read only: the truth about loading, readiness and crash loops lives in pod statuses.
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Read only, from a watch: the truth about loading, readiness and crash loops lives in pod
+# statuses, and a pod's change wakes its LLMDeployment at once.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 # Events on every phase transition (kopf posts core/v1 Events); Warning Events (FailedMount,
 # FailedCreate) and shared claims are read to name what the cluster must fix.
 - apiGroups: [""]

@@ -67,7 +67,7 @@ def test_a_bad_value_fails_naming_the_variable(name: str, value: str) -> None:
         settings.from_env({name: value})
 
 
-def test_timer_success_lines_are_dropped_but_failures_kept() -> None:
+def test_wake_handler_success_lines_are_dropped_but_failures_kept() -> None:
     import logging
 
     from llm_operator import main
@@ -75,12 +75,13 @@ def test_timer_success_lines_are_dropped_but_failures_kept() -> None:
     def record(message: str, level: int) -> logging.LogRecord:
         return logging.LogRecord("kopf.objects", level, __file__, 1, message, (), None)
 
-    quiet = main.QuietTimers()
-    assert not quiet.filter(record("Timer 'status' succeeded.", logging.INFO))
+    quiet = main.QuietHandlers()
+    assert not quiet.filter(record("Handler 'wake-pod' succeeded.", logging.INFO))
+    assert not quiet.filter(record("Handler 'wake' succeeded.", logging.INFO))
     assert quiet.filter(
-        record("Timer 'status' failed with an exception. Will retry.", logging.ERROR)
+        record("Handler 'wake-pod' failed with an exception. Will retry.", logging.ERROR)
     )
-    assert quiet.filter(record("Handler 'apply' succeeded.", logging.INFO))
+    assert quiet.filter(record("Daemon 'rollout' succeeded.", logging.INFO))
 
 
 def test_every_setting_is_described_and_the_docs_table_is_current() -> None:

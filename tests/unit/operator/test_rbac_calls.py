@@ -136,7 +136,10 @@ def _kopf_call(
     on_resource = name.startswith("kopf.on.") or name in {"kopf.timer", "kopf.daemon", "kopf.index"}
     if on_resource and call.args:
         group, _version, plural = _resolve(ast.Tuple(elts=call.args), scope, module)
-        for verb in ("list", "watch", "patch"):  # patch: progress, diff base, finalizers
+        # An index or an event handler only watches; the others also patch the object
+        # (progress, diff base, finalizers).
+        watch_only = name in {"kopf.index", "kopf.on.event"}
+        for verb in ("list", "watch") if watch_only else ("list", "watch", "patch"):
             _add(needs, group, plural, verb, KOPF)
         _add(needs, "", "events", "create", KOPF)  # handler log lines at the posting level
     elif name == "kopf.event":
