@@ -80,3 +80,17 @@ def test_a_snapshot_keeps_only_the_runtime_pods_and_finds_children_by_name() -> 
     assert kids.live(_svc()) == _svc()
     assert kids.live({"kind": "Deployment", "metadata": {"name": "chat-abc"}}) == deploy
     assert kids.live(_svc("other")) is None
+
+
+def test_an_uncached_kind_is_written_when_its_desired_text_changes() -> None:
+    routes = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "r"},
+        "data": {"a": "1"},
+    }
+    assert "ConfigMap" not in children.CACHED  # a watch of them would read every ConfigMap
+    assert children.needs_apply(routes, None, None)  # never applied by this process
+    applied = (children.fingerprint(routes), "5")
+    assert not children.needs_apply(routes, None, applied)
+    assert children.needs_apply({**routes, "data": {"a": "2"}}, None, applied)
