@@ -18,7 +18,7 @@ from typing import Any
 
 import kubernetes
 
-from llm_operator import FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION
+from llm_operator import FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION, metrics
 
 # (apiVersion, kind) -> (plural, namespaced) for the kinds the operator touches.
 KINDS: dict[tuple[str, str], tuple[str, bool]] = {
@@ -78,6 +78,16 @@ def path_for(
     return f"{path}/{name}" if name else path
 
 
+def resource_of(path: str) -> str:
+    """Pure: the resource a REST path names (`pods`, `llmdeployments/status`), for metrics."""
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    if "namespaces" in parts and parts.index("namespaces") + 2 < len(parts):
+        parts = parts[parts.index("namespaces") + 2 :]
+    else:
+        parts = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    return "/".join([parts[0], *parts[2:3]]) if parts else ""
+
+
 def _error(resp: Any) -> ApiError:
     try:
         body = json.loads(resp.data or b"{}")
@@ -112,8 +122,10 @@ def _request(
     try:
         resp = client.call_api(*serialized, _request_timeout=30)
     except kubernetes.client.ApiException as e:
+        metrics.API_REQUESTS.labels(method, resource_of(path), str(e.status or 0)).inc()
         raise ApiError(status=int(e.status or 0), reason=str(e.reason), message=str(e.body)) from e
     resp.read()
+    metrics.API_REQUESTS.labels(method, resource_of(path), str(resp.status)).inc()
     if method == "GET" and resp.status == 404:
         return None
     if resp.status >= 400:

@@ -92,6 +92,13 @@ DURATION = prometheus_client.Histogram(
     ["trigger"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+API_REQUESTS = prometheus_client.Counter(
+    "llm_operator_api_requests_total",
+    "Requests this operator's own code made to the API server (kopf's watches and its own "
+    "patches are not counted), by HTTP method, resource and response code: an idle fleet "
+    "should make none.",
+    ["method", "resource", "code"],
+)
 PHASE_TRANSITIONS = prometheus_client.Counter(
     "llm_operator_phase_transitions_total",
     "LLMDeployment phase changes, by the phase entered.",

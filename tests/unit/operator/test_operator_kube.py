@@ -36,3 +36,19 @@ def test_paths(
 )
 def test_only_transient_errors_are_retried(code: int, retriable: bool) -> None:
     assert kube.ApiError(status=code, reason="r", message="m").retriable is retriable
+
+
+@pytest.mark.parametrize(
+    ("path", "resource"),
+    [
+        ("/api/v1/namespaces/ns/pods", "pods"),
+        ("/api/v1/namespaces/ns/services/chat", "services"),
+        ("/apis/apps/v1/namespaces/ns/deployments/chat-abc", "deployments"),
+        ("/apis/llm-operator.io/v1alpha1/namespaces/ns/llmdeployments/chat/status",
+         "llmdeployments/status"),
+        ("/apis/kopf.dev/v1/clusterkopfpeerings/op", "clusterkopfpeerings"),
+        ("/api/v1/namespaces/ns/events?fieldSelector=type%3DWarning", "events"),
+    ],
+)  # fmt: skip
+def test_the_request_metric_names_the_resource_of_a_path(path: str, resource: str) -> None:
+    assert kube.resource_of(path) == resource
