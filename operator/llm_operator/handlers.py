@@ -169,7 +169,7 @@ async def rollout_daemon(
     ops: Settings = memo.settings
     meta = body.get("metadata") or {}
     key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-    event = _WAKE.setdefault(key, asyncio.Event())
+    event = _WAKE[key] = asyncio.Event()  # a re-created namesake's daemon gets its own
     loop = asyncio.get_running_loop()
     try:
         while not stopped:

@@ -218,10 +218,25 @@ class Transition:
     message: str
 
 
-def transition(previous_phase: str | None, v: Summary) -> Transition | None:
-    """One Event per phase change; Warning with the failure's reason for Degraded and Failed."""
-    if previous_phase == v.phase:
-        return None
+def transition(
+    previous_phase: str | None, v: Summary, *, previous_reason: str = ""
+) -> Transition | None:
+    """One Event per phase change; Warning with the failure's reason for Degraded and Failed,
+    and another Warning when a failing phase's reason changes (a restarting container that is
+    now in CrashLoopBackOff), so the Events name what the conditions say now."""
     warn = v.phase in WARNING_PHASES
+    if previous_phase == v.phase:
+        if not (warn and previous_reason and previous_reason != v.reason):
+            return None
+        message = f"{v.phase}, now {v.reason} (was {previous_reason}): {v.message}"
+        return Transition("Warning", v.reason, message)
     message = f"phase {previous_phase or 'None'} -> {v.phase}: {v.message}"
     return Transition("Warning" if warn else "Normal", v.reason if warn else v.phase, message)
+
+
+def failing_reason(previous: Mapping[str, Any]) -> str:
+    """The reason of a stored status's Degraded condition while it is True ("" otherwise)."""
+    for c in previous.get("conditions") or []:
+        if c.get("type") == "Degraded" and c.get("status") == "True":
+            return str(c.get("reason") or "")
+    return ""

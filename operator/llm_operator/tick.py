@@ -269,7 +269,9 @@ def decide_tick(g: Gathered) -> Decided:
     return Decided(
         decision=decision,
         new_status=new,
-        phase_event=status.transition(g.previous.get("phase"), summary),
+        phase_event=status.transition(
+            g.previous.get("phase"), summary, previous_reason=status.failing_reason(g.previous)
+        ),
         baseline=baseline,
         problems=serving.problems,
     )
@@ -454,7 +456,7 @@ def report(g: Gathered, t: Decided) -> None:
     """Operator metrics for what this tick decided (in-process counters; no I/O)."""
     op_metrics.ROLLOUT.record(t.decision, strategy=str(g.d.spec.rollout.strategy))
     op_metrics.OBJECTS.observe(g.d, t.new_status)
-    if t.phase_event is not None:
+    if t.phase_event is not None and g.previous.get("phase") != t.new_status["phase"]:
         op_metrics.PHASE_TRANSITIONS.labels(t.new_status["phase"]).inc()
 
 

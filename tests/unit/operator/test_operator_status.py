@@ -220,6 +220,14 @@ def test_transition_events() -> None:
     assert bad.message == "phase Loading -> Degraded: pod x"
     first = status.transition(None, status.Summary("Pending", "Creating", "m"))
     assert first is not None and first.message.startswith("phase None -> Pending")
+    # Still Degraded, for a new reason: one more Warning that names it; the same reason: none.
+    worse = status.Summary("Degraded", "CrashLoopBackOff", "pod x")
+    again = status.transition("Degraded", worse, previous_reason="ContainerRestarting")
+    assert again is not None and (again.type, again.reason) == ("Warning", "CrashLoopBackOff")
+    assert status.transition("Degraded", worse, previous_reason="CrashLoopBackOff") is None
+    degraded = [{"type": "Degraded", "status": "True", "reason": "ContainerRestarting"}]
+    assert status.failing_reason({"conditions": degraded}) == "ContainerRestarting"
+    assert status.failing_reason({"conditions": [{**degraded[0], "status": "False"}]}) == ""
 
 
 def test_a_status_read_back_without_its_none_fields_is_unchanged() -> None:

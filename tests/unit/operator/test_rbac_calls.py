@@ -30,7 +30,7 @@ PACKAGE = Path(kube.__file__).resolve().parent
 # Run with the user's own kubeconfig (kubectl), not the operator's ServiceAccount.
 NOT_THE_OPERATOR = {"kubectl_plugin"}
 # kube's names that make no API call.
-NO_CALL = {"load_config", "path_for", "ApiError"}
+NO_CALL = {"load_config", "path_for", "resource_of", "ApiError"}
 # kube's functions that name the kind they touch: the verb each needs on it.
 BY_KIND = {"get": "get", "list_objects": "list", "scale": "patch", "delete": "delete"}
 # kube's functions that take a whole object: the verbs each needs on every object its caller can
