@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export LLMOP_CACHE ?= $(HOME)/.cache/llm-operator
 export PYTHONPATH := $(CURDIR)/hack$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help setup gen crds docs lint test unit integration e2e demo cluster-up cluster-down install-operator kind-up bench bench-frontdoor bench-rollback clean
+.PHONY: help setup gen crds docs lint test unit integration e2e demo cluster-up cluster-down install-operator kind-up bench bench-frontdoor bench-rollback bench-scale clean
 
 help: ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ bench-frontdoor: setup ## Front door overhead: TTFT and tok/s direct vs through 
 
 bench-rollback: cluster-up ## Canary benchmark: time from a failing signal to rollback, per failure kind.
 	$(PY) hack/bench/rollback_bench.py
+
+bench-scale: cluster-up ## Fleet benchmark: API requests, CPU and memory of 200 and 1000 idle LLMDeployments.
+	$(PY) hack/bench/scale_bench.py
 
 clean: ## Remove the virtualenv and build outputs (not the tool cache).
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,35 @@
+"""The scale benchmark's pure parts: the idle object it creates and how it reads its numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from bench import scale_bench
+
+pytestmark = pytest.mark.unit
+
+
+def test_an_idle_object_has_no_pods_and_is_otherwise_the_benchmark_spec() -> None:
+    obj = scale_bench.idle_object("idle-0001")
+    assert obj["metadata"] == {"name": "idle-0001"}
+    assert obj["spec"]["replicas"] == 0
+    assert obj["spec"]["model"]["source"] == "builtin://smollm2-135m-instruct"
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [0.5, 0.1, 0.3, 0.2, 0.4]
+    assert scale_bench.percentile(values, 0.5) == 0.3
+    assert scale_bench.percentile(values, 0.99) == 0.5
+    assert scale_bench.percentile([2.0], 0.99) == 2.0
+
+
+def test_the_verdicts_follow_the_issue_targets() -> None:
+    good = scale_bench.Result(
+        n=1000, requests_per_second=0.0, requests_by_kind={}, cpu_percent=1.0, rss_base_mb=80,
+        rss_mb=200, rss_per_object_kb=120, spec_p50_s=0.3, spec_p99_s=0.9,
+        crash_to_rollback_s=1.0, settle_s=100,
+    )  # fmt: skip
+    assert all(v.endswith("PASS") for v in good.verdicts())
+    slow = dataclasses.replace(good, requests_per_second=2.0, crash_to_rollback_s=None)
+    assert [v.rsplit(" ", 1)[1] for v in slow.verdicts()] == ["FAIL", "PASS", "PASS", "FAIL"]
