@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from localcluster import cp_api, cp_kubeconfig, cp_layout, cp_net, cp_pki, cp_procs
+from localcluster import audit, cp_api, cp_kubeconfig, cp_layout, cp_net, cp_pki, cp_procs
 from localcluster.cp_layout import Layout
 
 Argv = list[str]
@@ -70,7 +70,14 @@ def apiserver_argv(layout: Layout, bindir: Path) -> Argv:
         "--allow-privileged=true",
         "--profiling=false",
         "--v=1",
+        # Who sent which request: the scale benchmark attributes API load to one operator.
+        *audit.apiserver_flags(policy_file=layout.audit_policy, log_file=layout.audit_log),
     ]
+
+
+def write_audit_policy(layout: Layout) -> None:
+    """The policy file the apiserver reads at start (rewritten, so a changed policy applies)."""
+    layout.audit_policy.write_text(audit.policy_text())
 
 
 def _component_common(layout: Layout, name: str, port: int) -> Argv:
@@ -195,6 +202,7 @@ def start(layout: Layout, *, bindir: Path, timeout: float = 90.0) -> None:
     layout.make_dirs()
     cp_pki.ensure_pki(layout.pki, node_name=cp_layout.NODE_NAME)
     write_kubeconfigs(layout)
+    write_audit_policy(layout)
     cp_net.ensure_bridge()
     api = cp_api.Client.from_layout(layout)
     _start_component(layout, "etcd", bindir)

@@ -75,6 +75,16 @@ class Layout:
         """Kubeconfig of a control-plane component (controller-manager, scheduler)."""
         return self.root / f"{name}.kubeconfig"
 
+    @property
+    def audit_policy(self) -> Path:
+        """The apiserver's audit policy (`localcluster.audit`), written on every start."""
+        return self.root / "audit-policy.yaml"
+
+    @property
+    def audit_log(self) -> Path:
+        """The apiserver's audit log, JSON lines; rotated copies lie beside it."""
+        return self.logs / "kube-apiserver-audit.log"
+
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 

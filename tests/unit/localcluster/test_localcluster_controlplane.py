@@ -55,6 +55,16 @@ def test_apiserver_advertises_the_bridge_and_authorizes_nodes_and_rbac(layout: L
     assert flags["etcd-servers"].startswith("http://127.0.0.1:")
 
 
+def test_apiserver_writes_an_audit_log_of_pod_service_accounts(layout: Layout) -> None:
+    flags = _flags(controlplane.apiserver_argv(layout, Path("/bin")))
+    assert flags["audit-policy-file"] == str(layout.audit_policy)
+    assert flags["audit-log-path"] == str(layout.audit_log)
+    assert flags["audit-log-format"] == "json"
+    assert (flags["audit-log-maxsize"], flags["audit-log-maxbackup"]) == ("100", "2")
+    controlplane.write_audit_policy(layout)
+    assert yaml.safe_load(layout.audit_policy.read_text())["kind"] == "Policy"
+
+
 def test_controller_manager_signs_tokens_and_runs_the_default_controllers(layout: Layout) -> None:
     flags = _flags(controlplane.controller_manager_argv(layout, Path("/bin")))
     assert flags["service-account-private-key-file"].endswith("sa.key")
