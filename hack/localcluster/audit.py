@@ -12,7 +12,7 @@ is omitted, so a request is one line (`ResponseComplete`); a watch also logs `Re
 when it opens, so requests are counted once per `auditID`. Non-resource requests (`/version`,
 `/apis` discovery, `/healthz`) are kept: they are requests too. Their resource is the URL path.
 
-Everything here is pure except `log_files`, which lists the rotated files next to the log.
+Everything here is pure except `log_files` and `read_lines`, which read the log's folder.
 """
 
 from __future__ import annotations
@@ -163,6 +163,20 @@ def open_watches(lines: Iterable[str], *, prefix: str, at: datetime) -> int:
     return len(opened - ended)
 
 
+def report(counts: Counter[Key], *, seconds: float) -> dict[str, Any]:
+    """What a benchmark prints and stores: the rate without watches, watches, each kind."""
+    others, watches = split(counts)
+    kinds: Counter[str] = Counter()
+    for k, n in counts.items():
+        kinds[f"{k.verb} {k.resource}"] += n
+    return {
+        "requests": others,
+        "requests_per_second": round(others / seconds, 3) if seconds > 0 else None,
+        "watches_opened": watches,
+        "by_kind": dict(kinds.most_common()),
+    }
+
+
 def service_account_user(namespace: str, name: str) -> str:
     """The user name a pod's ServiceAccount token authenticates as."""
     return f"system:serviceaccount:{namespace}:{name}"
@@ -172,3 +186,18 @@ def log_files(log: Path) -> list[Path]:
     """The log and its rotated copies (`<stem>-<time><suffix>` beside it), oldest first."""
     rotated = sorted(log.parent.glob(f"{log.stem}-*{log.suffix}"))
     return [*rotated, log] if log.exists() else rotated
+
+
+class MissingLogError(Exception):
+    """No audit log: the apiserver was started before it had the audit flags."""
+
+
+def read_lines(log: Path) -> list[str]:
+    """Every line of the log and its rotated copies, oldest first; fails naming the fix."""
+    files = log_files(log)
+    if not files:
+        raise MissingLogError(
+            f"no audit log at {log}: the apiserver runs without the audit flags; restart the "
+            "local cluster (make cluster-down cluster-up) to turn them on"
+        )
+    return [line for f in files for line in f.read_text(errors="replace").splitlines()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,28 @@ def test_log_files_are_the_rotated_copies_oldest_first_then_the_log(tmp_path: Pa
     for name in [*names, log.name]:
         (tmp_path / name).write_text("")
     assert [p.name for p in audit.log_files(log)] == [names[1], names[0], log.name]
+
+
+def test_report_gives_the_rate_without_watches_and_each_kind() -> None:
+    counts = Counter(
+        {
+            Key(OPERATOR, "watch", "pods"): 3,
+            Key(OPERATOR, "patch", "llmdeployments/status"): 4,
+            Key(OPERATOR, "get", "/version"): 2,
+        }
+    )
+    assert audit.report(counts, seconds=60) == {
+        "requests": 6,
+        "requests_per_second": 0.1,
+        "watches_opened": 3,
+        "by_kind": {"patch llmdeployments/status": 4, "watch pods": 3, "get /version": 2},
+    }
+
+
+def test_a_missing_log_names_the_restart_and_rotated_lines_come_first(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    with pytest.raises(audit.MissingLogError, match="restart the local cluster"):
+        audit.read_lines(log)
+    (tmp_path / "a-2026-12-02T15-00-00.000.log").write_text("old\n")
+    log.write_text("new1\nnew2\n")
+    assert audit.read_lines(log) == ["old", "new1", "new2"]
