@@ -12,20 +12,26 @@ is omitted, so a request is one line (`ResponseComplete`); a watch also logs `Re
 when it opens, so requests are counted once per `auditID`. Non-resource requests (`/version`,
 `/apis` discovery, `/healthz`) are kept: they are requests too. Their resource is the URL path.
 
-Everything here is pure except `log_files` and `read_lines`, which read the log's folder.
+Everything here is pure except `log_files` and `read_lines`, which read the log's folder, and
+the command line, which prints one namespace's accounts' requests of the last seconds:
+
+    PYTHONPATH=hack .venv/bin/python -m localcluster.audit --namespace NS --seconds 60
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from localcluster import cp_layout
 
 SERVICE_ACCOUNTS = "system:serviceaccounts"
 KUBE_SYSTEM_SERVICE_ACCOUNTS = "system:serviceaccounts:kube-system"
@@ -201,3 +207,26 @@ def read_lines(log: Path) -> list[str]:
             "local cluster (make cluster-down cluster-up) to turn them on"
         )
     return [line for f in files for line in f.read_text(errors="replace").splitlines()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcluster.audit", description=__doc__)
+    parser.add_argument("--namespace", required=True, help="the ServiceAccounts' namespace")
+    parser.add_argument("--seconds", type=float, default=60.0, help="the window, ending now")
+    args = parser.parse_args(argv)
+    t1 = datetime.now(UTC)
+    log = cp_layout.Layout(cp_layout.default_state_dir()).audit_log
+    try:
+        lines = read_lines(log)
+    except MissingLogError as e:
+        raise SystemExit(str(e)) from None
+    prefix = service_account_user(args.namespace, "")
+    counts = of_users(count(lines, t0=t1 - timedelta(seconds=args.seconds), t1=t1), prefix)
+    result = report(counts, seconds=args.seconds)
+    result["watches_open"] = open_watches(lines, prefix=prefix, at=t1)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
