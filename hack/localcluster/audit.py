@@ -198,14 +198,20 @@ class MissingLogError(Exception):
     """No audit log: the apiserver was started before it had the audit flags."""
 
 
-def read_lines(log: Path) -> list[str]:
-    """Every line of the log and its rotated copies, oldest first; fails naming the fix."""
+def require_log(log: Path) -> list[Path]:
+    """`log_files(log)`, or MissingLogError naming the fix: a benchmark checks before it starts."""
     files = log_files(log)
     if not files:
         raise MissingLogError(
             f"no audit log at {log}: the apiserver runs without the audit flags; restart the "
             "local cluster (make cluster-down cluster-up) to turn them on"
         )
+    return files
+
+
+def read_lines(log: Path) -> list[str]:
+    """Every line of the log and its rotated copies, oldest first; fails naming the fix."""
+    files = require_log(log)
     return [line for f in files for line in f.read_text(errors="replace").splitlines()]
 
 

@@ -173,6 +173,8 @@ def test_a_missing_log_names_the_restart_and_rotated_lines_come_first(tmp_path: 
     log = tmp_path / "a.log"
     with pytest.raises(audit.MissingLogError, match="restart the local cluster"):
         audit.read_lines(log)
+    with pytest.raises(audit.MissingLogError, match="make cluster-down cluster-up"):
+        audit.require_log(log)
     (tmp_path / "a-2026-12-02T15-00-00.000.log").write_text("old\n")
     log.write_text("new1\nnew2\n")
     assert audit.read_lines(log) == ["old", "new1", "new2"]
