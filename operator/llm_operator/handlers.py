@@ -37,6 +37,8 @@ OWNED: Mapping[str, Any] = {
     "app.kubernetes.io/managed-by": "llm-operator",
     naming.LABEL_INSTANCE: kopf.PRESENT,
 }
+OWNED_SELECTOR = f"app.kubernetes.io/managed-by=llm-operator,{naming.LABEL_INSTANCE}"
+WATCHED_CHILDREN = ("pods", "deployments", "services", "serviceaccounts", "poddisruptionbudgets")
 # The index ids, which kopf also passes to handlers as keyword arguments, by kind.
 INDEXES = {
     "Pod": "llm_pods",
@@ -225,6 +227,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=PERSISTENCE_PREFIX, key="last-handled-configuration"
     )
+    # The children's watches carry the label selector, so the API server sends only the
+    # operator's own objects (not every Pod of the cluster); the handlers' filters stay as well.
+    for plural in WATCHED_CHILDREN:
+        settings.watching.label_selectors[plural] = OWNED_SELECTOR
     # Only warnings from handler logs become Events; phase changes post their own Events.
     settings.posting.level = logging.WARNING
     metrics.serve(ops.metrics_port)
