@@ -4,7 +4,8 @@
 
 Only `gather` (scrapes and smoke-prompts pods; children come from the watch caches, see
 `children`), `persist` (writes the status and posts Events) and `converge` (applies what
-differs from the caches, resizes and deletes Deployments; sets window baselines) do I/O. `decide` is pure: every decision is the rollout core's (`llm_operator.rollout`) and the
+differs from the caches, resizes and deletes Deployments; sets window baselines) do I/O.
+`decide` is pure: every decision is the rollout core's (`llm_operator.rollout`) and the
 status body is `status`'s. `report` only counts (operator metrics). The decision is persisted
 before any Deployment changes, so an operator that dies between the two resumes from the status.
 
@@ -111,6 +112,7 @@ class Gathered:
     conflicts: tuple[preflight.Problem, ...] = ()
     spec_body: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # as written
     default_image: str = ""  # the operator's runtime image setting
+    shared: tuple[Obj, ...] = ()  # the shared children the spec asks for (builders.desired)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,9 +135,8 @@ def gather(*, body: Obj, cache: Cache, settings_image: str, kids: children.Child
     before = state.from_status(previous)
     ns = d.owner.namespace
     deployments = list(kids.deployments)
-    all_pods = owners.owned_pods(
-        list(kids.pods), deployments
-    )  # copied labels do not make a pod ours
+    # Copied labels do not make a pod ours.
+    all_pods = owners.owned_pods(list(kids.pods), deployments)
     groups = pods.by_revision(all_pods)
     windows.forget_gone_pods(cache.scrapes, all_pods)
     now = datetime.now(UTC)
@@ -143,11 +144,12 @@ def gather(*, body: Obj, cache: Cache, settings_image: str, kids: children.Child
     if plan.analysis_due(before, d.spec, now):
         results, traffic = windows.analyse(groups=groups, r=before, d=d, scrapes=cache.scrapes)
     meta = body.get("metadata") or {}
+    desired = builders.desired(d, default_image=settings_image)
     return Gathered(
         d=d,
         previous=previous,
         before=before,
-        spec_revision=builders.desired(d, default_image=settings_image).revision,
+        spec_revision=desired.revision,
         all_pods=all_pods,
         groups=groups,
         deployments=deployments,
@@ -162,6 +164,7 @@ def gather(*, body: Obj, cache: Cache, settings_image: str, kids: children.Child
         conflicts=tuple(cache.conflicts.values()),
         spec_body=body.get("spec") or {},
         default_image=settings_image,
+        shared=desired.shared,
     )
 
 
@@ -333,12 +336,11 @@ def apply_if_needed(obj: Obj, *, uid: str, cache: Cache, kids: children.Children
     apply_owned(obj, uid=uid, cache=cache, known=live)
 
 
-def apply_shared(g: Gathered, *, cache: Cache, kids: children.Children, default_image: str) -> None:
+def apply_shared(g: Gathered, *, cache: Cache, kids: children.Children) -> None:
     """The children every revision shares (identity, Services, budget), where they differ from
     the cache; a refusal is kept for the status (phase Failed) until an apply succeeds."""
-    desired = builders.desired(g.d, default_image=default_image)
     try:
-        for child in desired.shared:
+        for child in g.shared:
             apply_if_needed(child, uid=g.d.owner.uid, cache=cache, kids=kids)
     except kube.ApiError as e:
         if e.retriable:
@@ -433,7 +435,7 @@ def converge(
     whose step became Ready."""
     for rev in t.baseline:
         windows.baseline(g.groups.get(rev, []), cache.scrapes)
-    apply_shared(g, cache=cache, kids=kids, default_image=default_image)
+    apply_shared(g, cache=cache, kids=kids)
     try:
         if routing.enabled(g.d):  # the new routes before any Deployment moves
             for obj in front_door_objects(g, t.decision.status, default_image=default_image):
