@@ -135,9 +135,11 @@ def _snapshot(key: children.Key, indexes: Mapping[str, Any]) -> children.Childre
 
 
 def _tick(
-    body: Mapping[str, Any], memo: Any, kids: children.Children, target: kopf.Body
+    body: Mapping[str, Any], memo: Any, kids: children.Children, target: kopf.Body, queued: float
 ) -> tick.Outcome:
-    """One tick, in a worker thread, of `body` (a copy); `target` is where Events go."""
+    """One tick, in a worker thread, of `body` (a copy); `target` is where Events go;
+    `queued`: when it was handed to the pool (time.monotonic)."""
+    metrics.TICK_QUEUE.observe(time.monotonic() - queued)
     ops: Settings = memo.settings
 
     def post(kind: str, reason: str, message: str) -> None:
@@ -185,7 +187,7 @@ async def rollout_daemon(
             context = contextvars.copy_context()  # kopf.event finds kopf's queue through it
             try:
                 outcome = await loop.run_in_executor(
-                    _pool(ops), context.run, _tick, dict(body), memo, kids, body
+                    _pool(ops), context.run, _tick, dict(body), memo, kids, body, time.monotonic()
                 )
                 if tick.settled(outcome):
                     delay = ops.drift_interval_seconds
@@ -197,9 +199,10 @@ async def rollout_daemon(
             gap = started + MIN_GAP_SECONDS - loop.time()
             if gap > 0 and not stopped:
                 await asyncio.sleep(gap)
-    finally:
+    finally:  # this replica no longer ticks it (deleted, exiting, or standby under peering)
         if _WAKE.get(key) is event:
             del _WAKE[key]
+            metrics.OBJECTS.forget(namespace=key[0], name=key[1])
 
 
 def _pool(ops: Settings) -> concurrent.futures.ThreadPoolExecutor:
@@ -233,6 +236,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         settings.watching.label_selectors[plural] = OWNED_SELECTOR
     # Only warnings from handler logs become Events; phase changes post their own Events.
     settings.posting.level = logging.WARNING
+    # A settled object reports once per drift interval: the per-object series must outlive that.
+    metrics.OBJECTS.keep_for(2 * ops.drift_interval_seconds + 60)
     metrics.serve(ops.metrics_port)
 
 

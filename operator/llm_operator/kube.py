@@ -4,7 +4,7 @@ Everything goes through `_request`, which owns the error policy: 404 on a read i
 (None), everything else >= 400 raises ApiError carrying the status and the server's message.
 Writes are server-side apply under one field manager, forced: the operator owns the fields it
 sets, and a manual edit of those fields is drift that the next apply undoes. Forcing is safe
-only on objects the operator controls: callers check ownership first (`tick.apply_owned`), so
+only on objects the operator controls: callers check ownership first (`converge.apply_owned`), so
 an object of the same name that someone else made is never taken over.
 """
 

@@ -92,6 +92,12 @@ DURATION = prometheus_client.Histogram(
     ["trigger"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+TICK_QUEUE = prometheus_client.Histogram(
+    "llm_operator_tick_queue_seconds",
+    "From a tick's wake-up to a worker starting it (the tick pool's queue): when this grows, "
+    "raise LLM_OPERATOR_TICK_WORKERS or shard the fleet.",
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 API_REQUESTS = prometheus_client.Counter(
     "llm_operator_api_requests_total",
     "Requests this operator's own code made to the API server (kopf's watches and its own "
@@ -113,10 +119,10 @@ ROLLOUT = RolloutMetrics()
 # writes; the collector keeps only the latest state of each object and renders the families at
 # scrape time, so a phase or revision change leaves no old label set behind.
 OBJECT_LABELS = ("namespace", "name")
-# An object the tick has not reported for this long is dropped. kopf stops an object's timer when
-# the object is deleted (without a finalizer the deletion may never be seen by a handler), and a
-# standby operator replica does not tick at all: both must stop exporting. The tick runs every
-# few seconds, so a minute is many missed ticks.
+# An object is exported while its daemon runs: the daemon forgets it when it stops (the object
+# was deleted, or this replica exits or goes standby under peering: kopf stops its daemons). The
+# TTL is only a backstop for a daemon that died without its `finally`; a settled object is
+# ticked only every drift interval, so `handlers.configure` sets the TTL from that interval.
 OBJECT_TTL_SECONDS = 60.0
 
 
@@ -233,6 +239,10 @@ class ObjectMetrics(Collector):
         """Stop exporting an object now (e.g. when its deletion is seen)."""
         with self._lock:
             self._states.pop((namespace, name), None)
+
+    def keep_for(self, ttl_seconds: float) -> None:
+        """Sets the backstop TTL (it must exceed the longest gap between two ticks)."""
+        self._ttl = ttl_seconds
 
     def current(self) -> list[ObjectState]:
         """The states reported within the TTL; older ones are dropped."""

@@ -90,7 +90,7 @@ _GC = (
     "operator deletes itself is a retired revision's Deployment"
 )
 _OWNED = (
-    "reads the object of the name it is about to apply (kube.current in tick.apply_owned): one "
+    "reads the object of the name it is about to apply (kube.current in converge.apply_owned): one "
     "that this LLMDeployment does not control is left alone, with a NameConflict condition"
 )
 _PEERING = "(peering: one replica active, the others paused)"
@@ -111,14 +111,14 @@ def _cached(what: str) -> tuple[Verb, ...]:
 
 def _applied(what: str) -> tuple[Verb, ...]:
     """get/create/patch of a child the tick applies server-side when it differs from the
-    cache, through tick.apply_owned, the one place that calls kube.apply."""
+    cache, through converge.apply_owned, the one place that calls kube.apply."""
     return (
         *_cached(what),
-        Verb("get", "llm_operator.tick", _OWNED),
-        Verb("create", "llm_operator.tick", f"applies {what} (tick.apply_owned): {_SSA}"),
+        Verb("get", "llm_operator.converge", _OWNED),
+        Verb("create", "llm_operator.converge", f"applies {what} (converge.apply_owned): {_SSA}"),
         Verb(
             "patch",
-            "llm_operator.tick",
+            "llm_operator.converge",
             f"applies {what} when the cached object differs from the desired one: a spec "
             "change, or a manual edit undone on its watch event",
         ),
@@ -171,24 +171,24 @@ RULES: tuple[Grant, ...] = (
     )),
     Grant("apps", "deployments", Scope.NAMESPACED, (
         *_cached("every revision's Deployment"),
-        Verb("get", "llm_operator.tick", _OWNED),
-        Verb("create", "llm_operator.tick", f"applies the spec's revision (kube.apply): {_SSA}"),
-        Verb("patch", "llm_operator.tick", "applies the spec's revision, and sets spec.replicas "
+        Verb("get", "llm_operator.converge", _OWNED),
+        Verb("create", "llm_operator.converge", f"applies the spec's revision (kube.apply): {_SSA}"),
+        Verb("patch", "llm_operator.converge", "applies the spec's revision, and sets spec.replicas "
              "of a stable or old revision the spec can no longer rebuild (kube.scale)"),
-        Verb("delete", "llm_operator.tick", "removes a retired revision's Deployment once its "
+        Verb("delete", "llm_operator.converge", "removes a retired revision's Deployment once its "
              "pods are gone (kube.delete)"),
     )),
     Grant("", "services", Scope.NAMESPACED, (
         *_applied("the ClusterIP and the headless Service, and with the front door each "
-                  "revision's headless Service (llm_operator.tick)"),
-        Verb("delete", "llm_operator.tick", "removes a retired revision's own Service with its "
+                  "revision's headless Service (llm_operator.converge)"),
+        Verb("delete", "llm_operator.converge", "removes a retired revision's own Service with its "
              "Deployment (trafficRouting: FrontDoor; kube.delete)"),
     )),
     Grant("", "configmaps", Scope.NAMESPACED, (
-        Verb("get", "llm_operator.tick", f"{_OWNED} (the front door's routes; no list or "
+        Verb("get", "llm_operator.converge", f"{_OWNED} (the front door's routes; no list or "
              "watch: that would read every ConfigMap)"),
-        Verb("create", "llm_operator.tick", f"applies the front door's routes (kube.apply): {_SSA}"),
-        Verb("patch", "llm_operator.tick", "rewrites the front door's routes when the rollout "
+        Verb("create", "llm_operator.converge", f"applies the front door's routes (kube.apply): {_SSA}"),
+        Verb("patch", "llm_operator.converge", "rewrites the front door's routes when the rollout "
              "moves (trafficRouting: FrontDoor), and only then"),
     )),
     Grant("", "serviceaccounts", Scope.NAMESPACED, _applied("the runtime pods' ServiceAccount")),

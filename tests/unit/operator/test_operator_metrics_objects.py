@@ -105,6 +105,15 @@ def test_an_object_that_stops_ticking_disappears_after_the_ttl() -> None:
         assert all(dict(labels)["name"] == "kept" for labels in _named(_scrape(objects), family))
 
 
+def test_a_settled_object_ticked_once_per_drift_interval_stays_exported() -> None:
+    clock = FakeClock()
+    objects = metrics.ObjectMetrics(ttl_seconds=60, clock=clock)
+    objects.keep_for(2 * 300 + 60)  # handlers.configure, at the default drift interval
+    objects.observe(_d("idle"), _status())
+    clock.now += 300  # the next idle re-check has not come yet
+    assert [i["name"] for i in _info_labels(_scrape(objects))] == ["idle"]
+
+
 def test_forget_drops_an_object_at_once() -> None:
     objects = metrics.ObjectMetrics(clock=FakeClock())
     objects.observe(_d(), _status())
