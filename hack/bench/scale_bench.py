@@ -41,7 +41,7 @@ import kubernetes
 from bench import canary_kit as kit
 from bench import rollback_bench
 from llm_runtime.api import contract
-from localcluster import audit, cp_layout, cp_testing
+from localcluster import audit, cp_testing
 from localcluster.cp_testing import Cluster
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -108,10 +108,9 @@ def metrics_sample(cluster: Cluster, op_ns: str) -> dict[str, Any]:
 
 def audited(op_ns: str, t0: datetime, t1: datetime) -> dict[str, Any]:
     """The API server's count of the operator's requests in [t0, t1) (its audit log)."""
-    lines = audit.read_lines(cp_layout.Layout(cp_layout.default_state_dir()).audit_log)
-    prefix = audit.service_account_user(op_ns, "")
-    counts = audit.of_users(audit.count(lines, t0=t0, t1=t1), prefix)
-    return audit.report(counts, seconds=(t1 - t0).total_seconds())
+    return audit.namespace_report(
+        audit.read_lines(audit.default_log()), namespace=op_ns, t0=t0, t1=t1
+    )
 
 
 def create_idle(cluster: Cluster, ns: str, first: int, count: int) -> None:
@@ -268,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     cluster = rollback_bench.cluster_handle()
-    audit.require_log(cp_layout.Layout(cp_layout.default_state_dir()).audit_log)
+    audit.require_log(audit.default_log())
     results = []
     for n in [int(x) for x in args.n.split(",") if x]:
         results.append(run_one(cluster, n, window=args.window, changes=args.changes))

@@ -183,6 +183,20 @@ def report(counts: Counter[Key], *, seconds: float) -> dict[str, Any]:
     }
 
 
+def namespace_report(
+    lines: Iterable[str], *, namespace: str, t0: datetime, t1: datetime
+) -> dict[str, Any]:
+    """`report` of one namespace's ServiceAccounts' requests received in [t0, t1)."""
+    prefix = service_account_user(namespace, "")
+    counts = of_users(count(lines, t0=t0, t1=t1), prefix)
+    return report(counts, seconds=(t1 - t0).total_seconds())
+
+
+def default_log() -> Path:
+    """The local cluster's audit log (in the default state folder)."""
+    return cp_layout.Layout(cp_layout.default_state_dir()).audit_log
+
+
 def service_account_user(namespace: str, name: str) -> str:
     """The user name a pod's ServiceAccount token authenticates as."""
     return f"system:serviceaccount:{namespace}:{name}"
@@ -221,14 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="the window, ending now")
     args = parser.parse_args(argv)
     t1 = datetime.now(UTC)
-    log = cp_layout.Layout(cp_layout.default_state_dir()).audit_log
     try:
-        lines = read_lines(log)
+        lines = read_lines(default_log())
     except MissingLogError as e:
         raise SystemExit(str(e)) from None
+    t0 = t1 - timedelta(seconds=args.seconds)
+    result = namespace_report(lines, namespace=args.namespace, t0=t0, t1=t1)
     prefix = service_account_user(args.namespace, "")
-    counts = of_users(count(lines, t0=t1 - timedelta(seconds=args.seconds), t1=t1), prefix)
-    result = report(counts, seconds=args.seconds)
     result["watches_open"] = open_watches(lines, prefix=prefix, at=t1)
     print(json.dumps(result, indent=2))
     return 0
