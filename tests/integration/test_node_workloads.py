@@ -187,10 +187,17 @@ def test_pod_hooks_run_and_deletion_sends_sigterm_and_waits_the_grace_period(
     time.sleep(1)  # let python install its handler
     name = netns.netns_name(get_pod(cluster, namespace, "stubborn")["metadata"]["uid"])
     assert Path("/run/netns", name).exists()
+    # What the node said about the pod (hook failures, restarts), for a failure message.
+    events = cluster.kubectl_json("get", "events", "-n", namespace)["items"]
+    seen = {
+        "files": sorted(p.name for p in out.iterdir()),
+        "events": [(e["reason"], e.get("message")) for e in events],
+        "status": nt.container_status(get_pod(cluster, namespace, "stubborn"), "app"),
+    }
     began, began_wall = time.monotonic(), time.time()
     cluster.kubectl("delete", "pod", "stubborn", "-n", namespace, "--wait=true", timeout=60)
     took = time.monotonic() - began
-    assert (out / "poststart").exists(), "the postStart hook did not run in the container"
+    assert (out / "poststart").exists(), f"the postStart hook did not run in the container: {seen}"
     assert (out / "prestop").exists(), "the preStop hook did not run in the container"
     assert (out / "sigterm").exists(), "the container never saw SIGTERM"
     assert float((out / "prestop").read_text()) <= float((out / "sigterm").read_text())
