@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
+
+from bench import podwatch
 
 FIELDS = ("lastVerdict", "inconclusives", "failures", "observedRequests", "lastMessage")
 JUDGED = frozenset({"Passed", "Failed"})
+MAX_HELD = 4  # held windows a rollback test tolerates: more means the canary got no traffic
 
 
 @dataclass
@@ -32,7 +34,7 @@ class Trail:
         if rollout.get("canaryRevision") and rollout.get("stepReadyAt") and self.ready_at is None:
             self.ready_at = str(rollout["stepReadyAt"])
         at = rollout.get("lastAnalysisAt")
-        if self.ready_at is None or not at or _when(str(at)) < _when(self.ready_at):
+        if self.ready_at is None or not at or podwatch.seconds_between(self.ready_at, at) < 0:
             return
         self.windows.setdefault(str(at), {k: rollout.get(k) for k in FIELDS})
         self.most_inconclusives = max(
@@ -49,11 +51,20 @@ class Trail:
         each window closes on the tick after its interval (up to a second late)."""
         return judged * interval + slack + self.held() * (interval + 1.0)
 
+    def check_rolled_back(
+        self, at: str, *, interval: float, judged: int, slack: float, what: str
+    ) -> float:
+        """Asserts the rollback at `at` came within `judged` judged windows of the step Ready
+        (see `budget`) and at most MAX_HELD held ones; prints the trail; returns the delay."""
+        assert self.ready_at, "the canary step was never seen Ready"
+        delay = podwatch.seconds_between(self.ready_at, at)
+        print(f"{what}: rolled back {at} ({delay:.0f} s)\n{self.summary()}")
+        assert self.held() <= MAX_HELD, self.summary()
+        budget = self.budget(interval=interval, judged=judged, slack=slack)
+        assert delay <= budget, f"{delay:.1f} s > {budget:.1f} s\n{self.summary()}"
+        return delay
+
     def summary(self) -> str:
         rows = [f"step Ready {self.ready_at}; {self.held()} held window(s)"]
         rows += [f"  {at}: {w}" for at, w in sorted(self.windows.items())]
         return "\n".join(rows)
-
-
-def _when(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp)

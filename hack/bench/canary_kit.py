@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import podwatch
+from bench import analysis_trail, podwatch
 from llm_runtime.api import contract
 from localcluster import cp_testing
 from localcluster.cp_testing import Cluster
@@ -291,17 +291,20 @@ class Target:
         )
 
     def rolled_back(
-        self, rev: str, *, timeout: float, on_poll: Callable[[], None] | None = None
+        self, rev: str, *, timeout: float, trail: analysis_trail.Trail | None = None
     ) -> dict[str, Any]:
-        """Waits for `rev` to be rolled back; returns the whole status."""
+        """Waits for `rev` to be rolled back; returns the whole status. Every status read,
+        the last included, also goes to `trail` (one read a poll: polls stay frequent)."""
 
         def probe() -> dict[str, Any] | None:
             st = self.status()
             ro, rb = st.get("rollout") or {}, st.get("rollback") or {}
+            if trail is not None:
+                trail.record(ro)
             return st if ro.get("phase") == "RolledBack" and rb.get("from") == rev else None
 
         result: dict[str, Any] = wait_for(
-            f"{rev} rolled back", probe, timeout=timeout, interval=0.5, on_poll=on_poll
+            f"{rev} rolled back", probe, timeout=timeout, interval=0.5
         )
         return result
 
