@@ -18,7 +18,7 @@ import stat
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,9 +114,10 @@ def wait_for_no_foreign_operator(cluster: Cluster, namespace: str, own_release: 
 
 
 def install_operator(
-    cluster: Cluster, *, namespace: str, release: str, watch: str
+    cluster: Cluster, *, namespace: str, release: str, watch: str, extra: Sequence[str] = ()
 ) -> subprocess.CompletedProcess[str]:
-    """hack/install-operator.sh: one replica in `namespace` watching only `watch`."""
+    """hack/install-operator.sh: one replica in `namespace` watching only `watch`; `extra`:
+    more Helm arguments (values)."""
     env = cluster.env
     env["HELM"] = str(cluster.bin_dir / "helm")
     env["KUBECTL"] = str(cluster.bin_dir / "kubectl")
@@ -125,7 +126,7 @@ def install_operator(
             "bash", str(INSTALL), "--namespace", namespace, "--release", release,
             "--timeout", "240", "--",
             "--set", f"operator.watchNamespaces={{{watch}}}",
-            "--set", "operator.logFormat=text",
+            "--set", "operator.logFormat=text", *extra,
         ],
         env=env, capture_output=True, text=True, timeout=420, check=False,
     )  # fmt: skip
@@ -154,12 +155,14 @@ def own_namespace(cluster: Cluster, prefix: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def own_operator(cluster: Cluster, watch: str, *, release: str, prefix: str) -> Iterator[str]:
+def own_operator(
+    cluster: Cluster, watch: str, *, release: str, prefix: str, extra: Sequence[str] = ()
+) -> Iterator[str]:
     """The chart installed under its own release in its own namespace, watching only `watch`,
     once no other operator acts there; yields the operator's namespace."""
     op_ns = cp_testing.namespace_name(prefix)
     wait_for_no_foreign_operator(cluster, watch, release)
-    done = install_operator(cluster, namespace=op_ns, release=release, watch=watch)
+    done = install_operator(cluster, namespace=op_ns, release=release, watch=watch, extra=extra)
     assert done.returncode == 0, done.stdout + done.stderr
     try:
         yield op_ns

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from llm_operator.rollout import analysis, guards, plan
 from llm_operator.rollout.analysis import CheckResult, Traffic, Verdict
@@ -30,7 +31,7 @@ POLL_SECONDS = 2.0  # how soon to look again while something is in flight
 
 class Action(enum.StrEnum):
     WAIT = "Wait"  # nothing changed (the status may still carry new analysis bookkeeping)
-    ADOPT = "Adopt"  # first revision ever: it is the stable, no canary
+    ADOPT = "Adopt"  # first revision ever, or any at replicas 0: it is the stable, no canary
     START = "StartCanary"  # a new revision goes out (as canary, or recreated)
     REVERT = "Revert"  # the spec went back to the stable revision: drop the canary
     ADVANCE = "Advance"  # next canary step
@@ -100,37 +101,73 @@ def _consume(status: RolloutStatus, commands: tuple[Command, ...]) -> RolloutSta
     return status.evolve(handled_commands=handled)
 
 
+def _fresh_step(status: RolloutStatus, **changes: Any) -> RolloutStatus:
+    """`changes` on a step nothing has been measured for yet: not Ready, no pass, no split."""
+    return status.evolve(
+        step_ready_at=None,
+        step_passes=0,
+        observed_share=None,
+        observed_requests=0,
+        stalled=False,
+        **changes,
+    )
+
+
+def _fresh_revision(status: RolloutStatus, **changes: Any) -> RolloutStatus:
+    """`changes` on the first step of a revision: no failure, smoke or rejection carried over."""
+    return _fresh_step(
+        status,
+        old_revision=None,
+        rejected_revision=None,
+        step=0,
+        failures=0,
+        inconclusives=0,
+        last_message="",
+        smoked_pods=(),
+        **changes,
+    )
+
+
 def _start(
     status: RolloutStatus, spec: LLMDeploymentSpec, revision: str, now: datetime, why: str
 ) -> Decision:
     """A new revision goes out: Canary at the first step, or Recreate at full size."""
     recreate = spec.rollout.strategy is Strategy.RECREATE
     weight = 100 if recreate else _steps(spec)[0].weight
-    new = status.evolve(
+    new = _fresh_revision(
+        status,
         phase=RolloutPhase.RECREATING if recreate else RolloutPhase.CANARY,
         canary_revision=revision,
-        old_revision=None,
-        step=0,
         weight=weight,
         step_started_at=now,
-        step_ready_at=None,
-        step_passes=0,
-        failures=0,
-        inconclusives=0,
         last_analysis_at=None,
         last_verdict="",
-        last_message="",
-        smoked_pods=(),
-        rejected_revision=None,
-        observed_share=None,
-        observed_requests=0,
-        stalled=False,
         message="recreate: old pods stop before new ones start"
         if recreate
         else _weight_message(weight, spec),
     )
     text = f"{why}: revision {revision} replaces {status.stable_revision} ({new.message})"
     return _done(Action.START, new, text, event=Event("Normal", "RolloutStarted", text))
+
+
+def _at_zero(status: RolloutStatus, revision: str) -> Decision:
+    """`replicas: 0`: no pod serves, so none can be judged. The spec's revision becomes the
+    stable at once: a canary would start a pod nobody asked for (its step needs one), or wait
+    forever for one. Scaling up later starts this revision, as a Deployment would."""
+    new = _fresh_revision(
+        status,
+        phase=RolloutPhase.STABLE,
+        stable_revision=revision,
+        canary_revision=None,
+        weight=0,
+        last_verdict="Skipped",  # no analysis ran: the VERDICT column must not say Passed
+        message="",
+    )
+    text = (
+        f"replicas is 0: revision {revision} replaces {status.stable_revision} "
+        "without a canary (no pods to judge)"
+    )
+    return _done(Action.ADOPT, new, text, event=Event("Normal", "RolloutSkipped", text))
 
 
 def _rollback(status: RolloutStatus, cause: CheckResult, now: datetime, note: str = "") -> Decision:
@@ -173,16 +210,12 @@ def _advance(status: RolloutStatus, spec: LLMDeploymentSpec, now: datetime, why:
     if nxt >= len(steps):
         return _promote(status, spec, why)
     weight = steps[nxt].weight
-    new = status.evolve(
+    new = _fresh_step(
+        status,
         phase=RolloutPhase.CANARY,
         step=nxt,
         weight=weight,
         step_started_at=now,
-        step_ready_at=None,
-        step_passes=0,
-        observed_share=None,
-        observed_requests=0,
-        stalled=False,
         message=_weight_message(weight, spec),
     )
     text = f"step {nxt + 1}/{len(steps)}: {new.message} ({why})"
@@ -231,7 +264,7 @@ def _revision(
         new = status.evolve(phase=RolloutPhase.STABLE, stable_revision=desired, message="")
         return _done(Action.ADOPT, new, f"revision {desired} is the first, so the stable")
     if desired == status.canary_revision and status.phase in IN_FLIGHT:
-        return None
+        return _at_zero(status, desired) if spec.replicas == 0 else None  # scaled down mid-way
     if desired == status.stable_revision:
         if status.phase not in IN_FLIGHT and status.phase is not RolloutPhase.ROLLED_BACK:
             return None
@@ -247,6 +280,8 @@ def _revision(
         return _done(Action.REVERT, new, text, event=Event("Normal", "RolloutReverted", text))
     if desired == status.rejected_revision:
         return None
+    if spec.replicas == 0:
+        return _at_zero(status, desired)
     why = "spec changed" if status.phase not in IN_FLIGHT else "spec changed mid-rollout"
     return _start(status, spec, desired, now, why)
 

@@ -420,3 +420,48 @@ def test_the_status_reports_the_share_each_window_measured_next_to_the_weight() 
     assert quiet.status.observed_share == 0
     assert "far below the weight" in quiet.status.message
     assert "weight 10% -> 1 canary pod beside 2 stable" in quiet.status.message
+
+
+ZERO = make_spec(replicas=0, failure_limit=1)
+
+
+def test_a_new_revision_at_replicas_0_is_the_stable_at_once_and_starts_no_pod() -> None:
+    adopted = tick(RolloutStatus(), "r1", T0, ZERO).status
+    d = tick(adopted, "r2", at(1), ZERO)
+    assert (d.action, d.status.phase, d.status.stable_revision, d.status.canary_revision) == (
+        Action.ADOPT,
+        RolloutPhase.STABLE,
+        "r2",
+        None,
+    )
+    assert d.status.last_verdict == "Skipped"
+    assert d.requeue_after is None  # nothing in flight
+    assert d.event is not None and d.event.reason == "RolloutSkipped"
+    assert "r1" in d.event.message and "no pods to judge" in d.event.message
+    assert sizes(d.status, 0) == {"r2": 0}
+    assert tick(d.status, "r2", at(2), ZERO).action is Action.WAIT  # and it stays settled
+    assert sizes(d.status, 2) == {"r2": 2}  # scaled up later: that revision, as a Deployment
+
+
+def test_scaled_to_0_mid_canary_the_canary_becomes_the_stable_without_its_pod() -> None:
+    s = tick(canary_of("r2"), "r2", at(5), canary_ready=1).status
+    assert sizes(s, 0) == {"r1": 0, "r2": 1}  # what the old code left running at replicas 0
+    d = tick(s, "r2", at(6), ZERO, canary_ready=1)
+    assert (d.action, d.status.phase, d.status.stable_revision) == (
+        Action.ADOPT,
+        RolloutPhase.STABLE,
+        "r2",
+    )
+    assert (d.status.step_ready_at, d.status.step_passes) == (None, 0)
+    assert sizes(d.status, 0) == {"r2": 0}
+
+
+def test_a_rejected_revision_stays_rejected_at_replicas_0() -> None:
+    s = tick(canary_of("r2"), "r2", at(3), startup=CRASH).status
+    d = tick(s, "r2", at(10), ZERO)
+    assert (d.status.phase, d.status.stable_revision, d.status.rejected_revision) == (
+        RolloutPhase.ROLLED_BACK,
+        "r1",
+        "r2",
+    )
+    assert sizes(d.status, 0) == {"r1": 0}
