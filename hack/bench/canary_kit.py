@@ -113,6 +113,13 @@ def wait_for_no_foreign_operator(cluster: Cluster, namespace: str, own_release: 
     )
 
 
+def drift_values(seconds: float) -> list[str]:
+    """Pure: the Helm arguments that set the operator's idle re-check interval (the chart's
+    default leaves the operator's, 300 s)."""
+    env = [{"name": "LLM_OPERATOR_DRIFT_INTERVAL_SECONDS", "value": f"{seconds:g}"}]
+    return ["--set-json", f"operator.extraEnv={json.dumps(env)}"]
+
+
 def install_operator(
     cluster: Cluster, *, namespace: str, release: str, watch: str, extra: Sequence[str] = ()
 ) -> subprocess.CompletedProcess[str]:

@@ -248,10 +248,13 @@ def cluster_handle() -> Cluster:
     return Cluster(layout=layout, bin_dir=cp_layout.bin_dir(), started_here=False)
 
 
-def setup(cluster: Cluster, ns: str, op_ns: str, *, release: str = RELEASE) -> kit.Target:
+def setup(
+    cluster: Cluster, ns: str, op_ns: str, *, release: str = RELEASE, extra: Sequence[str] = ()
+) -> kit.Target:
+    """`chat` Ready and Stable under a fresh release watching `ns`; `extra`: Helm arguments."""
     cluster.kubectl("create", "namespace", ns)
     kit.wait_for_no_foreign_operator(cluster, ns, release)
-    done = kit.install_operator(cluster, namespace=op_ns, release=release, watch=ns)
+    done = kit.install_operator(cluster, namespace=op_ns, release=release, watch=ns, extra=extra)
     if done.returncode != 0:
         raise SystemExit(done.stdout + done.stderr)
     chat = kit.Target(cluster, ns)

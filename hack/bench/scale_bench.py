@@ -33,7 +33,7 @@ import json
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,6 +60,9 @@ class Result:
     audit_watches_opened: int
     audit_by_kind: dict[str, int]
     cpu_percent: float
+    ticks_per_second: float  # ticks run in the window (llm_operator_reconciles_total)
+    skipped_per_second: float  # idle re-checks that found nothing changed (no tick run)
+    drift_s: float  # the operator's idle re-check interval in this run
     rss_base_mb: float
     rss_mb: float
     rss_per_object_kb: float
@@ -103,6 +106,8 @@ def metrics_sample(cluster: Cluster, op_ns: str) -> dict[str, Any]:
         "rss": kit.sample(text, "process_resident_memory_bytes"),
         "requests": sum(kinds.values()),
         "kinds": kinds,
+        "ticks": kit.sample(text, "llm_operator_reconciles_total", trigger="status"),
+        "skipped": kit.sample(text, "llm_operator_ticks_skipped_total"),
     }
 
 
@@ -123,9 +128,38 @@ def create_idle(cluster: Cluster, ns: str, first: int, count: int) -> None:
 
 
 def statuses_written(cluster: Cluster, ns: str, total: int) -> bool:
+    """Every object's status is written for its generation and says Ready (its first write
+    comes before its Deployment is seen, so observedGeneration alone is not settled)."""
     items = cluster.kubectl_json("get", "llmd", "-n", ns)["items"]
-    done = [o for o in items if (o.get("status") or {}).get("observedGeneration")]
-    return len(done) >= total
+    return len([o for o in items if settled(o)]) >= total
+
+
+def settled(obj: Mapping[str, Any]) -> bool:
+    """Pure: the status is for the current generation, Ready, and its rollout Stable."""
+    st = obj.get("status") or {}
+    return (
+        st.get("observedGeneration") == obj["metadata"].get("generation")
+        and st.get("phase") == "Ready"
+        and (st.get("rollout") or {}).get("phase") == "Stable"
+    )
+
+
+def quiet(samples: Sequence[Mapping[str, Any]], *, runs: int) -> bool:
+    """Pure: the operator's own request count did not move over the last `runs` samples."""
+    tail = [s["requests"] for s in samples[-runs:]]
+    return len(tail) == runs and len(set(tail)) == 1
+
+
+def wait_quiet(cluster: Cluster, op_ns: str, *, every: float = 5, runs: int = 3) -> float:
+    """Waits until the operator sends nothing for (runs - 1) * every seconds: the fleet's
+    follow-up ticks (Events, second status writes) are over. Returns the seconds waited."""
+    start, samples = time.monotonic(), [metrics_sample(cluster, op_ns)]
+    while not quiet(samples, runs=runs):
+        if time.monotonic() - start > 900:
+            raise TimeoutError(f"the operator never went quiet: {samples[-runs:]}")
+        time.sleep(every)
+        samples.append(metrics_sample(cluster, op_ns))
+    return time.monotonic() - start
 
 
 def _clients(cluster: Cluster) -> tuple[Any, Any]:
@@ -177,10 +211,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank]
 
 
-def run_one(cluster: Cluster, n: int, *, window: float, changes: int) -> Result:
+def run_one(cluster: Cluster, n: int, *, window: float, changes: int, drift: float) -> Result:
     ns, op_ns = cp_testing.namespace_name("scale-bench"), cp_testing.namespace_name("scale-op")
     try:
-        chat = rollback_bench.setup(cluster, ns, op_ns, release=RELEASE)
+        extra = kit.drift_values(drift)
+        chat = rollback_bench.setup(cluster, ns, op_ns, release=RELEASE, extra=extra)
         time.sleep(10)
         base = metrics_sample(cluster, op_ns)
         started = time.monotonic()
@@ -189,9 +224,13 @@ def run_one(cluster: Cluster, n: int, *, window: float, changes: int) -> Result:
             f"the operator's status on all {n} objects",
             lambda: statuses_written(cluster, ns, n), timeout=1800, interval=5,
         )  # fmt: skip
+        written = time.monotonic() - started
+        quieted = wait_quiet(cluster, op_ns)
         settle = time.monotonic() - started
-        print(f"[scale-bench] N={n}: every status written {settle:.0f} s after the apply")
-        time.sleep(20)
+        print(
+            f"[scale-bench] N={n}: every status Ready {written:.0f} s after the apply, "
+            f"the operator quiet {quieted:.0f} s later"
+        )
         a, wall_a = metrics_sample(cluster, op_ns), datetime.now(UTC)
         time.sleep(window)
         b, wall_b = metrics_sample(cluster, op_ns), datetime.now(UTC)
@@ -220,6 +259,9 @@ def run_one(cluster: Cluster, n: int, *, window: float, changes: int) -> Result:
             audit_watches_opened=int(seen["watches_opened"]),
             audit_by_kind={str(k): int(v) for k, v in seen["by_kind"].items()},
             cpu_percent=round(100 * (b["cpu"] - a["cpu"]) / span, 2),
+            ticks_per_second=round((b["ticks"] - a["ticks"]) / span, 2),
+            skipped_per_second=round((b["skipped"] - a["skipped"]) / span, 2),
+            drift_s=drift,
             rss_base_mb=round(base["rss"] / 2**20, 1),
             rss_mb=round(b["rss"] / 2**20, 1),
             rss_per_object_kb=round((b["rss"] - base["rss"]) / 1024 / max(1, n - 1), 1),
@@ -242,15 +284,17 @@ def run_one(cluster: Cluster, n: int, *, window: float, changes: int) -> Result:
 
 def table(results: Sequence[Result]) -> str:
     head = (
-        f"{'N':>5} {'req/s':>6} {'audit':>6} {'CPU %':>6} {'RSS MB':>7} {'KB/obj':>7} "
-        f"{'spec p50':>8} {'spec p99':>8} {'crash->rb':>9} {'settle':>7}"
+        f"{'N':>5} {'req/s':>6} {'audit':>6} {'CPU %':>6} {'ticks/s':>7} {'skip/s':>6} "
+        f"{'RSS MB':>7} {'KB/obj':>7} {'spec p50':>8} {'spec p99':>8} {'crash->rb':>9} "
+        f"{'settle':>7}"
     )
     rows = [head]
     for r in results:
         rb = f"{r.crash_to_rollback_s:.1f}s" if r.crash_to_rollback_s is not None else "-"
         rows.append(
             f"{r.n:>5} {r.requests_per_second:>6.2f} {r.audit_requests_per_second:>6.2f} "
-            f"{r.cpu_percent:>6.2f} {r.rss_mb:>7.1f} "
+            f"{r.cpu_percent:>6.2f} {r.ticks_per_second:>7.2f} {r.skipped_per_second:>6.2f} "
+            f"{r.rss_mb:>7.1f} "
             f"{r.rss_per_object_kb:>7.1f} {r.spec_p50_s:>7.3f}s {r.spec_p99_s:>7.3f}s "
             f"{rb:>9} {r.settle_s:>6.0f}s"
         )
@@ -264,13 +308,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", default="200,1000", help="comma-separated object counts")
     parser.add_argument("--window", type=float, default=60, help="idle measurement, seconds")
     parser.add_argument("--changes", type=int, default=20, help="spec changes timed per N")
+    parser.add_argument(
+        "--drift",
+        type=float,
+        help="the operator's idle re-check interval, seconds (default: the window, so every "
+        "idle object is re-checked inside it; the operator's own default is 300)",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     cluster = rollback_bench.cluster_handle()
     audit.require_log(audit.default_log())
     results = []
     for n in [int(x) for x in args.n.split(",") if x]:
-        results.append(run_one(cluster, n, window=args.window, changes=args.changes))
+        drift = args.drift if args.drift is not None else args.window
+        results.append(run_one(cluster, n, window=args.window, changes=args.changes, drift=drift))
         print(table(results), flush=True)
     if args.json:
         with open(args.json, "w") as f:

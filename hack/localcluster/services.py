@@ -18,16 +18,24 @@ SERVICE_LABEL = "kubernetes.io/service-name"
 DOMAIN = "cluster.local"
 
 
-def _slices_of(
-    svc: Mapping[str, Any], slices: Iterable[Mapping[str, Any]]
-) -> list[Mapping[str, Any]]:
+SliceIndex = Mapping[tuple[str, str], list[Mapping[str, Any]]]
+
+
+def by_service(slices: Iterable[Mapping[str, Any]]) -> SliceIndex:
+    """EndpointSlices by (namespace, Service name): built once per sync, so a table of S
+    Services costs S lookups, not S x slices comparisons (a fleet has thousands of each)."""
+    index: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for s in slices:
+        meta = s["metadata"]
+        name = (meta.get("labels") or {}).get(SERVICE_LABEL)
+        if name is not None:
+            index.setdefault((str(meta.get("namespace")), str(name)), []).append(s)
+    return index
+
+
+def _slices_of(svc: Mapping[str, Any], index: SliceIndex) -> list[Mapping[str, Any]]:
     meta = svc["metadata"]
-    return [
-        s
-        for s in slices
-        if s["metadata"].get("namespace") == meta["namespace"]
-        and s["metadata"].get("labels", {}).get(SERVICE_LABEL) == meta["name"]
-    ]
+    return index.get((str(meta["namespace"]), str(meta["name"])), [])
 
 
 def _ready_addresses(slice_: Mapping[str, Any]) -> list[str]:
@@ -41,20 +49,24 @@ def _ready_addresses(slice_: Mapping[str, Any]) -> list[str]:
 
 def ready_ips(svc: Mapping[str, Any], slices: Iterable[Mapping[str, Any]]) -> list[str]:
     """Ready endpoint IPs of a Service, sorted and unique."""
-    return sorted({ip for s in _slices_of(svc, slices) for ip in _ready_addresses(s)})
+    return _ready_ips(svc, by_service(slices))
+
+
+def _ready_ips(svc: Mapping[str, Any], index: SliceIndex) -> list[str]:
+    return sorted({ip for s in _slices_of(svc, index) for ip in _ready_addresses(s)})
 
 
 def proxy_table(
     services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]]
 ) -> dict[Listener, list[Backend]]:
     """(clusterIP, port) -> ready (podIP, targetPort) backends, TCP ports of ClusterIP services."""
-    slices = list(slices)
+    index = by_service(slices)
     table: dict[Listener, list[Backend]] = {}
     for svc in services:
         cluster_ip = svc.get("spec", {}).get("clusterIP")
         if not cluster_ip or cluster_ip == "None":
             continue
-        mine = _slices_of(svc, slices)
+        mine = _slices_of(svc, index)
         for port in svc["spec"].get("ports", []):
             if port.get("protocol", "TCP") != "TCP":
                 continue
@@ -85,7 +97,7 @@ def hosts_text(
     slices: Iterable[Mapping[str, Any]],
 ) -> str:
     """The /etc/hosts of a pod: itself, then every Service (headless: one line per ready IP)."""
-    slices = list(slices)
+    index = by_service(slices)
     lines = [
         "# Written by the llm-operator process node; regenerated when Services change.",
         "127.0.0.1\tlocalhost",
@@ -99,17 +111,17 @@ def hosts_text(
         if cluster_ip and cluster_ip != "None":
             lines.append(f"{cluster_ip}\t{names}")
         elif cluster_ip == "None":
-            lines += [f"{ip}\t{names}" for ip in ready_ips(svc, slices)]
-            lines += _pod_names(svc, slices)
+            lines += [f"{ip}\t{names}" for ip in _ready_ips(svc, index)]
+            lines += _pod_names(svc, index)
     return "\n".join(lines) + "\n"
 
 
-def _pod_names(svc: Mapping[str, Any], slices: Iterable[Mapping[str, Any]]) -> list[str]:
+def _pod_names(svc: Mapping[str, Any], index: SliceIndex) -> list[str]:
     """`<hostname>.<svc>.<ns>.svc.cluster.local` for endpoints that carry a hostname (the pods
     of a StatefulSet, or any pod with hostname + subdomain naming this headless Service)."""
     meta = svc["metadata"]
     lines = []
-    for s in _slices_of(svc, slices):
+    for s in _slices_of(svc, index):
         for endpoint in s.get("endpoints") or []:
             host = endpoint.get("hostname")
             if not host or endpoint.get("conditions", {}).get("ready", True) is False:

@@ -98,6 +98,14 @@ class Children:
             others=others,
         )
 
+    def versions(self) -> tuple[tuple[str, str], ...]:
+        """Pure: ("Kind/name", resourceVersion) of every cached child, sorted: two snapshots
+        with the same versions hold the same objects."""
+        found = {f"Pod/{_name(p)}": version(p) for p in self.pods}
+        found |= {k: version(o) for k, o in self.others.items()}
+        found |= {f"Deployment/{_name(d)}": version(d) for d in self.deployments}
+        return tuple(sorted(found.items()))
+
     def live(self, obj: Obj) -> Obj | None:
         """The cached object of `obj`'s kind and name (None: not cached, maybe not ours)."""
         return self.others.get(f"{obj['kind']}/{_name(obj)}")

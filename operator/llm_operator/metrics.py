@@ -98,6 +98,11 @@ TICK_QUEUE = prometheus_client.Histogram(
     "raise LLM_OPERATOR_TICK_WORKERS or shard the fleet.",
     buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+TICKS_SKIPPED = prometheus_client.Counter(
+    "llm_operator_ticks_skipped_total",
+    "Idle re-checks of a settled LLMDeployment that were not run: neither the object nor any "
+    "cached child had changed (same resourceVersions) since a tick found it settled.",
+)
 API_REQUESTS = prometheus_client.Counter(
     "llm_operator_api_requests_total",
     "Requests this operator's own code made to the API server (kopf's watches and its own "
@@ -234,6 +239,13 @@ class ObjectMetrics(Collector):
         s = object_state(namespace=o.namespace, name=o.name, desired=d.spec.replicas, status=status)
         with self._lock:
             self._states[(o.namespace, o.name)] = (self._clock(), s)
+
+    def touch(self, *, namespace: str, name: str) -> None:
+        """The object was looked at and is unchanged: keep exporting what it last reported."""
+        with self._lock:
+            found = self._states.get((namespace, name))
+            if found is not None:
+                self._states[(namespace, name)] = (self._clock(), found[1])
 
     def forget(self, *, namespace: str, name: str) -> None:
         """Stop exporting an object now (e.g. when its deletion is seen)."""

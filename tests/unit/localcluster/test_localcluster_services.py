@@ -132,3 +132,16 @@ def test_a_container_counts_as_started_once_past_the_launcher() -> None:
     assert not procs.past_launcher(b"/py\0-I\0" + launcher + b"\0spec.json\0")
     assert procs.past_launcher(b"/usr/bin/sleep\0600\0")
     assert procs.past_launcher(None)
+
+
+def test_slices_are_found_by_namespace_and_service_name_and_unlabelled_ones_ignored() -> None:
+    other_ns = slice_("web", "other", [("198.18.0.40", True)], [{"name": "http", "port": 8000}])
+    unlabelled = {"metadata": {"name": "stray", "namespace": "team"}, "endpoints": []}
+    index = services.by_service([WEB_SLICE, DB_SLICE, other_ns, unlabelled])
+    assert index == {
+        ("team", "web"): [WEB_SLICE],
+        ("team", "db"): [DB_SLICE],
+        ("other", "web"): [other_ns],
+    }
+    # The same Service name in another namespace never lends its endpoints.
+    assert services.proxy_table([WEB], [other_ns]) == {("198.19.0.20", 80): []}

@@ -94,3 +94,25 @@ def test_an_uncached_kind_is_written_when_its_desired_text_changes() -> None:
     applied = (children.fingerprint(routes), "5")
     assert not children.needs_apply(routes, None, applied)
     assert children.needs_apply({**routes, "data": {"a": "2"}}, None, applied)
+
+
+def _versioned(obj: dict[str, Any], rv: str) -> dict[str, Any]:
+    return {**obj, "metadata": {**obj["metadata"], "resourceVersion": rv}}
+
+
+def test_versions_name_every_child_a_tick_reads_and_change_with_any_of_them() -> None:
+    pod = _versioned({"metadata": {"name": "p1", "labels": naming.selector_labels("chat")}}, "3")
+    deploy = _versioned({"kind": "Deployment", "metadata": {"name": "chat-abc",
+                         "labels": naming.common_labels("chat")}}, "4")  # fmt: skip
+    svc = _versioned(_svc(), "5")
+    kids = children.Children.of("chat", {"Pod": [pod], "Deployment": [deploy], "Service": [svc]})
+    assert kids.versions() == (
+        ("Deployment/chat-abc", "4"),
+        ("Pod/p1", "3"),
+        ("Service/chat", "5"),
+    )
+    edited = children.Children.of(
+        "chat", {"Pod": [_versioned(pod, "9")], "Deployment": [deploy], "Service": [svc]}
+    )
+    gone = children.Children.of("chat", {"Pod": [pod], "Deployment": [deploy]})
+    assert len({kids.versions(), edited.versions(), gone.versions()}) == 3

@@ -114,6 +114,18 @@ def test_a_settled_object_ticked_once_per_drift_interval_stays_exported() -> Non
     assert [i["name"] for i in _info_labels(_scrape(objects))] == ["idle"]
 
 
+def test_a_skipped_re_check_keeps_the_last_report_exported() -> None:
+    clock = FakeClock()
+    objects = metrics.ObjectMetrics(ttl_seconds=60, clock=clock)
+    objects.observe(_d("idle"), _status())
+    for _ in range(5):  # re-checks that found nothing changed, so ran no tick
+        clock.now += 50
+        objects.touch(namespace="team-a", name="idle")
+    assert [i["name"] for i in _info_labels(_scrape(objects))] == ["idle"]
+    objects.touch(namespace="team-a", name="never-seen")  # touching nothing exports nothing
+    assert [i["name"] for i in _info_labels(_scrape(objects))] == ["idle"]
+
+
 def test_forget_drops_an_object_at_once() -> None:
     objects = metrics.ObjectMetrics(clock=FakeClock())
     objects.observe(_d(), _status())
