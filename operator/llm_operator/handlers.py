@@ -154,6 +154,13 @@ def inputs_of(body: Mapping[str, Any], kids: children.Children) -> Inputs:
     return rv, kids.versions()
 
 
+def settled_inputs(read: Inputs, written_version: str) -> Inputs:
+    """Pure: the inputs the next re-check must find to skip its tick. A tick that wrote the
+    status changed the object's version itself: the body it will read next is the one it
+    wrote (same spec, that status), which decides the same again; so its own version counts."""
+    return (written_version or read[0], read[1])
+
+
 def _tick(
     body: Mapping[str, Any], memo: Any, kids: children.Children, target: kopf.Body, queued: float
 ) -> tick.Outcome:
@@ -219,7 +226,7 @@ async def rollout_daemon(
                 )
                 if tick.settled(outcome):
                     delay = ops.drift_interval_seconds
-                    settled_on = inputs
+                    settled_on = settled_inputs(inputs, outcome.written_version)
             except kube.ApiError as e:  # retriable (the tick keeps refusals for the status)
                 logger.info("rollout tick: %s; again in %.0f s", e, delay)
             except Exception:

@@ -273,11 +273,13 @@ def decide_tick(g: Gathered) -> Decided:
     )
 
 
-def persist(g: Gathered, t: Decided, *, cache: Cache, post: PostEvent) -> None:
+def persist(g: Gathered, t: Decided, *, cache: Cache, post: PostEvent) -> str:
     """Writes the status (only when it changed) and posts the decision's and the phase's Events.
-    Runs before `converge`: the decision is on record before the Deployments move."""
+    Runs before `converge`: the decision is on record before the Deployments move. Returns the
+    resourceVersion the write stored ("" when nothing was written)."""
+    stored: dict[str, Any] = {}
     if status.changed(g.previous, t.new_status):
-        kube.patch_status(
+        stored = kube.patch_status(
             namespace=g.d.owner.namespace,
             name=g.d.owner.name,
             patch=status.patch_of(t.new_status, previous=g.previous),
@@ -291,6 +293,7 @@ def persist(g: Gathered, t: Decided, *, cache: Cache, post: PostEvent) -> None:
         post(t.phase_event.type, t.phase_event.reason, t.phase_event.message)
     for p in preflight.appeared(t.problems, g.previous.get("conditions") or []):
         post("Warning", p.reason, p.message)
+    return children.version(stored)
 
 
 def report(g: Gathered, t: Decided) -> None:
@@ -308,6 +311,7 @@ class Outcome:
     decided: Decided
     gathered: Gathered
     refused: bool = False  # converge's applies were refused (the next status says Failed)
+    written_version: str = ""  # the object's resourceVersion after this tick's status write
 
 
 def settled(o: Outcome) -> bool:
@@ -342,7 +346,8 @@ def run(
         kids=kids,
     )
     t = decide_tick(g)
-    persist(g, t, cache=cache, post=post)
+    written = persist(g, t, cache=cache, post=post)
     converge.converge(g, t, cache=cache, default_image=settings_image, kids=kids)
     report(g, t)
-    return Outcome(decided=t, gathered=g, refused=bool(cache.refused or cache.refused_shared))
+    refused = bool(cache.refused or cache.refused_shared)
+    return Outcome(decided=t, gathered=g, refused=refused, written_version=written)

@@ -27,3 +27,9 @@ def test_a_tick_s_inputs_are_the_object_s_version_and_its_children_s() -> None:
     # A status write (its own or anyone's) is a new version: the next re-check runs the tick.
     rewritten = {"metadata": {**body["metadata"], "resourceVersion": "13"}}
     assert handlers.inputs_of(rewritten, kids) != handlers.inputs_of(body, kids)
+
+
+def test_a_tick_that_wrote_the_status_expects_the_version_it_wrote() -> None:
+    read = ("12", (("Deployment/chat-abc", "4"),))
+    assert handlers.settled_inputs(read, "13") == ("13", read[1])
+    assert handlers.settled_inputs(read, "") == read  # nothing written: what it read
