@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 LAUNCHER = Path(__file__).with_name("launch.py")
+log = logging.getLogger(__name__)
 
 
 def log_path(pod_dir: Path, container: str, restart: int) -> Path:
@@ -149,20 +151,44 @@ def past_launcher(cmdline: bytes | None) -> bool:
     """Whether a container process has exec'd its own program (or is gone).
 
     Until then it is `ip netns exec` or launch.py, whose bind mounts are not all in place yet,
-    so hooks and exec probes entering its mount namespace would see the host's folders.
+    so hooks and exec probes entering its mount namespace would see the host's folders. An
+    empty command line is not past it: a process in the middle of an execve has its new memory
+    but not yet its arguments, and reads as empty (a postStart hook that took that for "past"
+    ran before the mounts and wrote into the host's /out; see wait_exec for zombies).
     """
     if cmdline is None:
         return True
+    if not cmdline:
+        return False
     return not cmdline.startswith(b"ip\0netns\0exec\0") and str(LAUNCHER).encode() not in cmdline
 
 
-async def wait_exec(pid: int, *, limit: float = 10.0) -> None:
-    """Wait (bounded) until the process runs the container's program."""
+def exited(stat: str | None) -> bool:
+    """Pure: whether /proc/PID/stat (None: unreadable) shows a process that is gone or a zombie
+    (its command line reads empty for good)."""
+    if stat is None:
+        return True
+    state = stat.rpartition(")")[2].split()
+    return not state or state[0] in ("Z", "X")
+
+
+def _stat(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+async def wait_exec(pid: int, *, limit: float = 60.0) -> None:
+    """Wait (bounded) until the process runs the container's program, or has exited."""
     step = 0.02
     for _ in range(int(limit / step)):
-        if past_launcher(_cmdline(pid)):
+        cmdline = _cmdline(pid)
+        if past_launcher(cmdline) or (not cmdline and exited(_stat(pid))):
             return
         await asyncio.sleep(step)
+    log.warning("pid %s still in its launcher after %.0f s: hooks and probes go ahead", pid, limit)
 
 
 def signal_group(pid: int, sig: signal.Signals) -> None:

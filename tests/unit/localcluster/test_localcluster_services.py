@@ -132,6 +132,14 @@ def test_a_container_counts_as_started_once_past_the_launcher() -> None:
     assert not procs.past_launcher(b"/py\0-I\0" + launcher + b"\0spec.json\0")
     assert procs.past_launcher(b"/usr/bin/sleep\0600\0")
     assert procs.past_launcher(None)
+    assert not procs.past_launcher(b"")  # mid-execve: new memory, no arguments yet
+
+
+def test_only_a_gone_or_zombie_process_counts_as_exited() -> None:
+    assert procs.exited(None)
+    assert procs.exited("4242 (python3) Z 1 4242 4242 0 -1")
+    assert not procs.exited("4242 (ip netns (x)) R 1 4242 4242 0 -1")
+    assert not procs.exited("4242 (python3) S 1 4242 4242 0 -1")
 
 
 def test_slices_are_found_by_namespace_and_service_name_and_unlabelled_ones_ignored() -> None:
