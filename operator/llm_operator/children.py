@@ -100,10 +100,9 @@ class Children:
 
     def versions(self) -> tuple[tuple[str, str], ...]:
         """Pure: ("Kind/name", resourceVersion) of every cached child, sorted: two snapshots
-        with the same versions hold the same objects."""
+        with the same versions hold the same objects. `others` holds every Deployment too."""
         found = {f"Pod/{_name(p)}": version(p) for p in self.pods}
         found |= {k: version(o) for k, o in self.others.items()}
-        found |= {f"Deployment/{_name(d)}": version(d) for d in self.deployments}
         return tuple(sorted(found.items()))
 
     def live(self, obj: Obj) -> Obj | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from bench import canary_kit as kit
+from bench import scale_bench
 from llm_runtime.api import contract
 from localcluster import audit
 from localcluster.cp_testing import Cluster
@@ -47,14 +48,10 @@ def names() -> list[str]:
 
 
 def settled(cluster: Cluster, ns: str) -> list[dict[str, Any]] | None:
-    """All FLEET objects once each status is written for its generation and Stable."""
+    """All FLEET objects once each is settled as the scale benchmark counts it (its status
+    written for its generation, Ready, its rollout Stable)."""
     items = cluster.kubectl_json("get", "llmd", "-n", ns)["items"]
-    done = [
-        o
-        for o in items
-        if (o.get("status") or {}).get("observedGeneration") == o["metadata"]["generation"]
-        and ((o.get("status") or {}).get("rollout") or {}).get("phase") == "Stable"
-    ]
+    done = [o for o in items if scale_bench.settled(o)]
     return done if len(done) == FLEET else None
 
 
