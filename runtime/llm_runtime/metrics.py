@@ -6,7 +6,9 @@ The names and labels are a contract: the operator's canary analysis and the dash
 through the model_name / model_revision settings' variables, so a stable and a canary revision
 can be compared.
 Gauges of the engine's state are read from `engine.stats()` at scrape time by a custom collector,
-so they are never stale and the engine never pushes.
+so they are never stale and the engine never pushes. The registry also carries prometheus_client's
+process, platform and GC collectors (`process_*`, `python_info`, `python_gc_*`), which its default
+registry would have had: this registry is the only one the runtime serves.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -68,6 +78,11 @@ def engine_gauge_values(stats: types.EngineStats) -> dict[str, float]:
         "llm_runtime_batch_size": stats.batch_size,
         "llm_runtime_kv_cache_usage_ratio": stats.kv_cache_usage,
     }
+
+
+# prometheus_client's process-wide collectors, the ones its default registry holds. They keep no
+# state of their own (they read /proc, the platform and the gc module), so registries share them.
+STANDARD_COLLECTORS: tuple[Collector, ...] = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +187,8 @@ class RuntimeMetrics:
         )
         self._engine = _EngineCollector()
         r.register(self._engine)
+        for standard in STANDARD_COLLECTORS:
+            r.register(standard)
 
     def for_model(
         self,

@@ -12,11 +12,15 @@
   unreadable.
 - `llm_frontdoor_requests_in_flight{backend}`: calls being served right now.
 
+The registry also carries prometheus_client's process, platform and GC collectors (`process_*`,
+`python_info`, `python_gc_*`), as its default registry would: this one is the only one served.
+
 Only strings in, no gRPC types: an HTTP front door records into the same families.
 """
 
 from __future__ import annotations
 
+import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from llm_runtime.frontdoor import routing
@@ -74,6 +78,14 @@ class FrontdoorMetrics:
             self._reloads.labels(result)
         for name in routing.BACKENDS:
             self._in_flight.labels(name)
+        # prometheus_client's process-wide collectors, shared with every registry (they keep no
+        # state); the runtime's metrics module, which lists them too, is not the front door's.
+        for standard in (
+            prometheus_client.PROCESS_COLLECTOR,
+            prometheus_client.PLATFORM_COLLECTOR,
+            prometheus_client.GC_COLLECTOR,
+        ):
+            r.register(standard)
 
     def configured(self, config: routing.RoutingConfig) -> None:
         """Export a new config's weights and pre-create its OK series at zero (for rate())."""

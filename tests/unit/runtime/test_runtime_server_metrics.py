@@ -108,7 +108,28 @@ def test_every_exported_name_is_documented_in_the_contract() -> None:
     assert names, "no metrics collected"
     for name in names:
         assert f"`{name}" in doc, f"{name} is not in docs/metrics.md"
-    assert all(name.startswith("llm_runtime_") for name in names)
+    standard = {m.name for c in metrics.STANDARD_COLLECTORS for m in c.collect()}
+    assert standard <= names
+    assert all(name.startswith("llm_runtime_") for name in names - standard)
+
+
+def test_a_scrape_has_the_process_platform_and_gc_families_of_the_default_registry() -> None:
+    """What prometheus_client's default registry would show: memory, CPU, python_info, GC."""
+    text = _scrape(metrics.RuntimeMetrics())
+    for family in (
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "python_info",
+        "python_gc_objects_collected_total",
+    ):
+        assert f"\n{family}" in text, family
+    assert 'python_info{implementation="CPython"' in text
+
+
+def test_two_registries_in_one_process_both_serve_the_process_families() -> None:
+    first, second = metrics.RuntimeMetrics(), metrics.RuntimeMetrics()
+    assert "process_resident_memory_bytes " in _scrape(first)
+    assert "process_resident_memory_bytes " in _scrape(second)
 
 
 def test_the_families_the_canary_analysis_reads_are_exposed_under_the_contracts_names() -> None:
