@@ -25,11 +25,12 @@ crds: ## Regenerate the LLMDeployment CRD (crds/ and the chart's copy) from oper
 docs: ## Regenerate docs/rbac.md and the settings table of docs/operator-settings.md from the code.
 	@$(PY) hack/gen_docs.py
 
-lint: setup ## ruff, mypy --strict and the import contracts.
+lint: setup ## ruff, mypy --strict, the import contracts and the dashboard linter.
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy operator/llm_operator runtime/llm_runtime hack tests
 	$(VENV)/bin/lint-imports
+	$(PY) hack/tools/dashlint.py --strict charts/llm-operator/dashboards/*.json
 
 test: setup ## Every test: unit, integration and e2e (starts the local cluster itself).
 	$(PY) -m pytest -m "unit or integration or e2e" tests

@@ -1,14 +1,14 @@
 """The monitoring bundle (monitoring.*): a PodMonitor that scrapes each runtime pod once, the
 Grafana dashboard ConfigMap, and a PrometheusRule whose alerts promtool checks and tests. Every
 metric a dashboard panel or an alert queries is one the runtime or the operator exports.
-Rendered with the real helm binary; promtool is Debian's `prometheus` package."""
+Rendered with the real helm binary; promtool is Debian's `prometheus` package (run through
+dashlint's `tools.promql`)."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from llm_runtime import metrics as runtime_metrics
 from llm_runtime import types
 from llm_runtime.api import contract
 from prometheus_client import REGISTRY, CollectorRegistry
+from tools import promql
 
 from tests.unit.chart.helmrender import CHART, Doc, of_kind, only, render, selects
 
@@ -186,31 +187,12 @@ def test_thresholds_and_alert_labels_come_from_values() -> None:
     assert all(r["labels"]["team"] == "ml" for r in rules.values())
 
 
-def _promtool() -> str:
-    found = shutil.which("promtool")
-    assert found, "promtool is missing: install Debian's `prometheus` package (make setup does)"
-    return found
-
-
-def _write_rules(path: Path, rules: list[Doc]) -> None:
-    path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": rules}]}))
-
-
-def _promtool_run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_promtool(), *args], capture_output=True, text=True, check=False)
-
-
-def test_promtool_checks_the_alerts_and_every_dashboard_query(tmp_path: Path) -> None:
-    """promtool parses each expression; dashboard queries go in as recording rules, their
-    Grafana variables replaced by what "All" selects."""
-    alerts, queries = tmp_path / "alerts.yaml", tmp_path / "dashboard.yaml"
-    _write_rules(alerts, _rules())
-    recorded = [
-        {"record": f"dashboard:query_{i}", "expr": e.replace("$namespace", ".*").replace("$llmdeployment", ".*")}
-        for i, e in enumerate(_dashboard_exprs())
-    ]  # fmt: skip
-    _write_rules(queries, recorded)
-    proc = _promtool_run("check", "rules", str(alerts), str(queries))
+def test_promtool_checks_the_alerts(tmp_path: Path) -> None:
+    """promtool parses each alert's expression. The dashboard's queries are dashlint's
+    (target-promql-rule, tests/unit/chart/test_dashlint.py), with Grafana's variables expanded."""
+    alerts = tmp_path / "alerts.yaml"
+    promql.write_rules(alerts, _rules())
+    proc = promql.promtool_run("check", "rules", str(alerts))
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -222,7 +204,7 @@ def test_promtool_unit_tests_fire_and_quiet_each_alert(tmp_path: Path) -> None:
                     "PrometheusRule")["spec"]["groups"]  # fmt: skip
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [group]}))
     shutil.copy(ALERTS_TEST, tmp_path / ALERTS_TEST.name)
-    proc = _promtool_run("test", "rules", str(tmp_path / ALERTS_TEST.name))
+    proc = promql.promtool_run("test", "rules", str(tmp_path / ALERTS_TEST.name))
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
