@@ -56,6 +56,7 @@ from llm_operator.spec_rollout import (
     RelativeLimits,
     RolloutSpec,
     SmokePrompt,
+    SmokeProtocol,
     Step,
 )
 
@@ -82,6 +83,7 @@ __all__ = [
     "SecuritySpec",
     "ServiceSpec",
     "SmokePrompt",
+    "SmokeProtocol",
     "Step",
     "Strategy",
     "Toleration",
@@ -411,7 +413,8 @@ class SecuritySpec(_Model):
 
 # The operator reads no Secrets (least privilege, docs/rbac.md), so it cannot hold the TLS roots
 # or the token a protected runtime asks of a smoke prompt: refused at apply rather than failing
-# every rollout with SmokePromptError.
+# every rollout with SmokePromptError. It holds for both protocols of a smoke prompt: the HTTP port
+# serves the gRPC port's certificate and asks for the same token.
 _SMOKE_NEEDS_NO_SECRET_RULE: dict[str, Any] = {
     "rule": "!has(self.rollout) || !has(self.rollout.analysis) || "
     "!has(self.rollout.analysis.smokePrompts) || size(self.rollout.analysis.smokePrompts) == 0 "

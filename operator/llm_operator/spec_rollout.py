@@ -5,8 +5,10 @@ Spelled as `llm_operator.spec` explains (it re-exports every public name here).
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Any, Literal, Self
 
+from llm_runtime.api import contract
 from pydantic import ConfigDict, Field, model_validator
 
 from llm_operator import admission
@@ -101,6 +103,13 @@ class RelativeLimits(_Model):
     )
 
 
+class SmokeProtocol(enum.StrEnum):
+    """Which of the runtime's two ways in a smoke prompt takes (the request metrics' values)."""
+
+    GRPC = contract.PROTOCOL_GRPC  # Runtime.Generate on the gRPC port (spec.service.port)
+    HTTP = contract.PROTOCOL_HTTP  # POST /v1/chat/completions on the OpenAI-compatible port
+
+
 class SmokePrompt(_Model):
     """A prompt every canary pod must answer matching `expect` (a regex) within `timeout`."""
 
@@ -120,6 +129,13 @@ class SmokePrompt(_Model):
     )
     timeout: PositiveDuration = Field(
         default="30s", description="The reply's latency budget, e.g. 30s (not zero)."
+    )
+    protocol: SmokeProtocol = Field(
+        default=SmokeProtocol.GRPC,
+        description="How the prompt reaches the pod. grpc (default): Runtime.Generate on the "
+        "gRPC port (service.port). http: POST /v1/chat/completions on the OpenAI-compatible "
+        f"HTTP port {contract.RUNTIME_HTTP_PORT} (model: model.name), which checks that this "
+        "endpoint answers too.",
     )
 
     @property
@@ -169,8 +185,9 @@ class AnalysisSpec(_Model):
     smoke_prompts: tuple[SmokePrompt, ...] = Field(
         default=(),
         max_length=20,
-        description="Prompts the operator sends over gRPC to every Ready canary pod (once per "
-        "pod, until it passes); a reply that errs, is late or does not match fails the window.",
+        description="Prompts the operator sends to every Ready canary pod over gRPC or HTTP "
+        "(each prompt's protocol; once per pod, until it passes); a reply that errs, is late or "
+        "does not match fails the window.",
     )
 
     @property

@@ -156,10 +156,12 @@ def deltas(group: Sequence[Obj], scrapes: Scrapes, since: datetime | None) -> De
 
 
 def access(d: spec.LLMDeployment) -> podclient.Access:
-    """How smoke prompts reach a pod: plaintext, no token. The spec refuses smoke prompts for a
-    runtime with TLS or a token (spec._SMOKE_NEEDS_NO_SECRET_RULE): the operator reads no
-    Secrets, so it would hold neither the roots nor the token."""
-    return podclient.Access(port=d.spec.service.port)
+    """How smoke prompts reach a pod: gRPC on service.port, HTTP on the runtime's HTTP port
+    asking for model.name (the name the operator gives the runtime); plaintext, no token. The
+    spec refuses smoke prompts for a runtime with TLS or a token
+    (spec._SMOKE_NEEDS_NO_SECRET_RULE): the operator reads no Secrets, so it would hold neither
+    the roots nor the token."""
+    return podclient.Access(port=d.spec.service.port, model=d.spec.model.name)
 
 
 def smoke_replies(

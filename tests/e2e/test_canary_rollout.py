@@ -222,7 +222,10 @@ def test_canary_whose_model_cannot_load_is_rolled_back_within_15s_of_its_first_c
 def test_canary_failing_its_smoke_prompt_is_rolled_back(chat: kit.Target) -> None:
     stable = chat.settled()
     tiny = kit.tiny_model_on_node(f"tiny-{chat.namespace}")
-    smoke = [{"prompt": "What is the capital of France?", "expect": "(?i)paris", "timeout": "30s"}]
+    paris = {"prompt": "What is the capital of France?", "expect": "(?i)paris", "timeout": "30s"}
+    # The HTTP prompt first: the rollback names the first failure, so a mismatch over http (not an
+    # error) proves the pod's OpenAI endpoint answered the operator, and the message says so.
+    smoke = [{**paris, "protocol": "http"}, paris]
     chat.apply(
         kit.spec_with(
             model={"source": f"file://{tiny}", "format": "hf"},
@@ -234,6 +237,7 @@ def test_canary_failing_its_smoke_prompt_is_rolled_back(chat: kit.Target) -> Non
     rb = st["rollback"]
     assert rb["reason"] == "SmokePromptMismatch", rb
     assert "paris" in rb["message"].lower(), rb
+    assert "smoke prompt 0 over http answered" in rb["message"], rb
     assert_rolled_back_status(st, canary=rev, stable=stable)
     assert_canary_removed_and_stable_serves(chat, stable=stable)
 

@@ -260,7 +260,7 @@ def share_note(t: Traffic, weight: int) -> str:
 
 @dataclass(frozen=True)
 class SmokeReply:
-    """What one canary pod answered to smoke prompt number `index` (or the gRPC error)."""
+    """What one canary pod answered to smoke prompt number `index` (or the gRPC or HTTP error)."""
 
     pod: str
     index: int
@@ -277,7 +277,7 @@ def _excerpt(text: str, limit: int = 60) -> str:
 def check_smoke_reply(prompt: spec.SmokePrompt, reply: SmokeReply) -> CheckResult:
     """Error, then latency budget, then the expected regex (searched, not fully matched, in
     linear time over the reply's first `expect.MAX_REPLY_CHARS` characters)."""
-    where = f"pod {reply.pod} smoke prompt {reply.index}"
+    where = f"pod {reply.pod} smoke prompt {reply.index} over {prompt.protocol}"
 
     def result(verdict: Verdict, reason: str, message: str) -> CheckResult:
         return CheckResult(

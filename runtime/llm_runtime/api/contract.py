@@ -61,3 +61,6 @@ FRONTDOOR_CONFIG_DIR = "/etc/llm-frontdoor"
 # Trailing metadata on every Runtime call the runtime answers: the revision that served it, so a
 # client (and a test) can tell which side of a canary split answered, whatever routed the call.
 METADATA_REVISION = "llm-revision"
+# The HTTP header that carries a request's id (as the request_id field does on gRPC): the runtime
+# keeps a valid one and answers with it, else makes one up.
+HEADER_REQUEST_ID = "x-request-id"

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 # The largest body read: gRPC's default message bound (4 MiB) and room for the JSON around it.
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024 + 64 * 1024
-REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID_HEADER = contract.HEADER_REQUEST_ID
 
 
 @dataclasses.dataclass(frozen=True)

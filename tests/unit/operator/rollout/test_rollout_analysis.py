@@ -144,8 +144,14 @@ def test_smoke_reply_is_judged_by_error_then_latency_then_regex(
 def test_smoke_mismatch_message_quotes_the_reply() -> None:
     result = analysis.check_smoke_reply(PROMPT, SmokeReply("llm-b-0", 0, "I like\nturtles.", 1.0))
     assert result.message == (
-        "pod llm-b-0 smoke prompt 0 answered 'I like turtles.', no match for /(?i)paris/"
+        "pod llm-b-0 smoke prompt 0 over grpc answered 'I like turtles.', no match for /(?i)paris/"
     )
+
+
+def test_a_failed_smoke_message_names_the_protocol_that_failed() -> None:
+    http = PROMPT.model_copy(update={"protocol": spec.SmokeProtocol.HTTP})
+    result = analysis.check_smoke_reply(http, SmokeReply("llm-b-0", 1, None, 0.1, "HTTP 404: no"))
+    assert result.message == "pod llm-b-0 smoke prompt 1 over http failed: HTTP 404: no"
 
 
 def test_invalid_regex_fails_instead_of_crashing() -> None:
