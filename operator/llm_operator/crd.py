@@ -257,7 +257,8 @@ class StableTemplate(_Schema):
 class LLMDeploymentStatus(_Schema):
     phase: DeploymentPhase | None = Field(
         default=None,
-        description="Pending (nothing scheduled yet), Loading (fetching or loading the model), "
+        description="Pending (nothing scheduled yet), Fetching (the init container is fetching "
+        "the model), Loading (the runtime is loading the model, not ready yet), "
         "Ready (all replicas serve the current revision), Progressing (a new revision or replica "
         "count is rolling out), Degraded (replicas fail, see conditions), Failed (the operator "
         "cannot create the children; see lastError).",

@@ -44,6 +44,8 @@ class PodView:
     scheduled: bool
     unschedulable_message: str
     failure: Failure | None
+    # Scheduled, and an init container (the model fetch) has not finished yet.
+    initializing: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +90,25 @@ def container_failure(status: Mapping[str, Any]) -> Failure | None:
     return None
 
 
+def initializing(pod: Mapping[str, Any]) -> bool:
+    """Whether the pod is still in its init containers (fetching the model): the Initialized
+    condition is False, or, before the kubelet reports it, an init container has not exited 0
+    yet (waiting, running or not reported). A failed init container is a `container_failure`,
+    not this."""
+    init = _condition(pod, "Initialized").get("status")
+    if init is not None:
+        return str(init) == "False"
+    statuses = (pod.get("status") or {}).get("initContainerStatuses") or []
+    if not statuses:  # nothing reported yet: still ahead of them, if it has any
+        return bool((pod.get("spec") or {}).get("initContainers"))
+    return any(not _exited_ok(s) for s in statuses)
+
+
+def _exited_ok(status: Mapping[str, Any]) -> bool:
+    terminated = (status.get("state") or {}).get("terminated") or {}
+    return bool(terminated) and int(terminated.get("exitCode") or 0) == 0
+
+
 def _condition(pod: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     for cond in (pod.get("status") or {}).get("conditions") or []:
         if cond.get("type") == kind:
@@ -115,6 +136,7 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         if scheduled.get("reason") == "Unschedulable"
         else "",
         failure=failures[0] if failures else None,
+        initializing=scheduled.get("status") == "True" and initializing(pod),
     )
 
 

@@ -13,7 +13,11 @@ from typing import Any, Literal
 from llm_operator import preflight
 from llm_operator.observe import DeploymentView, Failure, PodView
 
-DeploymentPhase = Literal["Pending", "Loading", "Ready", "Progressing", "Degraded", "Failed"]
+DeploymentPhase = Literal[
+    "Pending", "Fetching", "Loading", "Ready", "Progressing", "Degraded", "Failed"
+]
+# On the way to Ready: kstatus' Reconciling, the Progressing condition.
+MOVING_PHASES = frozenset({"Pending", "Fetching", "Loading", "Progressing"})
 WARNING_PHASES = frozenset({"Degraded", "Failed"})
 
 
@@ -79,11 +83,19 @@ def summarize(o: ServingState) -> Summary:
         if unschedulable:
             return Summary("Pending", "Unschedulable", unschedulable[0].unschedulable_message)
         if any(p.scheduled for p in live):
-            return Summary("Loading", "LoadingModel", "fetching and loading the model")
+            return _starting([p for p in live if p.scheduled])
         return Summary("Pending", "WaitingForPods", "no runtime pod is scheduled yet")
     return Summary(
         "Progressing", "RollingOut", f"{ready}/{o.desired} replicas ready, rollout in progress"
     )
+
+
+def _starting(scheduled: Sequence[PodView]) -> Summary:
+    """Scheduled, none ready: Fetching while every pod is still in its fetch init container,
+    Loading once one runs the server (loading the model, not ready yet)."""
+    if all(p.initializing for p in scheduled):
+        return Summary("Fetching", "FetchingModel", "the init container is fetching the model")
+    return Summary("Loading", "LoadingModel", "the runtime is loading the model")
 
 
 def _cond(kind: str, on: bool, reason: str, message: str) -> dict[str, Any]:
@@ -98,7 +110,7 @@ def conditions_for(
     read), without times (`with_times` adds them). `spec_serves`: the revision serving is the
     one the spec asks for (false during a canary and after a rollback)."""
     available = ready > 0 or desired == 0
-    moving = v.phase in ("Pending", "Loading", "Progressing")
+    moving = v.phase in MOVING_PHASES
     bad = v.phase in WARNING_PHASES
     done = v.phase == "Ready" and spec_serves and ready >= desired
     return [

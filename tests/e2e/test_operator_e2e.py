@@ -177,6 +177,9 @@ def test_example_becomes_ready_and_answers_paris_through_the_service(
     assert "Paris" in ask(operator, ready_ns, "What is the capital of France?")
     reasons = {e["reason"] for e in events(operator, ready_ns)}
     assert "Ready" in reasons
+    # The pod spent its first ~20 s in the fetch init container (converting the GGUF into an
+    # emptyDir): the phase said Fetching (an Event per phase entered), not Loading, meanwhile.
+    assert "Fetching" in reasons, reasons
 
 
 def test_children_are_owned_and_the_pod_is_hardened(operator: Cluster, ready_ns: str) -> None:

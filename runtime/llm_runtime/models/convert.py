@@ -11,19 +11,28 @@ import logging
 import shutil
 from pathlib import Path
 
-from llm_runtime.models import device, formats, loading, manifest, publish
+from llm_runtime.models import device, fetchlog, formats, loading, manifest, publish
 from llm_runtime.models import progress as progress_
 
 log = logging.getLogger(__name__)
 
+_COPY_CHUNK = 1 << 20
 
-def source_digest(found: formats.Located, *, progress: bool | None = None) -> str:
-    """sha256 identifying a source: of the .gguf file, the HF tree, or a converted manifest."""
+
+def source_digest(
+    found: formats.Located,
+    *,
+    progress: bool | None = None,
+    on_bytes: fetchlog.OnBytes | None = None,
+) -> str:
+    """sha256 identifying a source: of the .gguf file, the HF tree, or a converted manifest
+    (`on_bytes` hears each chunk read)."""
     if found.gguf_file:
-        return "sha256:" + manifest.hash_file(found.folder / found.gguf_file, progress=progress)
+        path = found.folder / found.gguf_file
+        return "sha256:" + manifest.hash_file(path, progress=progress, on_bytes=on_bytes)
     if found.format is formats.ModelFormat.CONVERTED:
         return manifest.read(found.folder).digest
-    return manifest.tree_digest(found.folder, progress=progress)
+    return manifest.tree_digest(found.folder, progress=progress, on_bytes=on_bytes)
 
 
 def target_dtype(name: str) -> str:
@@ -76,8 +85,10 @@ def convert_locked(
     name: str | None = None,
     force: bool = False,
     progress: bool | None = None,
+    on_copy: fetchlog.OnBytes | None = None,
 ) -> manifest.Manifest:
-    """`convert` for a caller that already holds `publish.locked(dst)` (flock is not reentrant)."""
+    """`convert` for a caller that already holds `publish.locked(dst)` (flock is not reentrant);
+    `on_copy` hears the bytes of a converted source copied verbatim."""
     stored = target_dtype(dtype)
     found = formats.locate(Path(src), expected=source_format)
     dst_path = Path(dst)
@@ -90,7 +101,13 @@ def convert_locked(
     staging = publish.fresh_staging(dst_path)
     try:
         result = _convert_into(
-            found, staging, dtype=stored, source=source, name=name, progress=progress
+            found,
+            staging,
+            dtype=stored,
+            source=source,
+            name=name,
+            progress=progress,
+            on_copy=on_copy,
         )
         publish.publish(staging, dst_path)
     except BaseException:
@@ -108,11 +125,12 @@ def _convert_into(
     source: manifest.SourceInfo,
     name: str | None,
     progress: bool | None,
+    on_copy: fetchlog.OnBytes | None = None,
 ) -> manifest.Manifest:
     if found.format is formats.ModelFormat.CONVERTED:
         existing = manifest.read_verified(found.folder, progress=progress)
         if existing.dtype == dtype:
-            return _copy_converted(found.folder, staging, existing)
+            return _copy_converted(found.folder, staging, existing, on_copy=on_copy)
         name = name or existing.name
     with progress_.transformers_bars(progress):
         model, tokenizer = loading.read_weights(found, dtype=dtype, device="cpu")
@@ -130,12 +148,29 @@ def _convert_into(
     return built
 
 
-def _copy_converted(folder: Path, staging: Path, existing: manifest.Manifest) -> manifest.Manifest:
+def _copy_converted(
+    folder: Path,
+    staging: Path,
+    existing: manifest.Manifest,
+    *,
+    on_copy: fetchlog.OnBytes | None = None,
+) -> manifest.Manifest:
     """A converted model in the wanted dtype is copied as is: same files, same digest."""
     for rel in existing.files:
         target = staging / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(folder / rel, target)
+        copy_file(folder / rel, target, on_bytes=on_copy)
     publish.make_readable(staging)
     manifest.write(staging, existing)
     return existing
+
+
+def copy_file(src: Path, dst: Path, *, on_bytes: fetchlog.OnBytes | None = None) -> None:
+    """`shutil.copyfile`, in chunks when someone counts the bytes."""
+    if on_bytes is None:
+        shutil.copyfile(src, dst)
+        return
+    with src.open("rb") as reader, dst.open("wb") as writer:
+        while chunk := reader.read(_COPY_CHUNK):
+            writer.write(chunk)
+            on_bytes(len(chunk))

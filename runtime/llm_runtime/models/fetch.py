@@ -16,10 +16,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import time
 import urllib.parse
 from pathlib import Path
 
-from llm_runtime.models import builtin, convert, errors, formats, manifest, publish
+from llm_runtime.models import builtin, convert, errors, fetchlog, formats, manifest, publish
 from llm_runtime.models import progress as progress_
 
 log = logging.getLogger(__name__)
@@ -106,10 +107,15 @@ def _hf(uri: str, rest: str) -> Source:
 
 
 def download_hf(
-    source: Source, *, cache_dir: Path | None = None, progress: bool | None = None
+    source: Source,
+    *,
+    cache_dir: Path | None = None,
+    progress: bool | None = None,
+    emit: fetchlog.Emit = fetchlog.log_line,
 ) -> Path:
     """Snapshot the repo (weights, config, tokenizer) through the HF cache; network and auth
-    errors become one FetchError line (HF_TOKEN and HF_HUB_OFFLINE are honoured by the hub)."""
+    errors become one FetchError line (HF_TOKEN and HF_HUB_OFFLINE are honoured by the hub).
+    The hub's bars are replaced by `download` progress lines (its `tqdm_class` option)."""
     import huggingface_hub
     import huggingface_hub.errors as hf_errors
 
@@ -119,6 +125,7 @@ def download_hf(
         if source.filename
         else ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
     )
+    meter = fetchlog.Meter("download", None, emit=emit)
     try:
         with progress_.hub_bars(progress):
             folder = huggingface_hub.snapshot_download(
@@ -126,6 +133,7 @@ def download_hf(
                 revision=source.revision,
                 cache_dir=cache_dir,
                 allow_patterns=patterns,
+                tqdm_class=fetchlog.hub_bar_class(meter),
             )
     except (hf_errors.HfHubHTTPError, hf_errors.LocalEntryNotFoundError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -141,13 +149,17 @@ def download_hf(
 
 
 def resolve_local(
-    source: Source, *, cache_dir: Path | None = None, progress: bool | None = None
+    source: Source,
+    *,
+    cache_dir: Path | None = None,
+    progress: bool | None = None,
+    emit: fetchlog.Emit = fetchlog.log_line,
 ) -> Path:
     """A local path holding the source's files (downloading hf:// sources first)."""
     if source.scheme == "builtin":
         return builtin.builtin_path(source.name or "")
     if source.scheme == "hf":
-        return download_hf(source, cache_dir=cache_dir, progress=progress)
+        return download_hf(source, cache_dir=cache_dir, progress=progress, emit=emit)
     assert source.path is not None
     if not source.path.exists():
         raise errors.FetchError(f"{source.uri}: {source.path} does not exist")
@@ -179,6 +191,13 @@ def is_up_to_date(current: manifest.Manifest | None, *, source_sha256: str, dtyp
     return source_sha256 in (current.source.sha256, current.digest)
 
 
+def source_bytes(found: formats.Located) -> int:
+    """The bytes a fetch reads of a located source: its .gguf file, or its model files."""
+    if found.gguf_file:
+        return (found.folder / found.gguf_file).stat().st_size
+    return sum((found.folder / name).stat().st_size for name in manifest.model_files(found.folder))
+
+
 def fetch(
     uri: str,
     dst: str | Path,
@@ -188,28 +207,77 @@ def fetch(
     cache_dir: Path | None = None,
     force: bool = False,
     progress: bool | None = None,
+    emit: fetchlog.Emit = fetchlog.log_line,
 ) -> FetchResult:
-    """Obtain `uri` and leave its converted form at `dst` (a no-op when already there)."""
+    """Obtain `uri` and leave its converted form at `dst` (a no-op when already there), saying
+    so in `emit` lines (`fetchlog`): start, progress per stage, done."""
+    started = time.monotonic()
     stored = convert.target_dtype(dtype)
     source = parse_uri(uri)
-    local = resolve_local(source, cache_dir=cache_dir, progress=progress)
-    found = formats.locate(local, expected=source_format)
-    digest = convert.source_digest(found, progress=progress)
     dst_path = Path(dst)
+    if source.scheme == "hf":  # the download reports its own progress; the size comes after
+        emit(fetchlog.start_line(uri=source.uri, dst=dst_path, path=None, size=None))
+    local = resolve_local(source, cache_dir=cache_dir, progress=progress, emit=emit)
+    found = formats.locate(local, expected=source_format)
+    size = source_bytes(found)
+    if source.scheme != "hf":
+        emit(fetchlog.start_line(uri=source.uri, dst=dst_path, path=local, size=size))
+    read = fetchlog.Meter("read", size, emit=emit)
+    digest = convert.source_digest(found, progress=progress, on_bytes=read.add)
     with publish.locked(dst_path):
         current = existing_manifest(dst_path) if dst_path.is_dir() else None
         if is_up_to_date(current, source_sha256=digest, dtype=stored):
             assert current is not None
-            return FetchResult(Outcome.UP_TO_DATE, current, dst_path)
-        written = convert.convert_locked(
-            local,
-            dst_path,
-            dtype=stored,
-            source_format=source_format,
-            source_uri=source.uri,
-            source_sha256=digest,
-            name=display_name(source),
-            force=force,
-            progress=progress,
+            result = FetchResult(Outcome.UP_TO_DATE, current, dst_path)
+        else:
+            emit(fetchlog.stage_line(f"writing {dst_path} ({stored})"))
+            written = _write(
+                local=local,
+                dst=dst_path,
+                source=source,
+                digest=digest,
+                dtype=stored,
+                source_format=source_format,
+                force=force,
+                progress=progress,
+                copy=fetchlog.Meter("copy", size, emit=emit),
+            )
+            result = FetchResult(Outcome.CONVERTED, written, dst_path)
+    emit(
+        fetchlog.done_line(
+            uri=source.uri,
+            dst=dst_path,
+            size=size,
+            seconds=time.monotonic() - started,
+            digest=result.manifest.digest,
+            present=result.outcome is Outcome.UP_TO_DATE,
         )
-    return FetchResult(Outcome.CONVERTED, written, dst_path)
+    )
+    return result
+
+
+def _write(
+    *,
+    local: Path,
+    dst: Path,
+    source: Source,
+    digest: str,
+    dtype: str,
+    source_format: str,
+    force: bool,
+    progress: bool | None,
+    copy: fetchlog.Meter,
+) -> manifest.Manifest:
+    """Convert (or copy a converted source verbatim) into `dst`; the caller holds its lock."""
+    return convert.convert_locked(
+        local,
+        dst,
+        dtype=dtype,
+        source_format=source_format,
+        source_uri=source.uri,
+        source_sha256=digest,
+        name=display_name(source),
+        force=force,
+        progress=progress,
+        on_copy=copy.add,
+    )

@@ -18,7 +18,7 @@ from pathlib import Path
 import pydantic
 import tqdm
 
-from llm_runtime.models import errors
+from llm_runtime.models import errors, fetchlog
 from llm_runtime.models import progress as progress_
 from llm_runtime.models.formats import MANIFEST_NAME
 
@@ -64,8 +64,11 @@ def files_digest(files: Mapping[str, FileEntry]) -> str:
     return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
 
 
-def hash_file(path: Path, *, progress: bool | None = None) -> str:
-    """Hex sha256 of a file, read in chunks; a tqdm bar for large files when progress is on."""
+def hash_file(
+    path: Path, *, progress: bool | None = None, on_bytes: fetchlog.OnBytes | None = None
+) -> str:
+    """Hex sha256 of a file, read in chunks; a tqdm bar for large files when progress is on,
+    and `on_bytes(len(chunk))` after each chunk (fetch's progress lines)."""
     size = path.stat().st_size
     digest = hashlib.sha256()
     show = size >= PROGRESS_MIN_BYTES and progress_.resolve(progress)
@@ -78,6 +81,8 @@ def hash_file(path: Path, *, progress: bool | None = None) -> str:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
             bar.update(len(chunk))
+            if on_bytes is not None:
+                on_bytes(len(chunk))
     return digest.hexdigest()
 
 
@@ -91,19 +96,24 @@ def model_files(folder: Path) -> Iterator[str]:
                 yield rel
 
 
-def hash_tree(folder: Path, *, progress: bool | None = None) -> dict[str, FileEntry]:
+def hash_tree(
+    folder: Path, *, progress: bool | None = None, on_bytes: fetchlog.OnBytes | None = None
+) -> dict[str, FileEntry]:
     """FileEntry for every model file in `folder`."""
     return {
         name: FileEntry(
-            sha256=hash_file(folder / name, progress=progress), size=(folder / name).stat().st_size
+            sha256=hash_file(folder / name, progress=progress, on_bytes=on_bytes),
+            size=(folder / name).stat().st_size,
         )
         for name in model_files(folder)
     }
 
 
-def tree_digest(folder: Path, *, progress: bool | None = None) -> str:
+def tree_digest(
+    folder: Path, *, progress: bool | None = None, on_bytes: fetchlog.OnBytes | None = None
+) -> str:
     """Digest of an unconverted HF directory: what `fetch` compares to decide it is up to date."""
-    return files_digest(hash_tree(folder, progress=progress))
+    return files_digest(hash_tree(folder, progress=progress, on_bytes=on_bytes))
 
 
 def build(
