@@ -28,20 +28,21 @@ Group = dict[str, Any]  # one file_sd target group: {"targets": [...], "labels":
 Lister = Callable[[str, str], Sequence[Doc]]  # (resource, namespace) -> items
 
 
-def _labels(prefix: str, labels: Mapping[str, str] | None) -> dict[str, str]:
+def _keyed(prefix: str, kind: str, items: Mapping[str, str] | None) -> dict[str, str]:
+    """Labels or annotations (`kind`) as discovery spells them: the value, and `...present`."""
     out = {}
-    for k, v in (labels or {}).items():
-        out[f"{prefix}_label_{sanitize(k)}"] = v
-        out[f"{prefix}_labelpresent_{sanitize(k)}"] = "true"
+    for k, v in (items or {}).items():
+        out[f"{prefix}_{kind}_{sanitize(k)}"] = v
+        out[f"{prefix}_{kind}present_{sanitize(k)}"] = "true"
     return out
+
+
+def _labels(prefix: str, labels: Mapping[str, str] | None) -> dict[str, str]:
+    return _keyed(prefix, "label", labels)
 
 
 def _annotations(prefix: str, annotations: Mapping[str, str] | None) -> dict[str, str]:
-    out = {}
-    for k, v in (annotations or {}).items():
-        out[f"{prefix}_annotation_{sanitize(k)}"] = v
-        out[f"{prefix}_annotationpresent_{sanitize(k)}"] = "true"
-    return out
+    return _keyed(prefix, "annotation", annotations)
 
 
 def pod_labels(pod: Doc) -> dict[str, str]:
