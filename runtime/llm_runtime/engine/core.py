@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import torch
 
 from llm_runtime import types
-from llm_runtime.engine import architectures, runners, sampling, scheduler, text
+from llm_runtime.engine import architectures, kvcache, runners, sampling, scheduler, text
 from llm_runtime.engine import limits as limits_
 
 WARMUP_REQUEST = types.GenerationRequest(
@@ -208,6 +208,15 @@ class BatchingEngine:
             batch_size=self._scheduler.last_batch_size,
             kv_cache_usage=cached / budget,
         )
+
+    def kv_cache_bytes(self) -> tuple[int, int]:
+        """(KV bytes one cached token of one sequence takes, bytes the KV cache holds now), for
+        benchmarks and sizing; (0, 0) before start() or when the runner's cache is not one slot
+        tensor (the generic runner's per-request HF caches)."""
+        cache = None if self._scheduler is None else self._scheduler.cache
+        if not isinstance(cache, kvcache.KVCache):
+            return 0, 0
+        return cache.bytes_per_token(), cache.allocated_bytes()
 
     def generate(self, request: types.GenerationRequest) -> AsyncIterator[types.GenerationEvent]:
         """Make the cheap checks (raising the domain errors) and return the request's stream,

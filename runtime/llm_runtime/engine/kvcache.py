@@ -57,6 +57,10 @@ class KVCache:
         layers, _, kv_heads, _, head_dim = self._shape
         return 2 * layers * kv_heads * head_dim * self.k.element_size()
 
+    def allocated_bytes(self) -> int:
+        """Bytes the K and V tensors hold now (every slot at the current capacity)."""
+        return self.k.nbytes + self.v.nbytes
+
     def ensure(self, needed: int) -> None:
         """Resize the length dimension so that `needed` tokens fit (keeps existing contents)."""
         if needed > self.max_len:

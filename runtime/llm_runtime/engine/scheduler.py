@@ -108,6 +108,11 @@ class Scheduler:
         self._stopping = False
         self.last_batch_size = 0
 
+    @property
+    def cache(self) -> runners.SlotCache:
+        """The runner's KV cache (read-only use from other threads: sizes for reports)."""
+        return self._runner.cache
+
     # ---- called from the event loop ----
     def submit(self, seq: Sequence) -> None:
         """Queue a request, or raise QueueFullError when the bounded waiting queue is full."""
