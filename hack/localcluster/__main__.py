@@ -1,6 +1,7 @@
 """`python -m localcluster up|down|status|env`: the local cluster's command line.
 
-`up` is idempotent (a running cluster is only verified), `down` leaves no process, network
+`up` is idempotent (a running cluster is only verified; with `LLMOP_REAL_NODE=1` it also starts
+the real node, containerd and the kubelet: see `rn_config`), `down` leaves no process, network
 namespace, link, mount or address behind and wipes etcd, `env` prints shell exports for
 kubectl, helm and grpcurl.
 """
@@ -11,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from localcluster import controlplane, cp_cluster, cp_layout
+from localcluster import controlplane, cp_cluster, cp_layout, rn_config, rn_node
 from localcluster.cp_layout import Layout
 
 
@@ -34,6 +35,10 @@ def _up(layout: Layout, bindir: Path, timeout: float) -> int:
     result = cp_cluster.up(layout, bindir=bindir, timeout=timeout)
     node = result.node or "none (the node agent module localcluster.node is not there yet)"
     print(f"cluster up in {result.seconds:.1f}s; Ready node: {node}")
+    if result.real_node:
+        print(
+            f"real node (kubelet + containerd): {result.real_node}, tainted {rn_config.TAINT_KEY}"
+        )
     print(f"kubeconfig: {layout.kubeconfig} (also the current context of ~/.kube/config)")
     print('use it:   eval "$(PYTHONPATH=hack .venv/bin/python -m localcluster env)"')
     print("          kubectl get nodes;  make cluster-down  # stop and remove everything")
@@ -62,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             return _status(layout)
         sys.stdout.write(cp_cluster.env_lines(layout, bindir=bindir))
         return 0
-    except (controlplane.StartError, cp_cluster.CleanupError) as err:
+    except (controlplane.StartError, cp_cluster.CleanupError, rn_node.RealNodeError) as err:
         print(f"localcluster {args.command}: {err}", file=sys.stderr)
         return 1
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from localcluster import controlplane, cp_api, cp_layout, cp_procs
+from localcluster import controlplane, cp_api, cp_layout, cp_procs, rn_config, rn_node
 from localcluster.cp_layout import Layout
 
 NODE = "node"
@@ -101,12 +101,28 @@ class UpResult:
 
     node: str | None
     seconds: float
+    real_node: str | None = None
 
 
-def up(layout: Layout, *, bindir: Path, timeout: float = 90.0) -> UpResult:
-    """Start (or verify) everything; returns the Ready node (None without a node agent)."""
+def real_node_wanted(env: dict[str, str] | None = None) -> bool:
+    """Pure given the environment: `LLMOP_REAL_NODE=1` asks `up` for the real node too."""
+    return (env if env is not None else dict(os.environ)).get("LLMOP_REAL_NODE", "") == "1"
+
+
+def up(
+    layout: Layout, *, bindir: Path, timeout: float = 90.0, real_node: bool | None = None
+) -> UpResult:
+    """Start (or verify) everything; returns the Ready node (None without a node agent).
+
+    `real_node` (default: `$LLMOP_REAL_NODE`) also starts containerd and the real kubelet.
+    """
+    began = time.monotonic()
     with exclusive(layout):
-        return up_holding_lock(layout, bindir=bindir, timeout=timeout)
+        result = up_holding_lock(layout, bindir=bindir, timeout=timeout)
+        if not (real_node if real_node is not None else real_node_wanted()):
+            return result
+        rn_node.up(layout, timeout=max(timeout, 120.0))
+        return UpResult(result.node, time.monotonic() - began, rn_config.NODE_NAME)
 
 
 def up_holding_lock(layout: Layout, *, bindir: Path, timeout: float = 90.0) -> UpResult:
@@ -157,9 +173,11 @@ def down(layout: Layout, *, bindir: Path) -> list[str]:
 
 def down_holding_lock(layout: Layout, *, bindir: Path) -> list[str]:
     """`down` for a caller already inside `exclusive(layout)`."""
-    stopped = [NODE] if cp_procs.stop(layout.pidfile(NODE), timeout=30.0) else []
+    # The real node first: its pods' sandboxes go through containerd and CNI while they run.
+    real = rn_node.down(layout)
+    stopped = real + ([NODE] if cp_procs.stop(layout.pidfile(NODE), timeout=30.0) else [])
     problem = node_cleanup(layout, bindir=bindir)
-    stopped += controlplane.stop(layout)
+    stopped = [*stopped, *controlplane.stop(layout)]
     if problem:
         raise CleanupError(problem)
     return stopped
@@ -169,6 +187,10 @@ def status(layout: Layout) -> dict[str, bool]:
     """Which processes run, the apiserver's readiness and whether a node is Ready."""
     found = controlplane.status(layout)
     found[NODE] = cp_procs.running(layout.pidfile(NODE)) is not None
+    for name in (rn_node.CONTAINERD, rn_node.KUBELET):
+        # The real node only when it was started: it is optional.
+        if layout.pidfile(name).exists():
+            found[name] = cp_procs.running(layout.pidfile(name)) is not None
     client = cp_api.Client.from_layout(layout) if (layout.pki / "admin.crt").exists() else None
     found["apiserver-ready"] = client is not None and client.ready()
     found["node-ready"] = client is not None and bool(cp_api.ready_nodes(client))

@@ -205,6 +205,16 @@ def _issue(
     _write_cert(pki / f"{stem}.crt", builder.sign(ca_key, hashes.SHA256()))
 
 
+def ensure_client(pki: Path, client: ClientCert) -> None:
+    """Issue one client identity outside the standard set (the real node's kubelet)."""
+    _issue(
+        pki,
+        client.stem,
+        name=subject(client.user, client.groups),
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+
+
 def ensure_service_account_keys(pki: Path) -> None:
     """`sa.key` signs service-account tokens (apiserver, controller-manager); `sa.pub` checks them."""
     if (pki / "sa.key").exists() and (pki / "sa.pub").exists():
@@ -229,10 +239,5 @@ def ensure_pki(pki: Path, *, node_name: str) -> None:
         sans=apiserver_sans(),
     )
     for client in client_certs(node_name):
-        _issue(
-            pki,
-            client.stem,
-            name=subject(client.user, client.groups),
-            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
-        )
+        ensure_client(pki, client)
     ensure_service_account_keys(pki)

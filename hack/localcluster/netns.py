@@ -2,7 +2,9 @@
 
 Names derive from the pod UID, so a pod recreated under the same name never meets its
 predecessor's namespace, and `cleanup` can find everything by prefix. Pod IPs come from
-198.18.0.0/16 starting at 198.18.0.10; the bridge holds 198.18.0.1, the pods' default gateway.
+198.18.0.10 to 198.18.127.254 (the lower half of 198.18.0.0/16); the bridge holds 198.18.0.1, the
+pods' default gateway. The upper half, 198.18.128.0/17, is the real node's CNI range (`realnode`),
+so both nodes' pods share one bridge and reach each other without overlapping.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ BRIDGE = "llmop0"
 GATEWAY = "198.18.0.1"
 POD_NET = ipaddress.ip_network("198.18.0.0/16")
 FIRST_POD_IP = ipaddress.ip_address("198.18.0.10")
+# The last address this node hands out: 198.18.128.0/17 belongs to the real node's CNI.
+LAST_POD_IP = ipaddress.ip_address("198.18.127.254")
 NETNS_PREFIX = "llmop-"
 VETH_PREFIX = "llv"
 NETNS_ETC = Path("/etc/netns")
@@ -39,20 +43,20 @@ def veth_name(pod_uid: str) -> str:
 
 
 def allocate_ip(used: Iterable[str], *, after: str | None = None) -> str:
-    """The next free pod IP after `after` (wrapping), from .0.10 up, never the broadcast.
+    """The next free pod IP after `after` (wrapping), from .0.10 up to LAST_POD_IP.
 
     Handing out addresses round-robin rather than lowest-first keeps a just-freed IP (whose
     MAC the host may still have cached) from going straight to the next pod.
     """
     taken = set(used)
-    first, end = int(FIRST_POD_IP), int(POD_NET.broadcast_address)
+    first, end = int(FIRST_POD_IP), int(LAST_POD_IP) + 1
     start = int(ipaddress.ip_address(after)) + 1 if after else first
     start = start if first <= start < end else first
     for value in [*range(start, end), *range(first, start)]:
         candidate = str(ipaddress.ip_address(value))
         if candidate not in taken:
             return candidate
-    raise NetError("pod network 198.18.0.0/16 is exhausted")
+    raise NetError(f"pod range {FIRST_POD_IP}-{LAST_POD_IP} is exhausted")
 
 
 async def ip(*args: str, check: bool = True) -> str:

@@ -196,6 +196,9 @@ def test_pod_ips_start_at_ten_and_skip_used_ones() -> None:
     assert netns.allocate_ip(["198.18.0.10", "198.18.0.11"]) == "198.18.0.12"
     assert netns.allocate_ip(["198.18.0.12"], after="198.18.0.11") == "198.18.0.13"
     assert netns.allocate_ip([], after="198.18.255.254") == "198.18.0.10"
+    # The upper half of the /16 is the real node's CNI range: wrap before it.
+    assert netns.allocate_ip([], after="198.18.127.253") == "198.18.127.254"
+    assert netns.allocate_ip([], after="198.18.127.254") == "198.18.0.10"
     assert netns.veth_name("0123456789ab-cdef") == "llv0123456789ab"
     assert len(netns.veth_name("f" * 36)) <= 15
 
