@@ -16,15 +16,18 @@ LAYOUT = RealLayout(root=Path("/c/realnode"), cache=Path("/cache"))
 
 
 def test_the_two_nodes_pod_ranges_share_the_bridge_subnet_and_never_overlap() -> None:
-    subnet = ipaddress.ip_network(rn_config.POD_SUBNET)
-    real = (ipaddress.ip_address(rn_config.RANGE_START), ipaddress.ip_address(rn_config.RANGE_END))
-    process = (netns.FIRST_POD_IP, netns.LAST_POD_IP)
+    subnet = ipaddress.IPv4Network(rn_config.POD_SUBNET)
+    real = (
+        ipaddress.IPv4Address(rn_config.RANGE_START),
+        ipaddress.IPv4Address(rn_config.RANGE_END),
+    )
+    process = (ipaddress.IPv4Address(netns.FIRST_POD_IP), ipaddress.IPv4Address(netns.LAST_POD_IP))
     assert subnet == netns.POD_NET
     assert all(a in subnet for a in (*real, *process))
     assert process[1] < real[0], "the process node's range must end before the real node's"
     # The node's own address and the gateway are outside both pod ranges.
     for fixed in (rn_config.NODE_IP, rn_config.GATEWAY):
-        addr = ipaddress.ip_address(fixed)
+        addr = ipaddress.IPv4Address(fixed)
         assert not (process[0] <= addr <= process[1]) and not (real[0] <= addr <= real[1])
 
 
