@@ -14,6 +14,8 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v nsenter >/dev/null || need_apt+=(util-linux)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v iptables >/dev/null || need_apt+=(iptables)
+# The real node's OCI runtime (containerd and the kubelet are built from Go below).
+command -v runc >/dev/null || need_apt+=(runc)
 if ((${#need_apt[@]})); then
   log "apt-get install ${need_apt[*]}"
   apt-get update -qq
@@ -41,4 +43,10 @@ fi
 # 4. Control-plane binaries, etcd, kubectl, helm and grpcurl, built once from Go modules and cached.
 if [ -f hack/tools/build.sh ]; then
   bash hack/tools/build.sh
+fi
+
+# 5. The real node's binaries: kubelet, containerd + its runc shim, ctr, crictl, CNI plugins and
+#    the pause image, built from Go modules into their own cache folder (hack/nodetools).
+if [ -f hack/nodetools/build.sh ]; then
+  bash hack/nodetools/build.sh
 fi
