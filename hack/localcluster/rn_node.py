@@ -254,18 +254,21 @@ def ensure_cgroups(root: str = cfg.CGROUP_ROOT) -> None:
                     (top / name).write_text((controller / name).read_text())
 
 
-def _controllers() -> list[Path]:
-    """The v1 hierarchies (`unified`, the empty cgroup2 mount of the hybrid layout, is not one)."""
+def _controllers(*, unified: bool = False) -> list[Path]:
+    """The v1 hierarchies; with `unified`, also the hybrid layout's cgroup2 mount, where the
+    kubelet makes a folder too (no controllers there, but it must go as well)."""
     if not CGROUP_FS.exists():
         return []
     return [
-        p for p in CGROUP_FS.iterdir() if p.is_dir() and p.name != "unified" and not p.is_symlink()
+        p
+        for p in CGROUP_FS.iterdir()
+        if p.is_dir() and not p.is_symlink() and (unified or p.name != "unified")
     ]
 
 
 def remove_cgroups(root: str = cfg.CGROUP_ROOT) -> None:
-    """rmdir our cgroup tree in every v1 controller, leaves first (processes must be gone)."""
-    for controller in _controllers():
+    """rmdir our cgroup tree in every hierarchy, leaves first (processes must be gone)."""
+    for controller in _controllers(unified=True):
         top = controller / root.strip("/")
         if not top.is_dir():
             continue

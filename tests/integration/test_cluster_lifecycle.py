@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localcluster import cp_cluster, cp_layout, cp_net
+from localcluster import cp_cluster, cp_layout, cp_net, rn_config, rn_node
 from localcluster.cp_layout import Layout
 from localcluster.cp_testing import Cluster
 
@@ -190,3 +190,80 @@ def _up_pod_down(cluster: Cluster, *, layout: Layout, bindir: Path) -> None:
     assert after.mounts == before.mounts
     assert after.cluster_processes <= before.cluster_processes
     assert not layout.etcd_data.exists(), "down wipes etcd so the next up starts fresh"
+
+
+def _our_cgroups() -> frozenset[str]:
+    """The real node's cgroup folders, in every v1 controller."""
+    return frozenset(
+        str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{rn_config.CGROUP_ROOT.strip('/')}")
+    )
+
+
+def _pause_pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": rn_config.NODE_NAME},
+            "tolerations": [{"key": rn_config.TAINT_KEY, "operator": "Exists"}],
+            "containers": [
+                {
+                    "name": "pause",
+                    "image": rn_config.SANDBOX_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "resources": {"limits": {"memory": "32Mi"}},
+                }
+            ],
+        },
+    }
+
+
+def test_real_node_up_pod_down_leaves_the_host_as_it_was(cluster: Cluster) -> None:
+    """The same for the real node: containerd, the kubelet, a real container with its cgroup, its
+    network namespace and its snapshot mount; `down` must leave none of them, nor a shim."""
+    layout, bindir = cluster.layout, cluster.bin_dir
+    rl = rn_node.real_layout(layout)
+    with cp_cluster.exclusive(layout):
+        cp_cluster.down_holding_lock(layout, bindir=bindir)
+        markers = (str(cp_layout.bin_dir()), str(rn_node.node_bindir()), str(layout.root))
+        before = HostSnapshot(_netns(), _links(), _mounts(), _cluster_processes(markers))
+        cgroups_before = _our_cgroups()
+        cp_cluster.up_holding_lock(layout, bindir=bindir)
+        rn_node.up(layout)
+        nodes = {n["metadata"]["name"] for n in cluster.kubectl_json("get", "nodes")["items"]}
+        assert nodes == {cp_layout.NODE_NAME, rn_config.NODE_NAME}
+
+        ns = "lifecycle-real"
+        cluster.kubectl("create", "namespace", ns)
+        cluster.apply(_pause_pod("pause"), namespace=ns)
+        pod_ip = _wait_pod_ip(cluster, ns, "pause")
+        assert pod_ip.startswith("198.18.") and int(pod_ip.split(".")[2]) >= 128, pod_ip
+        pod = cluster.kubectl_json("get", "pod", "-n", ns, "pause")
+        uid = pod["metadata"]["uid"]
+        assert pod["status"]["containerStatuses"][0]["containerID"].startswith("containerd://")
+        # The container's memory limit is a real cgroup under the node's cgroup root.
+        limits = [
+            int(p.read_text())
+            for p in Path("/sys/fs/cgroup/memory").glob(
+                f"{rn_config.CGROUP_ROOT.strip('/')}/**/pod{uid}/*/memory.limit_in_bytes"
+            )
+        ]
+        assert 32 << 20 in limits, limits
+        during_mounts = _mounts()
+        assert any(m[0].startswith(str(rl.state)) for m in during_mounts), "no pod netns mount"
+        assert any(m[1] == "overlay" for m in during_mounts - before.mounts), "no rootfs mount"
+        during = _cluster_processes(markers)
+        assert any("containerd-shim" in p for p in during), during
+        assert any("kubelet" in p for p in during), during
+
+        cp_cluster.down_holding_lock(layout, bindir=bindir)
+    after = HostSnapshot(_netns(), _links(), _mounts(), _cluster_processes(markers))
+    assert after.netns == before.netns
+    assert after.links == before.links
+    assert after.mounts == before.mounts
+    assert after.cluster_processes <= before.cluster_processes
+    assert _our_cgroups() == cgroups_before == frozenset()
+    assert not rl.state.exists() and not rl.root.exists()
+    # containerd's image cache is kept on purpose (like a node's), but no container is left in it.
+    assert not list((rl.containerd_root / "io.containerd.grpc.v1.cri" / "containers").glob("*"))
