@@ -19,7 +19,10 @@ from localcluster.cp_layout import Layout
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
     parser.add_argument(
-        "command", choices=("up", "down", "status", "env"), help="what to do with the cluster"
+        "command",
+        choices=("up", "down", "status", "env", "real-node", "load-images"),
+        help="what to do with the cluster (real-node: start the real node in a running cluster; "
+        "load-images: build the project's images and import them into the real node)",
     )
     parser.add_argument(
         "--state-dir",
@@ -62,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "down":
             stopped = cp_cluster.down(layout, bindir=bindir)
             print(f"cluster down; stopped: {', '.join(stopped) or 'nothing was running'}")
+            return 0
+        if args.command == "real-node":
+            seconds = rn_node.up(layout, timeout=max(args.timeout, 120.0))
+            print(f"real node {rn_config.NODE_NAME} Ready in {seconds:.1f}s")
+            return 0
+        if args.command == "load-images":
+            for line in rn_node.load_project_images(layout):
+                print(line)
             return 0
         if args.command == "status":
             return _status(layout)

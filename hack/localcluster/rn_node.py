@@ -189,6 +189,25 @@ def import_archive(rl: RealLayout, bindir: Path, archive: Path, *, source: str, 
     return True
 
 
+def load_project_images(layout: Layout) -> list[str]:
+    """Build (or reuse) the project's images and import them: what `kind load docker-image` does.
+
+    Returns one line per image: its Kubernetes name and whether it was imported or already there.
+    """
+    from imagebuild import engine, recipe  # the image tooling, only when images are wanted
+
+    rl, bindir = real_layout(layout), node_bindir()
+    lines = []
+    for built, archive in engine.export():
+        began = time.monotonic()
+        ref = recipe.kubernetes_name(built.ref)
+        source = recipe.podman_name(built.ref)
+        imported = import_archive(rl, bindir, archive, source=source, ref=ref)
+        took = time.monotonic() - began
+        lines.append(f"{ref} " + (f"imported in {took:.0f}s" if imported else "already there"))
+    return lines
+
+
 def up(layout: Layout, *, timeout: float = 120.0) -> float:
     """Start containerd and the kubelet (idempotent); returns the seconds it took."""
     began = time.monotonic()
