@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export LLMOP_CACHE ?= $(HOME)/.cache/llm-operator
 export PYTHONPATH := $(CURDIR)/hack$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help setup gen crds docs lint test unit integration e2e demo cluster-up cluster-down install-operator kind-up bench bench-frontdoor bench-rollback bench-scale clean
+.PHONY: help setup gen crds docs lint test unit integration e2e demo cluster-up cluster-down install-operator images kind-up bench bench-frontdoor bench-rollback bench-scale clean
 
 help: ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -56,7 +56,10 @@ cluster-down: ## Stop the local cluster and remove everything it created.
 install-operator: cluster-up ## Helm-install (or upgrade) the operator into the local cluster and wait for it.
 	eval "$$($(PY) -m localcluster env)" && bash hack/install-operator.sh
 
-kind-up: ## Real-cluster path: build images, kind cluster, chart, example (not run by CI here).
+images: ## Build both images (mmdebstrap base, buildah; layers cached) and print ref, ID, size, seconds.
+	bash hack/imagebuild/build.sh build
+
+kind-up: ## Real-cluster path: images, kind cluster, chart, example (`bash hack/kind-up.sh --localcluster` runs its steps on the local cluster's real node).
 	bash hack/kind-up.sh
 
 bench: setup ## Runtime benchmark: continuous batching vs a naive server.

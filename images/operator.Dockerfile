@@ -2,38 +2,46 @@
 # The llm-operator image: kopf, the kubernetes client and the torch-free gRPC client of the runtime.
 # No torch, no transformers (an import-linter contract keeps the operator free of them).
 #
-# Build from the repository root (the context .dockerignore keeps it small):
+# Build arguments: BASE_IMAGE (any Debian-based image with python3 3.11 on PATH; default
+# python:3.11-slim-bookworm) and UV_CACHE_MOUNT (a uv cache the build host mounts, see
+# images/uv-pip.sh). Build from the repository root (the context .dockerignore keeps it small):
 #   docker build -f images/operator.Dockerfile -t llm-operator/operator:0.1.0 .
-#
-# Not built by CI here (this machine has no container engine); hack/kind-up.sh builds it for kind.
+# Without a registry: `make images` (hack/imagebuild: an mmdebstrap base, buildah).
+# The stages are those of runtime.Dockerfile, without torch.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-# ---- build: resolve and install the wheels into a venv; build tools stay in this stage ----------
-FROM ${PYTHON_IMAGE} AS build
+# ---- tools: uv, mounted by the final stage's RUN steps only -------------------------------------
+FROM ${BASE_IMAGE} AS tools
 ARG UV_VERSION=0.13.9
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PYTHONDONTWRITEBYTECODE=1
-RUN python -m pip install "uv==${UV_VERSION}"
-# A venv at the same path as in the final stage, so its scripts' shebangs stay valid.
-RUN uv venv --python /usr/local/bin/python3.11 /opt/venv
-WORKDIR /src
-# Metadata first: the dependency layer is reused while only the source changes.
-COPY pyproject.toml README.md ./
-COPY operator/ operator/
-COPY runtime/ runtime/
-# A regular (non-editable) install of the base dependencies plus the `operator` extra only.
-RUN uv pip install --python /opt/venv/bin/python --no-cache ".[operator]" \
- && /opt/venv/bin/python -c "import kopf, kubernetes, llm_operator, llm_runtime.api" \
- && ! /opt/venv/bin/python -c "import torch" 2>/dev/null
+RUN python3 -m venv /opt/uv \
+ && PIP_DISABLE_PIP_VERSION_CHECK=1 /opt/uv/bin/pip install -q --no-cache-dir "uv==${UV_VERSION}"
+COPY images/uv-pip.sh /opt/uv/bin/uv-pip
 
-# ---- final: the interpreter, the venv and nothing else -----------------------------------------
-FROM ${PYTHON_IMAGE}
-# The installers are not needed at run time.
-RUN python -m pip uninstall -y pip setuptools wheel >/dev/null 2>&1 || true \
+# ---- deps: the requirement list alone -----------------------------------------------------------
+FROM ${BASE_IMAGE} AS deps
+COPY pyproject.toml /src/
+RUN python3 -c 'import tomllib; p = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; print(*p["dependencies"], *p["optional-dependencies"]["operator"], sep="\n")' > /requirements.txt
+
+# ---- the image: the base's interpreter and /opt/venv --------------------------------------------
+FROM ${BASE_IMAGE}
+ARG UV_CACHE_MOUNT=
+# The base image's own installers are not needed at run time.
+RUN python3 -m pip uninstall -y pip setuptools wheel >/dev/null 2>&1 || true \
  && rm -rf /root/.cache
-COPY --from=build /opt/venv /opt/venv
+COPY --from=deps /requirements.txt /tmp/requirements.txt
+RUN --mount=type=bind,from=tools,source=/opt/uv,target=/opt/uv \
+    /opt/uv/bin/uv-pip install -q -r /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
+# The project itself (the operator and llm_runtime.api; the runtime extra is not installed).
+COPY pyproject.toml README.md /tmp/src/
+COPY operator/ /tmp/src/operator/
+COPY runtime/ /tmp/src/runtime/
+RUN --mount=type=bind,from=tools,source=/opt/uv,target=/opt/uv \
+    /opt/uv/bin/uv-pip install -q --no-deps /tmp/src \
+ && rm -rf /tmp/src \
+ && /opt/venv/bin/python -c "import kopf, kubernetes, llm_operator.main, llm_runtime.api.client" \
+ && ! /opt/venv/bin/python -c "import torch" 2>/dev/null
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
