@@ -60,14 +60,47 @@ async def test_info_reports_the_serving_dtype(engine: BatchingEngine) -> None:
     assert engine.info.context_length >= 2048
 
 
-async def test_greedy_outputs_stay_the_recorded_ones(loaded: loading.LoadedModel) -> None:
-    """Issue 14's speed work keeps SmolLM2's greedy tokens (tests/unit/runtime/engine/
-    greedy_golden.py). Alone they must match exactly; run together, bf16 kernels see other row
-    counts when prompts are packed, so each must match its recording alone or together."""
+# How far below the float32 model's best logit a bf16 greedy pick may be. bf16 kernels differ
+# between CPUs (AVX-512 BF16 / AMX vs AVX2 emulation), so near-ties flip and the sequences then
+# diverge: token-for-token recordings hold on one CPU only. A wrong mask, cache or position makes
+# picks several logits below the best; measured gaps of correct bf16 runs stay well under this.
+BF16_GAP = 0.5
+
+
+def _gaps(reference: loading.LoadedModel, prompt: list[int], out: list[int]) -> list[float]:
+    """For each generated token: the float32 model's best logit minus the logit of the token
+    picked, teacher-forced on the same prefix (0 where the pick is the float32 argmax)."""
+    import torch
+
+    with torch.inference_mode():
+        ids = torch.tensor([prompt + out])
+        logits = reference.model(ids).logits[0, len(prompt) - 1 : len(prompt) - 1 + len(out)]
+        picked = logits.gather(1, torch.tensor(out)[:, None])[:, 0]
+        return [float(g) for g in (logits.max(dim=-1).values - picked)]
+
+
+async def test_greedy_tokens_are_the_float32_models_picks_within_bf16_noise(
+    loaded: loading.LoadedModel,
+) -> None:
+    """Issue 14's speed work keeps greedy decoding greedy, on any CPU: every token the engine
+    picks (each prompt alone, and all together with joins, chunked prefill and compaction) is
+    the float32 model's argmax over the same prefix, or within BF16_GAP of it."""
     from tests.unit.runtime.engine import greedy_golden
 
-    golden = greedy_golden.read("smollm2")
     got = await greedy_golden.run(loaded, greedy_golden.SMOLLM2_LIMITS)
-    assert got["alone"] == golden["alone"]
-    for index, ids in enumerate(got["together"]):
-        assert ids in (golden["alone"][index], golden["together"][index]), index
+    encode = BatchingEngine(loaded, greedy_golden.SMOLLM2_LIMITS)._encode
+    reference = loading.load_model(models.default_model_path(), dtype="float32", device="cpu")
+    worst: list[float] = []
+    exact = total = 0
+    for run in ("alone", "together"):
+        for index, out in enumerate(got[run]):
+            if not out:  # the plain "capital of France" prompt: end of text at once
+                continue
+            gaps = _gaps(reference, encode(greedy_golden.request(index)), out)
+            worst.append(max(gaps))
+            exact += sum(g == 0.0 for g in gaps)
+            total += len(gaps)
+            assert max(gaps) <= BF16_GAP, (run, index, gaps)
+    assert total >= 300, got  # the prompts ran to (near) their max_new_tokens
+    print(f"[measure] bf16 greedy vs float32 argmax: {exact}/{total} identical picks, "
+          f"largest gap {max(worst):.3f} logits")  # fmt: skip

@@ -4,12 +4,14 @@ The golden files hold the token ids the engine produced (commit 0c6f99d, before 
 optimisations) for each prompt, run one request at a time, and run all together (more requests
 than slots, so requests join mid-flight, a prompt longer than the prefill budget is chunked, and
 slots are compacted as requests leave). `test_engine_greedy_golden.py` (tiny model, float32,
-unit) and `tests/e2e/test_engine_smollm2.py` (SmolLM2, bf16) compare against them.
+unit) compares against them token for token. SmolLM2 in bf16 has no recording: bf16 kernels
+differ between CPUs (a recording made on an AMX Xeon failed on an AMD EPYC at the same commit),
+so `tests/e2e/test_engine_smollm2.py` runs the same prompts and checks every pick against the
+float32 model's logits over the same prefix instead.
 
 Re-record only when a change is meant to alter outputs, and say why in the commit:
 
     .venv/bin/python -m tests.unit.runtime.engine.greedy_golden tiny
-    .venv/bin/python -m tests.unit.runtime.engine.greedy_golden smollm2
 """
 
 from __future__ import annotations
@@ -95,13 +97,6 @@ def load_tiny(folder: Path) -> Any:
     return loaded
 
 
-def load_smollm2() -> Any:
-    from llm_runtime import models
-    from llm_runtime.models import loading
-
-    return loading.load_model(models.default_model_path(), dtype="auto", device="auto")
-
-
 def golden_path(name: str) -> Path:
     return HERE / f"golden_{name}.json"
 
@@ -113,11 +108,11 @@ def read(name: str) -> dict[str, list[list[int]]]:
 
 def main(argv: list[str]) -> int:
     (name,) = argv
+    if name != "tiny":
+        print("only the tiny model has a recording (see the module's docstring)", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as tmp:
-        if name == "tiny":
-            outputs = asyncio.run(run(load_tiny(Path(tmp)), TINY_LIMITS))
-        else:
-            outputs = asyncio.run(run(load_smollm2(), SMOLLM2_LIMITS))
+        outputs = asyncio.run(run(load_tiny(Path(tmp)), TINY_LIMITS))
     golden_path(name).write_text(json.dumps(outputs) + "\n")
     same = outputs["alone"] == outputs["together"]
     print(f"wrote {golden_path(name)}; alone == together: {same}")
