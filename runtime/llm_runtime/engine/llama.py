@@ -74,10 +74,11 @@ def _fuse(linears: list[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """LlamaRMSNorm exactly: statistics in float32, scale in the model dtype."""
-    x32 = x.float()
-    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * x32.to(x.dtype)
+    """LlamaRMSNorm exactly: statistics in float32, scale in the model dtype. torch's fused
+    kernel on the float32 copy replaces HF's five ops (pow, mean, add, rsqrt, mul) with one and
+    gave bit-identical results (checked against the unfused form in the tests)."""
+    normed = F.rms_norm(x.float(), (x.shape[-1],), eps=eps)
+    return weight * normed.to(x.dtype)
 
 
 def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -261,7 +262,9 @@ class LlamaRunner:
         rows = torch.arange(batch, device=self.device)
         cap = self.cache.capacity
         visible = torch.arange(cap, device=self.device)[None, :] <= pos[:, None]
-        bias = torch.zeros(visible.shape, dtype=torch.float32, device=self.device)
+        # 0 or -inf: adding it in the model dtype is exact, so the float32 softmax below sees
+        # what adding it in float32 gave, without a float32 copy of the scores per layer.
+        bias = torch.zeros(visible.shape, dtype=self.dtype, device=self.device)
         bias = bias.masked_fill(~visible, float("-inf"))[:, None, None, :]
         groups = self.heads // self.kv_heads
         x = self.model.model.embed_tokens(ids)
@@ -272,8 +275,8 @@ class LlamaRunner:
             self.cache.v[index][rows, :, pos] = v
             keys, values = self.cache.k[index, :batch], self.cache.v[index, :batch]
             grouped = (q * self.scale).view(batch, self.kv_heads, groups, self.head_dim)
-            scores = (grouped @ keys.transpose(-1, -2)).float() + bias
-            probs = torch.softmax(scores, dim=-1).to(self.dtype)
+            scores = grouped @ keys.transpose(-1, -2) + bias
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(self.dtype)
             x = self._finish_layer(layer, x, (probs @ values).reshape(batch, -1))
         return self._logits(x)
 

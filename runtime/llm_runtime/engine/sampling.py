@@ -76,12 +76,27 @@ def sample_row(logits: torch.Tensor, row: RowSampling) -> int:
     return int(torch.multinomial(probs, 1, generator=row.generator).item())
 
 
+def finite_rows(logits: torch.Tensor) -> list[bool]:
+    """Whether each row of `logits` is all finite. A row's sum is finite only if every entry is
+    (an inf makes it inf, a NaN or opposite infs make it NaN), so one sum clears the normal rows;
+    the elementwise check runs only on rows whose sum is not finite (huge finite logits can
+    overflow it). At [64, 49152] the elementwise check over everything took ~23 ms a step, the
+    sum ~2 ms."""
+    finite = [bool(ok) for ok in torch.isfinite(logits.sum(dim=-1)).tolist()]
+    for index, ok in enumerate(finite):
+        if not ok:
+            finite[index] = bool(torch.isfinite(logits[index]).all())
+    return finite
+
+
 def choose_tokens(logits: torch.Tensor, rows: list[RowSampling]) -> list[int | types.RuntimeError_]:
     """Pick the next token for every row of `logits` ([rows, vocab], float32). A row whose logits
     are not all finite gets a NumericalError, a row whose sampling failed the error: that request
     fails, the others are unaffected."""
-    finite = torch.isfinite(logits).all(dim=-1).tolist()
-    chosen: list[int | types.RuntimeError_] = [int(t) for t in logits.argmax(dim=-1).tolist()]
+    finite = finite_rows(logits)
+    # max(dim).indices is argmax (the first maximal index), and ran 1.6x faster at 64 rows.
+    greedy = logits.max(dim=-1).indices.tolist()
+    chosen: list[int | types.RuntimeError_] = [int(t) for t in greedy]
     for index, row in enumerate(rows):
         if not finite[index]:
             chosen[index] = types.NumericalError("the model produced non-finite logits")

@@ -115,3 +115,18 @@ def test_a_prompt_prefilled_in_chunks_matches_the_hf_forward(tiny_dir: Path) -> 
         step = runner.decode([0, 7], [3, 40])
     torch.testing.assert_close(logits[0], _reference(model, ids), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(step[1], _reference(model, [*ids, 7]), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_rms_norm_is_llamas_bit_for_bit(dtype: torch.dtype) -> None:
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    generator = torch.Generator().manual_seed(0)
+    norm = LlamaRMSNorm(576, eps=1e-5).to(dtype)
+    with torch.no_grad():
+        norm.weight.copy_(torch.rand(576, generator=generator) + 0.5)
+    for scale in (1e-3, 0.1, 1.0, 30.0, 1e3):
+        for rows in (1, 7, 64):
+            x = (torch.randn(rows, 576, generator=generator) * scale).to(dtype)
+            with torch.inference_mode():
+                assert torch.equal(llama._rms_norm(x, norm.weight, 1e-5), norm(x)), (scale, rows)

@@ -94,3 +94,22 @@ def test_a_row_whose_sampling_raises_fails_alone() -> None:
     assert isinstance(chosen[0], types.RuntimeError_)
     assert "sampling failed" in str(chosen[0])
     assert chosen[1] == 2
+
+
+def test_finite_rows_is_the_elementwise_check_even_when_a_sum_overflows() -> None:
+    inf, nan = float("inf"), float("nan")
+    logits = torch.tensor(
+        [
+            [3e38, 3e38, 0.0],  # finite entries whose sum overflows
+            [-inf, 0.0, 1.0],
+            [inf, -inf, 0.0],  # opposite infinities: NaN sum
+            [nan, 0.0, 0.0],
+            [1.0, 2.0, 3.0],
+        ]
+    )
+    assert sampling.finite_rows(logits) == torch.isfinite(logits).all(dim=-1).tolist()
+
+
+def test_greedy_ties_take_the_first_index_as_argmax_does() -> None:
+    logits = torch.tensor([[0.0, 2.0, 2.0, 1.0], [5.0, 5.0, 5.0, 5.0]])
+    assert sampling.choose_tokens(logits, [sampling.RowSampling()] * 2) == [1, 0]
