@@ -172,20 +172,27 @@ def images(rl: RealLayout, bindir: Path) -> set[str]:
     return set(ctr(rl, bindir, "images", "ls", "-q").split())
 
 
-def import_archive(rl: RealLayout, bindir: Path, archive: Path, *, source: str, ref: str) -> bool:
+def import_archive(
+    rl: RealLayout, bindir: Path, archive: Path, *, source: str, ref: str, stamp: Path | None = None
+) -> bool:
     """Import an image archive whose image is named `source`, and name it `ref` for the kubelet.
 
     The kubelet asks for the normalised name (`llm-operator/runtime:0.1.0` is
-    `docker.io/llm-operator/runtime:0.1.0`), while podman saves `localhost/...`: both names then
-    point at one image. Returns False when `ref` was already there (nothing imported).
+    `docker.io/llm-operator/runtime:0.1.0`): where the archive names it otherwise, both names then
+    point at one image. `stamp` (a file beside containerd's kept store) records which archive was
+    imported last, so a rebuilt image under the same tag replaces the old one, while an unchanged
+    one is not imported again. Returns False when nothing was imported.
     """
     held = images(rl, bindir)
-    if ref in held:
+    current = stamp is None or (stamp.is_file() and stamp.read_text() == archive.name)
+    if ref in held and current:
         return False
-    if source not in held:
-        ctr(rl, bindir, "images", "import", "--snapshotter", "overlayfs", str(archive))
+    ctr(rl, bindir, "images", "import", "--snapshotter", "overlayfs", str(archive))
     if source != ref:
         ctr(rl, bindir, "images", "tag", "--force", source, ref)
+    if stamp is not None:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(archive.name)
     return True
 
 
@@ -200,9 +207,10 @@ def load_project_images(layout: Layout) -> list[str]:
     lines = []
     for built, archive in engine.export():
         began = time.monotonic()
+        # The archive already names the image as Kubernetes resolves it (recipe.kubernetes_name).
         ref = recipe.kubernetes_name(built.ref)
-        source = recipe.podman_name(built.ref)
-        imported = import_archive(rl, bindir, archive, source=source, ref=ref)
+        stamp = rl.containerd_root / "llmop-imported" / built.image.name
+        imported = import_archive(rl, bindir, archive, source=ref, ref=ref, stamp=stamp)
         took = time.monotonic() - began
         lines.append(f"{ref} " + (f"imported in {took:.0f}s" if imported else "already there"))
     return lines
