@@ -31,9 +31,51 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Move tests that take the cluster down to the end (stable order otherwise)."""
     items.sort(key=lambda item: item.get_closest_marker(TAKES_CLUSTER_DOWN) is not None)
+    config.stash[_E2E_WHERE] = where_e2e_runs(items)
+
+
+# e2e modules whose pods are real containers from the project's images.
+REAL_CONTAINER_MODULES = {
+    "test_realnode_e2e.py": "on the real node (kubelet, containerd, runc)",
+    "test_images_e2e.py": "under podman with the pods' hardening",
+}
+_E2E_WHERE = pytest.StashKey[dict[str, int]]()
+
+
+def where_e2e_runs(items: list[pytest.Item]) -> dict[str, int]:
+    """How many selected e2e tests run real containers (per module) and how many the process node."""
+    counts: dict[str, int] = {}
+    for item in items:
+        if item.get_closest_marker("e2e") is None:
+            continue
+        module = item.path.name
+        key = module if module in REAL_CONTAINER_MODULES else "process node"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say where the e2e tests ran: issue 13 asks the output to name what is not on real
+    containers, and why."""
+    counts = terminalreporter.config.stash.get(_E2E_WHERE, {})
+    if not counts:
+        return
+    terminalreporter.section("where the e2e tests ran")
+    for module, how in REAL_CONTAINER_MODULES.items():
+        if counts.get(module):
+            terminalreporter.write_line(
+                f"{counts[module]:4d} in {module}: real containers from the images, {how}"
+            )
+    if counts.get("process node"):
+        terminalreporter.write_line(
+            f"{counts['process node']:4d} others: in-process, or with pods on the process node, which runs "
+            "them as local processes (no "
+            "cgroups: limits, OOMKilled, exec and port-forward are not real there). Moving them "
+            "onto the real node is not done; see README.md, 'What is not done yet'."
+        )
 
 
 @pytest.fixture(scope="session")
