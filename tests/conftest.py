@@ -9,10 +9,15 @@ helm and the kubernetes client all talk to this cluster and nothing else.
 `namespace` (function): a fresh namespace per test, deleted afterwards.
 
 Tests marked `takes_cluster_down` run last: they stop the shared cluster.
+
+LLMOP_E2E_NODE=real: every pod that does not choose a node runs on the real node (kubelet,
+containerd, runc) from the project's images: the session loads the images, removes the real
+node's taint and cordons the process node, and undoes both at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -71,11 +76,41 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             )
     if counts.get("process node"):
         terminalreporter.write_line(
-            f"{counts['process node']:4d} others: in-process, or with pods on the process node, which runs "
-            "them as local processes (no "
-            "cgroups: limits, OOMKilled, exec and port-forward are not real there). Moving them "
-            "onto the real node is not done; see README.md, 'What is not done yet'."
+            f"{counts['process node']:4d} others: in-process, or with pods on "
+            + (
+                "the real node (LLMOP_E2E_NODE=real: the process node cordoned)"
+                if e2e_node() == "real"
+                else "the process node, which runs them as local processes (no cgroups: limits, "
+                "OOMKilled, exec and port-forward are not real there); LLMOP_E2E_NODE=real puts "
+                "them on the real node, see README.md, 'What is not done yet'"
+            )
         )
+
+
+def e2e_node() -> str:
+    """Where pods of tests that do not choose a node go: "process" (default) or "real"."""
+    value = os.environ.get("LLMOP_E2E_NODE", "process")
+    if value not in ("process", "real"):
+        raise pytest.UsageError(f"LLMOP_E2E_NODE={value!r}: expected 'process' or 'real'")
+    return value
+
+
+@contextlib.contextmanager
+def everything_on_the_real_node(handle: Cluster) -> Iterator[None]:
+    """LLMOP_E2E_NODE=real: the real node up with the project's images, its taint removed and
+    the process node cordoned, so every new pod lands in a real container; undone afterwards."""
+    from localcluster import rn_config, rn_node
+
+    rn_node.up(handle.layout)
+    print("\n".join(rn_node.load_project_images(handle.layout)))
+    handle.kubectl("taint", "node", rn_config.NODE_NAME, f"{rn_config.TAINT_KEY}-", check=False)
+    handle.kubectl("cordon", cp_layout.NODE_NAME)
+    try:
+        yield
+    finally:
+        handle.kubectl("uncordon", cp_layout.NODE_NAME, check=False)
+        taint = f"{rn_config.TAINT_KEY}=true:NoSchedule"
+        handle.kubectl("taint", "node", rn_config.NODE_NAME, taint, "--overwrite", check=False)
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +125,12 @@ def cluster() -> Iterator[Cluster]:
     os.environ["KUBECONFIG"] = str(layout.kubeconfig)
     os.environ["PATH"] = f"{handle.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
     try:
-        yield handle
+        with (
+            everything_on_the_real_node(handle)
+            if e2e_node() == "real"
+            else contextlib.nullcontext()
+        ):
+            yield handle
     finally:
         for key, value in saved.items():
             if value is None:
