@@ -36,10 +36,14 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Move tests that take the cluster down to the end (stable order otherwise)."""
     items.sort(key=lambda item: item.get_closest_marker(TAKES_CLUSTER_DOWN) is not None)
-    config.stash[_E2E_WHERE] = where_e2e_runs(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The selected tests (after -m and -k), counted for the summary."""
+    session.config.stash[_E2E_WHERE] = where_e2e_runs(session.items)
 
 
 # e2e modules whose pods are real containers from the project's images.
