@@ -55,13 +55,13 @@ _E2E_WHERE = pytest.StashKey[dict[str, int]]()
 
 
 def where_e2e_runs(items: list[pytest.Item]) -> dict[str, int]:
-    """How many selected e2e tests run real containers (per module) and how many the process node."""
+    """How many selected e2e tests run real containers from the images (per module), and the others."""
     counts: dict[str, int] = {}
     for item in items:
         if item.get_closest_marker("e2e") is None:
             continue
         module = item.path.name
-        key = module if module in REAL_CONTAINER_MODULES else "process node"
+        key = module if module in REAL_CONTAINER_MODULES else "others"
         counts[key] = counts.get(key, 0) + 1
     return counts
 
@@ -78,25 +78,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(
                 f"{counts[module]:4d} in {module}: real containers from the images, {how}"
             )
-    if counts.get("process node"):
+    if counts.get("others"):
         terminalreporter.write_line(
-            f"{counts['process node']:4d} others: in-process, or with pods on "
+            f"{counts['others']:4d} others: in-process, or with pods on "
             + (
                 "the real node (LLMOP_E2E_NODE=real: the process node cordoned)"
-                if e2e_node() == "real"
+                if cp_testing.e2e_node() == "real"
                 else "the process node, which runs them as local processes (no cgroups: limits, "
                 "OOMKilled, exec and port-forward are not real there); LLMOP_E2E_NODE=real puts "
                 "them on the real node, see README.md, 'What is not done yet'"
             )
         )
-
-
-def e2e_node() -> str:
-    """Where pods of tests that do not choose a node go: "process" (default) or "real"."""
-    value = os.environ.get("LLMOP_E2E_NODE", "process")
-    if value not in ("process", "real"):
-        raise pytest.UsageError(f"LLMOP_E2E_NODE={value!r}: expected 'process' or 'real'")
-    return value
 
 
 @contextlib.contextmanager
@@ -113,8 +105,9 @@ def everything_on_the_real_node(handle: Cluster) -> Iterator[None]:
         yield
     finally:
         handle.kubectl("uncordon", cp_layout.NODE_NAME, check=False)
-        taint = f"{rn_config.TAINT_KEY}=true:NoSchedule"
-        handle.kubectl("taint", "node", rn_config.NODE_NAME, taint, "--overwrite", check=False)
+        handle.kubectl(
+            "taint", "node", rn_config.NODE_NAME, rn_config.TAINT_ARG, "--overwrite", check=False
+        )
 
 
 @pytest.fixture(scope="session")
@@ -131,7 +124,7 @@ def cluster() -> Iterator[Cluster]:
     try:
         with (
             everything_on_the_real_node(handle)
-            if e2e_node() == "real"
+            if cp_testing.e2e_node() == "real"
             else contextlib.nullcontext()
         ):
             yield handle

@@ -5,7 +5,7 @@ mmdebstrap and imported into podman's store. Its tarball is cached outside the c
 key of every input (`BaseRecipe.key`), so a warm build never runs mmdebstrap again.
 
 The project's images: `images/<name>.Dockerfile` built with buildah on that base. The quirks of
-these machines are in the command line (see /work/shared/notes/containers-here.md): runc (crun
+these machines are in the command line (see the shared notes, containers-here.md): runc (crun
 refuses the hybrid cgroup layout), host networking, rlimits below the sandbox's (no
 CAP_SYS_RESOURCE to raise them), the host's CA bundle (a TLS-intercepting proxy) and uv cache
 mounted into the build, and `--layers` so unchanged steps are reused.

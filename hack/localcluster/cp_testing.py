@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -25,6 +26,15 @@ REPO = cp_layout.HACK_DIR.parent
 
 class ForeignClusterError(Exception):
     """The kubeconfig does not belong to the cluster these tests manage."""
+
+
+def e2e_node() -> str:
+    """Where a test session puts pods that do not choose a node: $LLMOP_E2E_NODE, "process"
+    (the default) or "real" (tests/conftest.py moves them onto the real node)."""
+    value = os.environ.get("LLMOP_E2E_NODE", "process")
+    if value not in ("process", "real"):
+        raise ValueError(f"LLMOP_E2E_NODE={value!r}: expected 'process' or 'real'")
+    return value
 
 
 def guard_kubeconfig(path: Path, *, layout: Layout) -> None:

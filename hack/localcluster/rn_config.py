@@ -36,6 +36,9 @@ RANGE_END = "198.18.255.254"
 CNI_NETWORK = "llmop-real"
 # The taint keeps every pod that does not ask for this node off it.
 TAINT_KEY = "llm-operator.dev/real-node"
+TAINT = {"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}
+# The same taint as `kubectl taint` writes it.
+TAINT_ARG = f"{TAINT['key']}={TAINT['value']}:{TAINT['effect']}"
 # cgroup v1 parent of all pods: one folder per controller, removed by `down`.
 CGROUP_ROOT = "/llmop"
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
@@ -205,7 +208,7 @@ def kubelet_config(layout: RealLayout, *, client_ca: Path) -> dict[str, Any]:
             "x509": {"clientCAFile": str(client_ca)},
         },
         "authorization": {"mode": "Webhook"},
-        "registerWithTaints": [{"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}],
+        "registerWithTaints": [dict(TAINT)],
         "evictionHard": {
             "memory.available": "100Mi",
             "nodefs.available": "1%",

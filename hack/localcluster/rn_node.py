@@ -173,13 +173,10 @@ def images(rl: RealLayout, bindir: Path) -> set[str]:
 
 
 def import_archive(
-    rl: RealLayout, bindir: Path, archive: Path, *, source: str, ref: str, stamp: Path | None = None
+    rl: RealLayout, bindir: Path, archive: Path, *, ref: str, stamp: Path | None = None
 ) -> bool:
-    """Import an image archive whose image is named `source`, and name it `ref` for the kubelet.
-
-    The kubelet asks for the normalised name (`llm-operator/runtime:0.1.0` is
-    `docker.io/llm-operator/runtime:0.1.0`): where the archive names it otherwise, both names then
-    point at one image. `stamp` (a file beside containerd's kept store) records which archive was
+    """Import an image archive whose image is named `ref`, the name the kubelet asks for
+    (`llm-operator/runtime:0.1.0` is `docker.io/llm-operator/runtime:0.1.0`). `stamp` (a file beside containerd's kept store) records which archive was
     imported last, so a rebuilt image under the same tag replaces the old one, while an unchanged
     one is not imported again. Returns False when nothing was imported.
     """
@@ -188,8 +185,6 @@ def import_archive(
     if ref in held and current:
         return False
     ctr(rl, bindir, "images", "import", "--snapshotter", "overlayfs", str(archive))
-    if source != ref:
-        ctr(rl, bindir, "images", "tag", "--force", source, ref)
     if stamp is not None:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(archive.name)
@@ -210,7 +205,7 @@ def load_project_images(layout: Layout) -> list[str]:
         # The archive already names the image as Kubernetes resolves it (recipe.kubernetes_name).
         ref = recipe.kubernetes_name(built.ref)
         stamp = rl.containerd_root / "llmop-imported" / built.image.name
-        imported = import_archive(rl, bindir, archive, source=ref, ref=ref, stamp=stamp)
+        imported = import_archive(rl, bindir, archive, ref=ref, stamp=stamp)
         took = time.monotonic() - began
         lines.append(f"{ref} " + (f"imported in {took:.0f}s" if imported else "already there"))
     return lines
@@ -231,9 +226,7 @@ def up(layout: Layout, *, timeout: float = 120.0) -> float:
     ensure_cgroups()
     start_containerd(layout, rl, bindir=bindir)
     # The sandbox image first: the kubelet cannot start a pod without it, and cannot pull it.
-    import_archive(
-        rl, bindir, bindir / "pause.oci.tar", source=cfg.SANDBOX_IMAGE, ref=cfg.SANDBOX_IMAGE
-    )
+    import_archive(rl, bindir, bindir / "pause.oci.tar", ref=cfg.SANDBOX_IMAGE)
     start_kubelet(layout, rl, bindir=bindir, timeout=timeout)
     return time.monotonic() - began
 

@@ -17,7 +17,6 @@ process node's tests are not disturbed.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -118,10 +117,9 @@ def test_the_real_node_runs_the_real_kubelet_on_containerd(
     info = node["status"]["nodeInfo"]
     assert info["kubeletVersion"] == "v1.37.2", info
     assert info["containerRuntimeVersion"].startswith("containerd://2."), info
-    taint = {"key": rn_config.TAINT_KEY, "value": "true", "effect": "NoSchedule"}
     # Tainted, unless this session put every pod here (LLMOP_E2E_NODE=real, tests/conftest.py).
-    tainted = os.environ.get("LLMOP_E2E_NODE", "process") != "real"
-    assert (taint in (node["spec"].get("taints") or [])) == tainted, node["spec"]
+    tainted = cp_testing.e2e_node() != "real"
+    assert (rn_config.TAINT in (node["spec"].get("taints") or [])) == tainted, node["spec"]
     addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
     assert addresses["InternalIP"] == rn_config.NODE_IP
 
