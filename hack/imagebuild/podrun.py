@@ -17,9 +17,6 @@ from dataclasses import dataclass
 from imagebuild import recipe
 
 USER = "65532:65532"
-# Below the sandbox's own limits (nofile 20000, nproc 96363): a runtime without
-# CAP_SYS_RESOURCE cannot raise them, and podman's defaults would try.
-ULIMITS = ("nofile=4096:4096", "nproc=4096:4096")
 # The size the operator gives a pod's /tmp emptyDir (llm_operator.pod.TMP_SIZE_LIMIT).
 TMP_SIZE = "512m"
 
@@ -44,7 +41,7 @@ def hardened_argv(
         f"--memory={memory}",
         f"--network={network}",
     ]
-    argv += [f"--ulimit={limit}" for limit in ULIMITS]
+    argv += [f"--ulimit={limit}" for limit in recipe.ULIMITS]  # as the builds: see recipe
     argv += [f"--volume={v}" for v in volumes]
     argv += [f"--env={k}={v}" for k, v in (env or {}).items()]
     return argv
