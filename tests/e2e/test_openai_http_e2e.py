@@ -94,7 +94,20 @@ def service_url(cluster: Cluster, ns: str, pod_ip: str) -> str:
         lambda: pod_ip in json.dumps(cluster.kubectl_json("get", "endpoints", NAME, "-n", ns)),
         timeout=60,
     )
-    return f"http://{svc['spec']['clusterIP']}:{port['port']}/v1"
+    url = f"http://{svc['spec']['clusterIP']}:{port['port']}/v1"
+    # The Endpoints object listing the pod does not mean the node's proxy has seen its
+    # EndpointSlice yet (kube-proxy lags the same way): until it has, the ClusterIP closes
+    # connections at once. CI once hit that window (connection reset on the first request).
+    kit.wait_for("the ClusterIP to route to the pod", lambda: _answers(f"{url}/models"), timeout=60)
+    return url
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
 
 
 def _pod_url(pod_ip: str) -> str:
