@@ -12,6 +12,7 @@ reach its volumes as a kubelet's do, and the token is refreshed in place.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,13 +148,60 @@ def folder_source(volume: Mapping[str, Any], *, pod_dir: Path, pvc_paths: Mappin
     return str(pod_dir / "volumes" / volume["name"])
 
 
+# A hostPath `type` -> (the kind of file it must be, the kubelet's words when it is not).
+_HOST_PATH_KINDS = {
+    "Directory": ("directory", "is not a directory"),
+    "File": ("file", "is not a file"),
+    "Socket": ("socket", "is not a socket file"),
+    "CharDevice": ("char", "is not a character device"),
+    "BlockDevice": ("block", "is not a block device"),
+}
+
+
+def path_kind(path: str) -> str | None:
+    """What is at `path`: directory, file, socket, char, block, other; None when nothing is."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for kind, test in (
+        ("directory", stat.S_ISDIR),
+        ("file", stat.S_ISREG),
+        ("socket", stat.S_ISSOCK),
+        ("char", stat.S_ISCHR),
+        ("block", stat.S_ISBLK),
+    ):
+        if test(mode):
+            return kind
+    return "other"
+
+
+def host_path_problem(type_: str, path: str, kind: str | None) -> str | None:
+    """The kubelet's type check of a hostPath volume (pkg/volume/hostpath): None when `kind`
+    (what `path_kind` found) satisfies `type_`. The *OrCreate types and unset accept anything
+    (the kubelet creates what is missing); the others name the path and what it should be."""
+    wanted = _HOST_PATH_KINDS.get(type_)
+    if wanted is None or kind == wanted[0]:
+        return None
+    return f"hostPath type check failed: {path} {wanted[1]}"
+
+
 def prepare_folder(volume: Mapping[str, Any], source: str) -> None:
-    """Create emptyDir and hostPath (DirectoryOrCreate/unset type) folders with open modes."""
+    """Create emptyDir and hostPath (DirectoryOrCreate/unset type) folders with open modes, and
+    check the typed hostPaths as a kubelet does: ConfigError (FailedMount) when one is wrong."""
     if "emptyDir" in volume:
         os.makedirs(source, exist_ok=True)
         os.chmod(source, 0o777)
-    elif "hostPath" in volume and volume["hostPath"].get("type", "") in ("", "DirectoryOrCreate"):
+        return
+    if "hostPath" not in volume:
+        return
+    type_ = volume["hostPath"].get("type", "")
+    if type_ in ("", "DirectoryOrCreate"):
         os.makedirs(source, exist_ok=True)
+    elif type_ == "FileOrCreate" and not os.path.exists(source):
+        Path(source).touch(mode=0o644)
+    elif problem := host_path_problem(type_, source, path_kind(source)):
+        raise containerspec.ConfigError(problem)
 
 
 def read_only_volumes(pod: Mapping[str, Any]) -> set[str]:

@@ -4,7 +4,8 @@
     python -m localcluster.node --state-dir DIR --cleanup
 
 It registers the Node and keeps its Lease fresh, runs every pod bound to it as local processes
-(pods.py), proxies ClusterIP Services (proxy.py), writes each pod's /etc/hosts, provisions
+(pods.py), proxies ClusterIP Services (proxy.py), serves the cluster DNS on its address for the
+real node's pods (dns.py), writes each pod's /etc/hosts, provisions
 hostPath PVs for claims and serves container logs on :10250. `--cleanup` (or `cleanup()`)
 removes everything it ever created: processes, namespaces, veths, addresses, files.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from localcluster import (
+    dns,
     events,
     kubeapi,
     logs,
@@ -103,6 +105,7 @@ class Node:
         self.services: dict[str, Obj] = {}
         self.slices: dict[str, Obj] = {}
         self.proxy = proxy.Proxy()
+        self.dns = dns.Server()
         self.changed = asyncio.Event()
         self.background: set[asyncio.Task[None]] = set()
         self.ctx = pods.NodeContext(
@@ -150,12 +153,14 @@ class Node:
         return on_list, on_event
 
     async def sync_services(self) -> None:
-        """Re-apply the proxy table and rewrite every pod's hosts file after any change."""
+        """Re-apply the proxy table and DNS records, and rewrite every pod's hosts file, after
+        any change."""
         while True:
             await self.changed.wait()
             self.changed.clear()
             table = services.proxy_table(self.services.values(), self.slices.values())
             await self.proxy.apply(table)
+            self.dns.records = services.dns_records(self.services.values(), self.slices.values())
             for w in list(self.workers.values()):
                 if w.netns and w.pod_ip:
                     with contextlib.suppress(OSError):
@@ -235,6 +240,10 @@ class Node:
         log_server = await logs.serve(
             self.locate_log, folder=self.state_dir, ip=self.cfg.host_ip, port=self.cfg.kubelet_port
         )
+        try:
+            await self.dns.start(self.cfg.host_ip)
+        except OSError as exc:  # the real node's pods then resolve no Service names
+            log.warning("cluster DNS cannot listen on %s:%d: %s", self.cfg.host_ip, dns.PORT, exc)
         svc_list, svc_event = self._store(self.services)
         es_list, es_event = self._store(self.slices)
         pod_params = {"fieldSelector": f"spec.nodeName={self.cfg.name}"}
@@ -273,6 +282,7 @@ class Node:
         """Stop every pod's processes (pods stay in the API; a restarted node runs them again)."""
         await asyncio.gather(*(w.stop() for w in self.workers.values()), return_exceptions=True)
         self._save_created()
+        self.dns.close()
         await self.proxy.close()
 
 

@@ -218,7 +218,11 @@ def kubelet_config(layout: RealLayout, *, client_ca: Path) -> dict[str, Any]:
         "imageGCHighThresholdPercent": 99,
         "imageGCLowThresholdPercent": 98,
         "serializeImagePulls": False,
-        "resolvConf": "/etc/resolv.conf",
+        # Names resolve in the cluster only: the process node's DNS (dns.py) on the gateway
+        # answers Services and headless endpoints, and no host resolver is passed to pods
+        # (dnsPolicy Default gets none), so no pod's lookup leaves the machine.
+        "resolvConf": "",
+        "clusterDNS": [GATEWAY],
         "clusterDomain": "cluster.local",
         "protectKernelDefaults": False,
         # The kubelet may not lower its own oom_score_adj here (no CAP_SYS_RESOURCE).

@@ -162,3 +162,30 @@ def service_env(namespace: str, services: Iterable[Mapping[str, Any]]) -> dict[s
             env[key + "_PORT"] = str(port["port"])
             env[key + "_ADDR"] = cluster_ip
     return env
+
+
+def dns_records(
+    services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]]
+) -> dict[str, list[str]]:
+    """The cluster's A records, as a cluster DNS serves them: lower-case FQDN (no final dot) ->
+    addresses. A ClusterIP Service answers with its ClusterIP, a headless one with its ready
+    endpoints, and an endpoint with a hostname (hostname + subdomain, StatefulSets) with its own
+    address as `<hostname>.<svc>.<ns>.svc.cluster.local`. ExternalName Services have no A
+    record here (no outside names resolve in this cluster)."""
+    index = by_service(slices)
+    records: dict[str, list[str]] = {}
+    for svc in services:
+        meta, spec = svc["metadata"], svc.get("spec", {})
+        fqdn = f"{meta['name']}.{meta['namespace']}.svc.{DOMAIN}".lower()
+        cluster_ip = spec.get("clusterIP")
+        if cluster_ip and cluster_ip != "None":
+            records[fqdn] = [cluster_ip]
+        elif cluster_ip == "None":
+            records[fqdn] = _ready_ips(svc, index)
+            for s in _slices_of(svc, index):
+                for endpoint in s.get("endpoints") or []:
+                    host = endpoint.get("hostname")
+                    if host and endpoint.get("conditions", {}).get("ready", True) is not False:
+                        name = f"{host}.{fqdn}".lower()
+                        records[name] = sorted({*records.get(name, []), *endpoint["addresses"]})
+    return records

@@ -42,12 +42,44 @@ MODEL_CACHE_SIZE_LIMIT = "64Gi"
 TMP_SIZE_LIMIT = "512Mi"
 
 
-def fetch_uri(source: str) -> str:
-    """The URI `llm-runtime fetch` reads: pvc://claim/path becomes a path under the claim's mount."""
-    if source.startswith("pvc://"):
-        _claim, _, path = source.removeprefix("pvc://").partition("/")
+def node_path(source: str) -> str | None:
+    """The node path a `file:///path` or bare `/path` source names, else None."""
+    if source.startswith("file://"):
+        return source.removeprefix("file://")
+    return source if source.startswith("/") else None
+
+
+def node_path_type(model: spec.ModelSpec) -> str:
+    """The hostPath type of a node-path source: `File` for one GGUF file, `Directory` for a
+    folder. A typed hostPath makes the kubelet check the path (a missing one fails the mount,
+    FailedMount, which the status shows) instead of creating an empty folder there, as an
+    untyped one would. `auto` goes by the name: the runtime's auto-detection reads a folder
+    unless the path is a .gguf file."""
+    if model.format == "gguf":
+        return "File"
+    if model.format == "auto" and model.source.rstrip("/").endswith(".gguf"):
+        return "File"
+    return "Directory"
+
+
+def source_mount_path(model: spec.ModelSpec) -> str:
+    """Where the fetch container sees the source: a folder at SOURCE_MOUNT, a single file
+    under it by its own name (the runtime tells GGUF by the suffix)."""
+    path = node_path(model.source)
+    if path is not None and node_path_type(model) == "File":
+        return f"{naming.SOURCE_MOUNT}/{path.rstrip('/').rsplit('/', 1)[-1]}"
+    return naming.SOURCE_MOUNT
+
+
+def fetch_uri(model: spec.ModelSpec) -> str:
+    """The URI `llm-runtime fetch` reads: a pvc:// path or a node path becomes the path under
+    its read-only mount in the fetch container; other URIs pass as written."""
+    if model.source.startswith("pvc://"):
+        _claim, _, path = model.source.removeprefix("pvc://").partition("/")
         return f"{naming.SOURCE_MOUNT}/{path}"
-    return source
+    if node_path(model.source) is not None:
+        return source_mount_path(model)
+    return model.source
 
 
 def source_claim(source: str) -> str | None:
@@ -55,6 +87,19 @@ def source_claim(source: str) -> str | None:
     if not source.startswith("pvc://"):
         return None
     return source.removeprefix("pvc://").partition("/")[0]
+
+
+def source_volume(model: spec.ModelSpec) -> dict[str, Any] | None:
+    """The read-only volume the fetch container reads the weights from: the claim of a pvc://
+    source, the node path of a file:// one (hostPath, so Pod Security's baseline and restricted
+    levels refuse it: use pvc:// there), None for sources it downloads or has built in."""
+    claim = source_claim(model.source)
+    if claim:
+        return {"name": "source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+    path = node_path(model.source)
+    if path is not None:
+        return {"name": "source", "hostPath": {"path": path, "type": node_path_type(model)}}
+    return None
 
 
 def model_dir(model: spec.ModelSpec) -> str:
@@ -86,11 +131,9 @@ def _volumes(s: spec.LLMDeploymentSpec) -> list[dict[str, Any]]:
         {"name": "model", **model},
         {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
     ]
-    claim = source_claim(s.model.source)
-    if claim:
-        volumes.append(
-            {"name": "source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
-        )
+    source = source_volume(s.model)
+    if source:
+        volumes.append(source)
     if s.security.tls_secret_name:
         volumes.append({"name": "tls", "secret": {"secretName": s.security.tls_secret_name}})
     if s.security.auth_token_secret_name:
@@ -149,15 +192,15 @@ def _fetch_container(s: spec.LLMDeploymentSpec, image: str) -> dict[str, Any]:
         {"name": "model", "mountPath": naming.MODEL_MOUNT},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
-    if source_claim(s.model.source):
-        mounts.append({"name": "source", "mountPath": naming.SOURCE_MOUNT, "readOnly": True})
+    if source_volume(s.model):
+        mounts.append({"name": "source", "mountPath": source_mount_path(s.model), "readOnly": True})
     return {
         "name": FETCH_CONTAINER,
         "image": image,
         "imagePullPolicy": s.runtime.image_pull_policy,
         "args": [
             "fetch",
-            fetch_uri(s.model.source),
+            fetch_uri(s.model),
             model_dir(s.model),
             "--format",
             s.model.format,

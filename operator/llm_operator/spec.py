@@ -104,7 +104,9 @@ class ModelSpec(_Model):
         min_length=1,
         max_length=1024,
         description="Where the weights come from: `file:///abs/path` or `/abs/path` (a path on "
-        "the node), `pvc://claim/path/in/claim` (a PersistentVolumeClaim in the same namespace, "
+        "the node, mounted read-only as a hostPath: a .gguf file, or a folder for the other "
+        "formats; Pod Security's baseline level refuses hostPath, use pvc:// there), "
+        "`pvc://claim/path/in/claim` (a PersistentVolumeClaim in the same namespace, "
         "mounted read-only), `hf://org/name@revision` (the Hugging Face Hub, revision pinned) or "
         "`builtin://smollm2-135m-instruct` (the model packaged with the runtime image). An hf:// "
         "revision is a commit (40 hex digits), optionally followed by one /file.gguf.",

@@ -23,6 +23,7 @@ from bench import canary_kit as kit
 from bench import loadgen, podwatch
 from bench.analysis_trail import Trail
 from llm_runtime.api import contract
+from llm_runtime.frontdoor import metrics as fd_metrics
 from localcluster.cp_testing import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -74,6 +75,36 @@ def _pod_requests(pod: dict[str, Any]) -> float:
 
 def _counts(chat: kit.Target, revisions: tuple[str, ...]) -> dict[str, float]:
     return {rev: sum(_pod_requests(p) for p in chat.live_pods(rev)) for rev in revisions}
+
+
+def _routes_applied(cluster: Cluster, ns: str, canary: str, weight: int) -> bool:
+    """Every front door pod reports (its own metrics) the canary revision at `weight`: the
+    routes ConfigMap reached it. A real kubelet rewrites a ConfigMap volume at the pod's next
+    sync (up to its syncFrequency, 1 min by default, later), the process node within seconds."""
+    doors = _front_door_pods(cluster, ns)
+    for door in doors:
+        url = f"http://{door['status']['podIP']}:{contract.RUNTIME_METRICS_PORT}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text = resp.read().decode()
+        at = kit.sample(text, fd_metrics.METRIC_WEIGHT, backend="canary")
+        # The config pre-creates its canary revision's OK series, so its presence names it.
+        named = 'backend="canary"' in text and f'revision="{canary}"' in text
+        if at != weight or not named:
+            return False
+    return bool(doors)
+
+
+def _wait_for_routes(cluster: Cluster, ns: str, canary: str, weight: int) -> None:
+    start = time.monotonic()
+    kit.wait_for(
+        f"every front door routing {weight}% to {canary}",
+        lambda: _routes_applied(cluster, ns, canary, weight),
+        timeout=180,
+        interval=1,
+    )
+    print(
+        f"[measure] routes at {weight}% reached the front doors {time.monotonic() - start:.1f} s after the status showed the step"
+    )
 
 
 def _front_door_pods(cluster: Cluster, ns: str) -> list[dict[str, Any]]:
@@ -143,7 +174,7 @@ def test_one_canary_pod_at_weight_10_gets_10_percent_of_a_long_lived_channels_re
         interval=2,
     )
     assert chat.deployments() == {f"chat-{stable}": 1, f"chat-{canary}": 1}
-    time.sleep(4)  # the routes ConfigMap reaches the front door pod (polled every second)
+    _wait_for_routes(cluster, ns, canary, 10)
     before = _counts(chat, (stable, canary))
     # One client, one channel: the connection pattern that defeats per-connection balancing.
     config = _long_lived(chat.service_target())
@@ -188,7 +219,7 @@ def test_at_25_percent_two_long_lived_clients_send_the_canary_a_quarter_of_their
         timeout=LOAD_TIMEOUT,
         interval=2,
     )
-    time.sleep(4)  # the new routes reach both front door pods
+    _wait_for_routes(cluster, ns, canary, 25)
     doors = ",".join(
         f"{p['status']['podIP']}:{contract.RUNTIME_GRPC_PORT}"
         for p in _front_door_pods(cluster, ns)

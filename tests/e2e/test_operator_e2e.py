@@ -279,15 +279,20 @@ def test_a_model_that_fails_to_load_is_degraded_with_the_reason(
     assert any(e["reason"] == degraded["reason"] for e in warnings), warnings
 
 
-def test_a_missing_model_file_fails_the_fetch_and_is_degraded(
+def test_a_missing_model_file_fails_the_mount_and_is_degraded(
     operator: Cluster, namespace: str
 ) -> None:
+    # A node path is a typed hostPath: the kubelet refuses a missing file (FailedMount) instead
+    # of creating an empty folder in its place, and the status names the path.
     apply_example(
         operator, namespace, model={"name": "missing", "source": "file:///nonexistent/model.gguf"}
     )
     st = wait_for("Degraded", phase_is(operator, namespace, "Degraded"), timeout=180)
-    assert "container fetch" in st["lastError"]
+    assert "/nonexistent/model.gguf is not a file" in st["lastError"], st
+    (mount,) = [c for c in st["conditions"] if c["type"] == "VolumeMountFailed"]
+    assert (mount["status"], mount["reason"]) == ("True", "FailedMount"), mount
     assert any(e["type"] == "Warning" for e in events(operator, namespace))
+    assert not Path("/nonexistent").exists()
 
 
 def test_deleting_the_llmdeployment_cascades_to_every_child(

@@ -153,3 +153,14 @@ def test_slices_are_found_by_namespace_and_service_name_and_unlabelled_ones_igno
     }
     # The same Service name in another namespace never lends its endpoints.
     assert services.proxy_table([WEB], [other_ns]) == {("198.19.0.20", 80): []}
+
+
+def test_dns_records_are_cluster_ips_ready_headless_endpoints_and_hostnames() -> None:
+    named = {**DB_SLICE, "endpoints": [*DB_SLICE["endpoints"], {"addresses": ["198.18.0.32"], "hostname": "db-0"},
+                                       {"addresses": ["198.18.0.33"], "hostname": "db-1", "conditions": {"ready": False}}]}  # fmt: skip
+    records = services.dns_records([WEB, DB, svc("Odd", "team", "", [])], [WEB_SLICE, named])
+    assert records == {
+        "web.team.svc.cluster.local": ["198.19.0.20"],
+        "db.team.svc.cluster.local": ["198.18.0.30", "198.18.0.31", "198.18.0.32"],
+        "db-0.db.team.svc.cluster.local": ["198.18.0.32"],
+    }

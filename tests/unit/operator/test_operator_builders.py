@@ -136,6 +136,43 @@ def test_pvc_source_is_mounted_read_only_and_fetched_as_a_path() -> None:
     assert {"name": "source", "mountPath": "/mnt/source", "readOnly": True} in init["volumeMounts"]
 
 
+@pytest.mark.parametrize(
+    ("source", "fmt", "host_type", "mount", "uri"),
+    [
+        ("file:///w/smol.gguf", "auto", "File", "/mnt/source/smol.gguf", "/mnt/source/smol.gguf"),
+        ("/w/model.bin", "gguf", "File", "/mnt/source/model.bin", "/mnt/source/model.bin"),
+        ("file:///w/tiny/", "auto", "Directory", "/mnt/source", "/mnt/source"),
+        ("/w/tiny", "hf", "Directory", "/mnt/source", "/mnt/source"),
+        ("/w/conv", "converted", "Directory", "/mnt/source", "/mnt/source"),
+    ],
+)
+def test_a_node_path_source_is_a_typed_read_only_host_path(
+    source: str, fmt: str, host_type: str, mount: str, uri: str
+) -> None:
+    d = _d(model={"name": "m", "source": source, "format": fmt})
+    deploy, _ = builders.deployment(d, default_image=IMAGE)
+    pod_spec = deploy["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    path = source.removeprefix("file://")
+    # Typed, so the kubelet refuses a missing path (FailedMount) instead of creating a folder.
+    assert volumes["source"]["hostPath"] == {"path": path, "type": host_type}
+    (init,) = pod_spec["initContainers"]
+    assert init["args"][1] == uri
+    assert {"name": "source", "mountPath": mount, "readOnly": True} in init["volumeMounts"]
+    (main,) = pod_spec["containers"]
+    assert all(m["name"] != "source" for m in main["volumeMounts"])  # only the fetch reads it
+
+
+def test_downloaded_and_builtin_sources_mount_no_source_volume() -> None:
+    for source in ("builtin://smollm2-135m-instruct", "hf://o/m@" + "0" * 40):
+        deploy, _ = builders.deployment(
+            _d(model={"name": "m", "source": source}), default_image=IMAGE
+        )
+        pod_spec = deploy["spec"]["template"]["spec"]
+        assert "source" not in {v["name"] for v in pod_spec["volumes"]}
+        assert pod_spec["initContainers"][0]["args"][1] == source
+
+
 def test_model_dir_differs_per_source_so_a_shared_cache_never_mixes_models() -> None:
     a = spec.ModelSpec(name="a", source="hf://o/a@0123456789abcdef0123456789abcdef01234567")
     b = spec.ModelSpec(name="a", source="hf://o/a@89abcdef0123456789abcdef0123456789abcdef")
