@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,8 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from loopback import free_port
 
 if TYPE_CHECKING:
     from llm_runtime.api import client as api
@@ -108,13 +109,6 @@ async def burst(
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextlib.asynccontextmanager
 async def frontdoor_process(stable_target: str, workdir: Path) -> AsyncIterator[str]:
     """`python -m llm_runtime.frontdoor` in front of `stable_target`; yields its target."""
@@ -123,7 +117,7 @@ async def frontdoor_process(stable_target: str, workdir: Path) -> AsyncIterator[
 
     config = workdir / "routing.json"
     config.write_text(routing.to_json(routing.RoutingConfig(routing.Backend(stable_target, "r1"))))
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": f"{ROOT / 'runtime'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -23,18 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from loopback import free_port
 
 BINARY = "prometheus"
 
 
 class QueryError(RuntimeError):
     """Prometheus answered `status: error`."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Prometheus:

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from bench import canary_kit as kit
 from imagebuild import engine, podrun, recipe
 from llm_runtime.api import client, contract
 from localcluster.cp_testing import Cluster
+from loopback import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]  # a cold build takes minutes
 
@@ -187,12 +187,6 @@ def test_the_runtime_container_is_read_only_unprivileged_and_without_capabilitie
 
 
 # ---- the operator image ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def readable_kubeconfig(cluster: Cluster, folder: Path) -> Path:

@@ -14,6 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from localcluster import dns
+from loopback import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -78,9 +79,7 @@ def dns_port() -> Iterator[tuple[int, dict[str, list[str]]]]:
     """The server on 127.0.0.1, its records editable, run on a loop in a thread."""
     loop = asyncio.new_event_loop()
     server = dns.Server()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # TCP-free; the UDP bind below fails loudly if that port is taken
     loop.run_until_complete(server.start("127.0.0.1", port))
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

@@ -13,6 +13,7 @@ from llm_operator import podclient, spec
 from llm_operator.rollout import analysis, promtext
 from llm_runtime import config, server
 from llm_runtime.models import tiny
+from loopback import free_port
 
 from tests.unit.runtime.openai_api import harness
 
@@ -37,7 +38,7 @@ async def runtime(tiny_model: Path) -> AsyncIterator[server.RuntimeServer]:
         grpc_port=0,
         metrics_port=0,
         health_port=0,
-        http_port=harness.free_port(),  # 0 turns the HTTP API off
+        http_port=free_port(),  # 0 turns the HTTP API off
         grace_seconds=1,
         model_name=MODEL,
     )

@@ -7,7 +7,6 @@ Real server, real engine, tiny random model; the clients are the ones users get.
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -21,6 +20,7 @@ from llm_runtime import config, server
 from llm_runtime.api import client
 from llm_runtime.engine import limits
 from llm_runtime.models import tiny
+from loopback import free_port
 
 from tests.unit.runtime import loopback
 
@@ -125,13 +125,6 @@ async def test_health_answers_promptly_while_big_prompts_are_being_tokenized(
     assert max(latencies) < 1.0, latencies
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     subprocess.run(
@@ -164,7 +157,7 @@ async def test_the_health_port_answers_plaintext_probes_when_the_main_port_has_t
         await loaded.wait()
         return await server.load_engine(settings)
 
-    settings = _settings(tiny_model, tls_cert=cert, tls_key=key, health_port=_free_port())
+    settings = _settings(tiny_model, tls_cert=cert, tls_key=key, health_port=free_port())
     srv = server.RuntimeServer(settings, engine_factory=slow_load)
     await srv.start()
     try:

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from llm_runtime.api import client as api
 from llm_runtime.api.v1 import runtime_pb2
 from llm_runtime.frontdoor import metrics, proxy, routing
 from llm_runtime.frontdoor import server as frontdoor
+from loopback import free_port
 from prometheus_client import parser
 
 pytestmark = pytest.mark.unit
@@ -378,13 +378,6 @@ def test_method_shapes_come_from_the_descriptors() -> None:
     assert proxy.method_shape("/grpc.health.v1.Health/Check") is None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_the_module_imports_no_torch_nor_other_runtime_modules() -> None:
     code = (
         "import sys, llm_runtime.frontdoor.main\n"
@@ -402,7 +395,7 @@ def test_the_module_imports_no_torch_nor_other_runtime_modules() -> None:
 async def test_the_process_serves_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     async with _backend({GENERATE: _echo}) as (stable, _):
         config = _config_file(tmp_path, routing.RoutingConfig(routing.Backend(stable, "r1")))
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "PYTHONPATH": f"{ROOT / 'runtime'}"}
         cmd = [sys.executable, "-m", "llm_runtime.frontdoor", "--config", str(config)]
         cmd += ["--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 from llm_runtime import config, metrics, server
 from llm_runtime.api import contract
+from loopback import free_port
 
 MODEL = "tiny-chat"  # the served name (the operator's LLM_MODEL_NAME)
 
@@ -50,14 +50,6 @@ class Running:
         labels = {"method": method, "code": code, "model": info.name, "revision": info.revision}
         labels[contract.LABEL_PROTOCOL] = metrics.PROTOCOL_OF[method]
         return self.srv.metrics.registry.get_sample_value("llm_runtime_requests_total", labels)
-
-
-def free_port() -> int:
-    """A port free on loopback now: `http_port` 0 turns the API off, so tests name a port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def settings_for(model: Path, **overrides: Any) -> config.Settings:
