@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llm_operator import builders, children, kube, preflight, routing, stablespec, windows
+from llm_operator import (
+    builders,
+    children,
+    kube,
+    podclient,
+    preflight,
+    routing,
+    stablespec,
+    windows,
+)
 from llm_operator import workloads as wl
 from llm_operator.rollout import plan
 from llm_operator.rollout.state import RolloutStatus
@@ -82,11 +91,37 @@ def _sized(deploy: Obj, replicas: int) -> dict[str, Any]:
     return {**deploy, "spec": {**deploy["spec"], "replicas": replicas}}
 
 
+def still_routed(front_doors: Sequence[Obj]) -> set[str] | None:
+    """The revisions the Ready front doors send stable traffic to, by their own metrics; None when one of
+    them cannot be read (a revision is then retired on a later tick, never blindly)."""
+    routed: set[str] = set()
+    for door in front_doors:
+        name = door["metadata"]["name"]
+        got = podclient.scrape(str(door["status"]["podIP"]))
+        try:
+            if got.text is None:
+                raise ValueError(got.error)
+            routed |= routing.routed_revisions(got.text)
+        except ValueError as e:
+            log.info("front door %s unread (%s): no revision retires this tick", name, e)
+            return None
+    return routed
+
+
 def apply_workloads(
-    g: Gathered, r: RolloutStatus, *, cache: Cache, default_image: str, force: bool
+    g: Gathered,
+    r: RolloutStatus,
+    *,
+    cache: Cache,
+    default_image: str,
+    force: bool,
+    pods: Sequence[Obj] = (),
 ) -> wl.Actions:
     """Applies, resizes and deletes per-revision Deployments to match the plan. The spec
-    revision's Deployment is re-applied when the cache shows it drifted (or `force`)."""
+    revision's Deployment is re-applied when the cache shows it drifted (or `force`). With the
+    front door, a former stable keeps its pods and Service until no Ready front door (among
+    `pods`) routes its stable traffic there any more: removing them earlier fails every
+    request it still sends there (routing.routed_revisions)."""
     d = g.d
     planned = plan.workloads(r, d.spec.replicas)
     spec_deploy, spec_rev = builders.deployment(d, default_image=default_image)
@@ -99,12 +134,17 @@ def apply_workloads(
         listed[0] if listed else None,
         cache.applied.get(f"Deployment/{name}"),
     )
+    current = wl.existing(g.deployments, g.all_pods)
+    routed: set[str] | None = set()
+    if routing.enabled(d) and any(e.revision not in want for e in current):
+        routed = still_routed(routing.ready_front_doors(pods, d.owner.name))
     actions = wl.converge(
         planned=planned,
         spec_revision=spec_rev,
-        current=wl.existing(g.deployments, g.all_pods),
+        current=current,
         keep=keep,
         force_apply=force or drifted,
+        routed=routed,
     )
     ns = d.owner.namespace
     if actions.apply is not None:
@@ -174,6 +214,7 @@ def converge(
             cache=cache,
             default_image=default_image,
             force=bool(cache.refused),
+            pods=kids.pods,
         )
         cache.refused = ""
     except kube.ApiError as e:

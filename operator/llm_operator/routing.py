@@ -11,9 +11,11 @@ ready pod, spread by the channel's round_robin), and reads the weight from a Con
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from llm_runtime.api import contract
+from prometheus_client.parser import text_string_to_metric_families
 
 from llm_operator import naming, pod, spec
 from llm_operator.rollout.state import RolloutPhase, RolloutStatus
@@ -209,3 +211,36 @@ def pod_disruption_budget(d: spec.LLMDeployment) -> Obj:
         "metadata": meta,
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(d.owner.name)}},
     }
+
+
+def ready_front_doors(pods: Iterable[Mapping[str, Any]], owner: str) -> list[Mapping[str, Any]]:
+    """The front door pods of `owner` that serve now: Ready, not terminating, with an IP."""
+    found = []
+    for p in pods:
+        meta, status = p.get("metadata") or {}, p.get("status") or {}
+        conditions = status.get("conditions") or ()
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        mine = (meta.get("labels") or {}).get(contract.LABEL_FRONTDOOR) == owner
+        if mine and ready and status.get("podIP") and not meta.get("deletionTimestamp"):
+            found.append(p)
+    return found
+
+
+def routed_revisions(text: str) -> set[str]:
+    """The revisions one front door's scrape says it sends its stable traffic to, by its
+    config in force. The routes ConfigMap is what the operator asked for; this is what a pod
+    applied (a kubelet rewrites a ConfigMap volume at the pod's next sync, a minute or more
+    later), so a former stable is retired only once no front door names it: until then its
+    requests have nowhere else to go. A canary is not held: a call the front door cannot place
+    there fails before its first answer and is retried on the stable. ValueError for text that
+    is not the exposition format."""
+    revisions = set()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if (
+                s.name == contract.METRIC_FRONTDOOR_BACKEND_INFO
+                and s.value == 1
+                and s.labels.get("backend") == "stable"
+            ):
+                revisions.add(str(s.labels.get("revision", "")))
+    return revisions - {""}

@@ -71,12 +71,16 @@ def converge(
     current: Sequence[Existing],
     keep: Collection[str],
     force_apply: bool = False,
+    routed: Collection[str] | None = frozenset(),
 ) -> Actions:
     """The actions that bring `current` to `planned`.
 
     `keep`: revisions whose Deployment must survive even at 0 (the stable while Recreate starts
     the new one: a failed start brings it back). `force_apply` re-applies the spec revision even
-    when its size is right (drift repair undoes manual edits of the template).
+    when its size is right (drift repair undoes manual edits of the template). `routed`:
+    revisions a front door still sends its stable traffic to, left as they are (neither scaled
+    down nor deleted) until it stops; None when that is unknown (a front door could not be read), which
+    holds every retirement.
     """
     by_rev = {e.revision: e for e in current if e.revision}
     want = {w.revision: w.replicas for w in planned}
@@ -94,7 +98,7 @@ def converge(
             scale.append((have.name, replicas))
     delete: list[str] = []
     for e in current:
-        if e.revision in want:
+        if e.revision in want or routed is None or e.revision in routed:
             continue
         if e.replicas != 0:
             scale.append((e.name, 0))

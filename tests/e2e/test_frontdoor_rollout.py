@@ -257,11 +257,19 @@ def test_promoting_moves_every_request_to_the_new_revision_without_a_failed_call
             timeout=LOAD_TIMEOUT,
             interval=2,
         )
+        # The old revision keeps its pods until every front door has applied the promoted
+        # routes (a real kubelet rewrites the ConfigMap volume up to a minute or more later):
+        # the load runs until they are gone, the moment a too-early retirement fails calls.
+        kit.wait_for(
+            "the old revision's pods gone",
+            lambda: {podwatch.revision(p) for p in chat.live_pods()} == {canary},
+            timeout=240,
+            interval=2,
+        )
         time.sleep(3)
     report = load.report
     assert report is not None
     assert report.failed == 0 and report.ok > 0, report.summary()
-    assert {podwatch.revision(p) for p in chat.live_pods()} == {canary}
 
 
 def test_a_canary_breaching_a_limit_only_traffic_shows_is_rolled_back_and_clients_see_no_error(

@@ -34,6 +34,9 @@ OPERATOR_METRICS_PORT = 9090
 METRIC_REQUESTS = "llm_runtime_requests_total"
 METRIC_TTFT_SECONDS = "llm_runtime_time_to_first_token_seconds"
 METRIC_TPOT_SECONDS = "llm_runtime_time_per_output_token_seconds"
+# The front door's config in force: 1 per backend, labelled `backend` and `revision`. The
+# operator retires a revision only once no Ready front door reports it (routing.routed_revisions).
+METRIC_FRONTDOOR_BACKEND_INFO = "llm_frontdoor_backend_info"
 # The label on the request metrics that tells the two ways in apart, and its values. The canary
 # analysis sums over it: HTTP traffic is judged like gRPC traffic.
 LABEL_PROTOCOL = "protocol"

@@ -23,12 +23,14 @@ from __future__ import annotations
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from llm_runtime.api import contract
 from llm_runtime.frontdoor import routing
 
 # Family names as a scrape shows them (a counter's family carries its `_total` suffix here).
 METRIC_REQUESTS = "llm_frontdoor_requests_total"
 METRIC_RETRIES = "llm_frontdoor_retries_total"
 METRIC_WEIGHT = "llm_frontdoor_weight"
+METRIC_BACKEND_INFO = contract.METRIC_FRONTDOOR_BACKEND_INFO  # what the operator reads
 METRIC_CONFIG_RELOADS = "llm_frontdoor_config_reloads_total"
 METRIC_IN_FLIGHT = "llm_frontdoor_requests_in_flight"
 
@@ -65,6 +67,12 @@ class FrontdoorMetrics:
         self._weight = Gauge(
             METRIC_WEIGHT, "Configured share of requests in percent.", ["backend"], registry=r
         )
+        self._backend_info = Gauge(
+            METRIC_BACKEND_INFO,
+            "The routing config in force: 1 for each backend, labelled with its revision.",
+            ["backend", "revision"],
+            registry=r,
+        )
         self._reloads = Counter(
             METRIC_CONFIG_RELOADS.removesuffix("_total"),
             "Routing config changes seen, by result (ok, invalid, unreadable).",
@@ -92,9 +100,11 @@ class FrontdoorMetrics:
         weight = config.canary_weight
         self._weight.labels(routing.STABLE).set(100 - weight)
         self._weight.labels(routing.CANARY).set(weight)
+        self._backend_info.clear()
         for name in routing.BACKENDS:
             backend = config.backend(name)
             if backend is not None:
+                self._backend_info.labels(name, backend.revision).set(1)
                 for method in METHODS:
                     self._requests.labels(name, backend.revision, method, "OK")
 

@@ -108,3 +108,16 @@ def test_existing_reads_revision_labels_and_counts_pods() -> None:
         wl.Existing("chat-r1", "r1", 2, 2),
         wl.Existing("chat-r2", "r2", 0, 1),
     ]
+
+
+def test_a_revision_a_front_door_still_routes_to_keeps_its_pods_and_deployment() -> None:
+    """After a promotion the old stable leaves the plan, but until every front door has
+    applied the new routes it still sends requests there: scaling it down (or deleting its
+    Service with the Deployment) then fails them."""
+    args: dict[str, Any] = {"planned": _plan(("r2", 1)), "spec_revision": "r2", "keep": {"r2"}}
+    live, empty = [_have("r1", 1), _have("r2", 1)], [_have("r1", 0, pods=0), _have("r2", 1)]
+    assert wl.converge(**args, current=live, routed={"r1", "r2"}).empty
+    assert wl.converge(**args, current=empty, routed={"r1"}).delete == ()
+    assert wl.converge(**args, current=live, routed=None).empty  # a front door unread: hold
+    assert wl.converge(**args, current=live, routed={"r2"}).scale == (("chat-r1", 0),)
+    assert wl.converge(**args, current=empty, routed={"r2"}).delete == ("chat-r1",)
