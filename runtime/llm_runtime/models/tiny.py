@@ -59,7 +59,9 @@ def build_tokenizer() -> Any:
     )
 
 
-def tiny_config(tokenizer: Any, *, arch: str = "llama") -> Any:
+def tiny_config(
+    tokenizer: Any, *, arch: str = "llama", context_length: int = CONTEXT_LENGTH
+) -> Any:
     """Two layers, hidden size 64, grouped-query attention: every code path of a real Llama."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHITECTURES}")
@@ -72,7 +74,7 @@ def tiny_config(tokenizer: Any, *, arch: str = "llama") -> Any:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=CONTEXT_LENGTH,
+        max_position_embeddings=context_length,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -80,8 +82,11 @@ def tiny_config(tokenizer: Any, *, arch: str = "llama") -> Any:
     )
 
 
-def make_tiny_model(dst: str | Path, *, seed: int = 0, arch: str = "llama") -> Path:
+def make_tiny_model(
+    dst: str | Path, *, seed: int = 0, arch: str = "llama", context_length: int = CONTEXT_LENGTH
+) -> Path:
     """Write a tiny random causal LM + tokenizer to `dst` (an HF directory) and return it.
+    A longer `context_length` lets a test ask for generations that outlast a deadline.
 
     The same seed gives the same weights; torch's global RNG is left as it was.
     """
@@ -90,7 +95,7 @@ def make_tiny_model(dst: str | Path, *, seed: int = 0, arch: str = "llama") -> P
 
     folder = Path(dst)
     tokenizer = build_tokenizer()
-    config = tiny_config(tokenizer, arch=arch)
+    config = tiny_config(tokenizer, arch=arch, context_length=context_length)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         auto: Any = AutoModelForCausalLM

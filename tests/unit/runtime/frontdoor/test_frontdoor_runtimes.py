@@ -41,7 +41,8 @@ class Runtimes:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny.make_tiny_model(tmp_path_factory.mktemp("tiny"))
+    # A long context: the deadline test asks for more tokens than its deadline can generate.
+    return tiny.make_tiny_model(tmp_path_factory.mktemp("tiny"), context_length=LONG + 64)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -62,6 +63,7 @@ async def runtimes(
             http_port=0,
             grace_seconds=1,
             auth_token_file=token_file,
+            max_new_tokens=LONG,
         )
 
     async with (
@@ -246,22 +248,28 @@ async def test_the_token_passes_through_and_a_missing_one_is_refused_by_the_runt
         assert await _aget(door.metrics_port, metrics.METRIC_REQUESTS, code="UNAUTHENTICATED") == 3
 
 
+DEADLINE = 0.5  # seconds: time for the front door to forward the call on a loaded machine
+LONG = 4000  # tokens: several seconds of the tiny model even at the engine's fastest step
+
+
 async def test_the_deadline_reaches_the_runtime(runtimes: Runtimes, tmp_path: Path) -> None:
     path = tmp_path / "routing.json"
     _write(path, runtimes, weight=0)
     sport = runtimes.stable.metrics_port
     before = await asyncio.to_thread(_requests, sport, code="DEADLINE_EXCEEDED")
-    long = api.build_request("a long one", max_new_tokens=480)
+    long = api.build_request("a long one", max_new_tokens=LONG)
     async with _door(path) as door, _client(door) as client:
+        # One short call first: the front door's channel to the runtime is connected, so the
+        # deadline below is spent generating, not connecting.
+        await client.generate(api.build_request("warm", max_new_tokens=1), deadline=30)
         with pytest.raises(aio.AioRpcError) as info:
-            await client.generate(long, deadline=0.5)
+            await client.generate(long, deadline=DEADLINE)
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         with pytest.raises(aio.AioRpcError) as info:
-            async for _ in client.generate_stream(long, deadline=0.5):
+            async for _ in client.generate_stream(long, deadline=DEADLINE):
                 pass
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        # The runtime saw the deadline itself (a call merely cancelled by us reads CANCELLED); 0.5 s
-        # leaves the front door time to forward the call on a loaded machine, 480 tokens outlast it.
+        # The runtime saw the deadline itself (a call merely cancelled by us reads CANCELLED).
         await _until(lambda: _requests(sport, code="DEADLINE_EXCEEDED") - before == 2)
         await _until(lambda: _get(sport, "llm_runtime_requests_running") == 0)
 
@@ -271,7 +279,7 @@ async def test_a_client_cancel_frees_the_runtime_slot(runtimes: Runtimes, tmp_pa
     _write(path, runtimes, weight=0)
     sport = runtimes.stable.metrics_port
     before = await asyncio.to_thread(_requests, sport, code="CANCELLED", method="GenerateStream")
-    long = api.build_request("a long one", max_new_tokens=480)
+    long = api.build_request("a long one", max_new_tokens=LONG)
     async with _door(path) as door, _client(door) as client:
         stream = client.generate_stream(long, deadline=60)
         await anext(stream)
