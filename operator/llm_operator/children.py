@@ -78,6 +78,9 @@ class Children:
     owner: str
     pods: tuple[Obj, ...] = ()
     deployments: tuple[Obj, ...] = ()
+    # The front door's pods (no deployment label, so not among `pods`): what a former stable's
+    # retirement asks first (converge.still_routed).
+    front_doors: tuple[Obj, ...] = ()
     others: Mapping[str, Obj] = dataclasses.field(default_factory=dict)  # "Kind/name" -> object
 
     @classmethod
@@ -95,6 +98,12 @@ class Children:
             owner=owner,
             pods=tuple(_selected(by_kind.get("Pod", ()), owner)),
             deployments=tuple(_selected(by_kind.get("Deployment", ()), owner)),
+            front_doors=tuple(
+                p
+                for p in by_kind.get("Pod", ())
+                if ((p.get("metadata") or {}).get("labels") or {}).get(naming.LABEL_FRONTDOOR)
+                == owner
+            ),
             others=others,
         )
 

@@ -214,7 +214,7 @@ def converge(
             cache=cache,
             default_image=default_image,
             force=bool(cache.refused),
-            pods=kids.pods,
+            pods=kids.front_doors,
         )
         cache.refused = ""
     except kube.ApiError as e:

@@ -9,6 +9,7 @@ from llm_operator import GROUP, KIND, VERSION, spec
 # The label keys and the runtime's metrics port are the runtime contract's; these names stay.
 LABEL_INSTANCE = contract.LABEL_INSTANCE
 LABEL_DEPLOYMENT = contract.LABEL_DEPLOYMENT
+LABEL_FRONTDOOR = contract.LABEL_FRONTDOOR
 LABEL_REVISION = contract.LABEL_REVISION
 LABEL_COMPONENT = contract.LABEL_COMPONENT
 METRICS_PORT = contract.RUNTIME_METRICS_PORT

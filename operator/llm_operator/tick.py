@@ -202,6 +202,16 @@ def problems_of(g: Gathered, serving: str) -> tuple[preflight.Problem, ...]:
     return tuple(preflight.merged(found))
 
 
+def _held(g: Gathered, r: RolloutStatus) -> bool:
+    """A revision out of the plan still has live pods: its retirement waits (on the front
+    doors' routes, converge.still_routed), and only a tick notices when that ends."""
+    planned = {w.revision for w in plan.workloads(r, g.d.spec.replicas)}
+    return any(
+        rev not in planned and any(not _terminating(p) for p in group)
+        for rev, group in g.groups.items()
+    )
+
+
 def _terminating(pod: Obj) -> bool:
     return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
@@ -323,6 +333,7 @@ def settled(o: Outcome) -> bool:
         r.phase in (state.RolloutPhase.STABLE, state.RolloutPhase.ROLLED_BACK)
         and not unsettled(g.all_pods, g.deployments, g.d.spec.replicas)
         and not any(_terminating(p) for p in g.all_pods)
+        and not _held(g, r)
         and not t.problems
         and not g.apply_error
         and not o.refused

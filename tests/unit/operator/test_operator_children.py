@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from llm_operator import children, naming
+from llm_operator import children, naming, routing
 
 pytestmark = pytest.mark.unit
 
@@ -76,6 +76,11 @@ def test_a_snapshot_keeps_only_the_runtime_pods_and_finds_children_by_name() -> 
         "chat", {"Pod": [ours, frontdoor], "Deployment": [deploy], "Service": [_svc()]}
     )
     assert [p["metadata"]["name"] for p in kids.pods] == ["p1"]
+    assert kids.front_doors == ()  # an instance label alone is not the front door's
+    door = {"metadata": {"name": "p3", "labels": routing.selector_labels("chat")}}
+    with_door = children.Children.of("chat", {"Pod": [ours, door]})
+    assert [p["metadata"]["name"] for p in with_door.front_doors] == ["p3"]
+    assert [p["metadata"]["name"] for p in with_door.pods] == ["p1"]
     assert kids.deployments == (deploy,)
     assert kids.live(_svc()) == _svc()
     assert kids.live({"kind": "Deployment", "metadata": {"name": "chat-abc"}}) == deploy
