@@ -182,7 +182,9 @@ def deployment(d: spec.LLMDeployment, *, image: str) -> Obj:
                 "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
             },
             "template": {
-                "metadata": {"labels": labels},
+                # The common labels too: the operator's pod watch selects managed-by and
+                # instance, and a former stable's retirement asks the pods it finds there.
+                "metadata": {"labels": {**common, **labels}},
                 "spec": {
                     "serviceAccountName": naming.service_account_name(d.owner.name),
                     "automountServiceAccountToken": False,

@@ -94,7 +94,16 @@ def test_the_front_door_runs_non_root_read_only_from_the_runtime_image() -> None
     assert c["image"] == IMAGE and c["args"][0] == "frontdoor"
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["runAsNonRoot"] is True
-    assert deploy["spec"]["template"]["metadata"]["labels"] == routing.selector_labels("chat")
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert routing.selector_labels("chat").items() <= pod_labels.items()
+    # The operator's pod watch (handlers.OWNED) must see the front door's pods: a former
+    # stable's retirement waits on them. Without these labels it saw none and never waited.
+    from llm_operator import handlers
+
+    assert (
+        pod_labels["app.kubernetes.io/managed-by"] == handlers.OWNED["app.kubernetes.io/managed-by"]
+    )
+    assert pod_labels[contract.LABEL_INSTANCE] == "chat"
     mount = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert mount["routes"] == contract.FRONTDOOR_CONFIG_DIR
 
