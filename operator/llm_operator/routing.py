@@ -18,6 +18,7 @@ from llm_runtime.api import contract
 from prometheus_client.parser import text_string_to_metric_families
 
 from llm_operator import naming, pod, spec
+from llm_operator.rollout import pods as rollout_pods
 from llm_operator.rollout.state import RolloutPhase, RolloutStatus
 
 Obj = dict[str, Any]
@@ -216,16 +217,19 @@ def pod_disruption_budget(d: spec.LLMDeployment) -> Obj:
 
 
 def ready_front_doors(pods: Iterable[Mapping[str, Any]], owner: str) -> list[Mapping[str, Any]]:
-    """The front door pods of `owner` that serve now: Ready, not terminating, with an IP."""
-    found = []
-    for p in pods:
-        meta, status = p.get("metadata") or {}, p.get("status") or {}
-        conditions = status.get("conditions") or ()
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-        mine = (meta.get("labels") or {}).get(contract.LABEL_FRONTDOOR) == owner
-        if mine and ready and status.get("podIP") and not meta.get("deletionTimestamp"):
-            found.append(p)
-    return found
+    """The front door pods of `owner` that serve now: live and Ready (the same test as the
+    runtime pods', rollout.pods.ready_names), with an IP."""
+    mine = [
+        p
+        for p in pods
+        if (p.get("metadata", {}).get("labels") or {}).get(contract.LABEL_FRONTDOOR) == owner
+    ]
+    ready = set(rollout_pods.ready_names(mine))
+    return [
+        p
+        for p in mine
+        if p["metadata"].get("name") in ready and (p.get("status") or {}).get("podIP")
+    ]
 
 
 def routed_revisions(text: str) -> set[str]:
